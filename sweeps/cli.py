@@ -1,27 +1,266 @@
-"""`memsweep` command line: a thin layer over sweeps/ and analysis/."""
+"""`memsweep` command line: a thin layer over sweeps/ and analysis/.
+
+Subcommands: run, validate, presets, status, compact, fit, report, demo, version. Heavy modules (ray, torch,
+pyarrow) are imported inside the subcommands so `memsweep --help` stays fast. Spec mistakes print as a clean
+list (no traceback) and exit with status 2; a sweep with failed trials exits with status 1.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib.metadata import version as _dist_version
+from pathlib import Path
+from typing import Any, Callable
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
+class UserError(Exception):
+    """A mistake in the command's arguments: printed without a traceback, exit status 2."""
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def _console() -> Any:
+    """Rich console; wide when stdout is not a terminal, so tables in logs are not squeezed to 80 columns."""
+    from rich.console import Console
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+# Ray Tune's own console output is replaced by sweeps.progress: the legacy reporter at verbose=0 prints no
+# experiment banner, and the checkpoint-sync warning is noise for trials that checkpoint at every evaluation.
+RAY_QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+                 "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _load(spec_arg: str, store: str | None = None) -> Any:
+    """The validated spec of a file path or preset name, with the store optionally overridden."""
+    from sweeps.spec import load_spec
+    spec = load_spec(spec_arg)
+    return spec.with_store(store) if store else spec
+
+
+def _existing_store(uri: str) -> Any:
+    """A Store for `uri`; UserError when it is a local path that does not exist (a typo, usually)."""
+    if "://" not in uri or uri.startswith("file://"):
+        path = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+        if not path.is_dir():
+            raise UserError(f"no store at {str(path)!r} (not a directory)")
+    from analysis.store import Store
+    return Store(uri)
+
+
+def _print_spec(spec: Any, console: Any) -> None:
+    """Name, mode, store, resources and the grid of a spec."""
+    console.print(f"[bold]{spec.name}[/bold]: {spec.description}" if spec.description else f"[bold]{spec.name}[/bold]")
+    console.print(f"  mode {spec.mode}, store {spec.store}")
+    res = spec.resources
+    console.print(f"  per trial: cpu {res['cpu']:g}, gpu {res['gpu']:g}")
+    grid = spec.grid_summary()
+    sizes = " x ".join(f"{len(values)} {name}" for name, values in grid)
+    console.print(f"  {spec.n_trials} trials = {sizes}")
+    for name, values in grid:
+        console.print(f"    {name}: {', '.join(values)}", highlight=False)
+
+
+def _write_table(table: Any, out: str) -> Path:
+    """Write a pyarrow table as .parquet or .csv (by the file's suffix)."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        pq.write_table(table, path)
+    elif path.suffix == ".csv":
+        import pyarrow.csv as pcsv
+        pcsv.write_csv(table, path)
+    else:
+        raise UserError(f"--out {out!r}: use a .parquet or .csv file name")
+    return path
+
+
+def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, console: Any) -> Any:
+    """Onsets from the store, laws per (tail, L) and joint, printed; returns the laws table."""
+    from analysis.fits import fit_laws, print_laws
+    from analysis.onset import onsets
+    store = _existing_store(store_uri)
+    table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric)
+    if table.num_rows == 0:
+        raise UserError(f"no onsets in {store_uri!r}" + (f" for sweep {sweep!r}" if sweep else "")
+                        + ": has a sweep written any curves there?")
+    laws = fit_laws(table, theta=thetas)
+    print_laws(laws, console=console)
+    return laws
+
+
+def _report(store_uri: str, out_dir: str, sweep: str | None) -> Path:
+    """Write the HTML report; returns the path of its index.html."""
+    from analysis.report import write_report
+    path = Path(write_report(_existing_store(store_uri), out_dir, sweep=sweep))
+    return path if path.suffix == ".html" else path / "index.html"
+
+
+def _run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
+    """Run a spec through the runner; prints what happened; returns the SweepResult."""
+    for key, value in RAY_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    from sweeps.runner import run_sweep
+    _print_spec(spec, console)
+    result = run_sweep(spec, workers=args.workers, address=args.address, resume=getattr(args, "resume", False),
+                       progress=not args.no_progress)
+    console.print(f"{spec.name}: {result.n_done} trials finished, {result.n_failed} failed, "
+                  f"{result.n_skipped} already in the store; store {result.store}", highlight=False)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- commands
 def _cmd_version(args: argparse.Namespace) -> int:
     print(_dist_version("memsweep"))
     return 0
 
 
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from sweeps.spec import preset_descriptions, preset_path
+    for name, desc in preset_descriptions().items():
+        print(f"{name:<8} {desc}")
+        if args.paths:
+            print(f"         {preset_path(name)}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    spec = _load(args.spec, args.store)
+    _print_spec(spec, _console())
+    print("ok")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    console = _console()
+    result = _run(_load(args.spec, args.store), args, console)
+    return EXIT_FAILED if result.n_failed else 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from analysis.store import print_summary
+    print_summary(_existing_store(args.store), console=_console())
+    return 0
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    report = _existing_store(args.store).compact(sweep=args.sweep)
+    console = _console()
+    if not report:
+        console.print("nothing to compact")
+    for table, sweeps in report.items():
+        for sweep, counts in sweeps.items() if isinstance(sweeps, dict) else [("", sweeps)]:
+            console.print(f"{table} {sweep}: {counts}", highlight=False)
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    console = _console()
+    laws = _fit(args.store, args.sweep, args.theta or [0.5], args.metric, console)
+    if args.out:
+        console.print(f"laws written to {_write_table(laws, args.out)}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    index = _report(args.store, args.out, args.sweep)
+    print(f"report: {index}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    console = _console()
+    out = Path(args.out).expanduser().absolute()
+    spec = _load(args.spec, str(out / "store"))
+    result = _run(spec, args, console)
+    _fit(spec.store, spec.name, [0.1, 0.5, 0.9], "mem_excess", console)
+    index = _report(spec.store, str(out / "report"), spec.name)
+    console.print(f"report (figures, laws.csv, laws.parquet): {index}", highlight=False)
+    return EXIT_FAILED if result.n_failed else 0
+
+
+# ------------------------------------------------------------------------------------------------- parser
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
+    p.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
+    p.add_argument("--no-progress", action="store_true", help="no live table (Ray's own output is still quiet)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memsweep", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("version", help="print the installed version")
-    p.set_defaults(func=_cmd_version)
+    parser = argparse.ArgumentParser(prog="memsweep", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("run", _cmd_run, "run a sweep (a spec file or a preset name) on Ray Tune")
+    p.add_argument("spec", metavar="SPEC", help="YAML spec file or preset name (see `memsweep presets`)")
+    _add_run_options(p)
+    p.add_argument("--resume", action="store_true", help="resume the interrupted Tune experiment of this sweep")
+    p.add_argument("--store", default=None, metavar="URI", help="write to this store instead of the spec's")
+
+    p = add("validate", _cmd_validate, "check a spec without running it; print its trial count and grid")
+    p.add_argument("spec", metavar="SPEC", help="YAML spec file or preset name")
+    p.add_argument("--store", default=None, metavar="URI", help="validate with this store instead of the spec's")
+
+    p = add("presets", _cmd_presets, "list the shipped presets")
+    p.add_argument("--paths", action="store_true", help="also print each preset's file path")
+
+    p = add("status", _cmd_status, "summarize a store: trials by status, rows and fragments per table")
+    p.add_argument("store", metavar="STORE", help="store path or URI")
+
+    p = add("compact", _cmd_compact, "merge a store's small fragments into one per table and sweep")
+    p.add_argument("store", metavar="STORE", help="store path or URI")
+    p.add_argument("--sweep", default=None, help="only this sweep")
+
+    p = add("fit", _cmd_fit, "fit onset laws tau = C * P**beta per (tail, L) and jointly; print them")
+    p.add_argument("store", metavar="STORE", help="store path or URI")
+    p.add_argument("--sweep", default=None, help="only this sweep (default: every sweep in the store)")
+    p.add_argument("--theta", type=float, action="append", default=None,
+                   help="onset threshold; repeat for several (default 0.5)")
+    p.add_argument("--metric", default="mem_excess", choices=("mem_excess", "copy_frac"),
+                   help="curve whose threshold crossing defines the onset")
+    p.add_argument("--out", default=None, metavar="FILE", help="also write the laws table (.parquet or .csv)")
+
+    p = add("report", _cmd_report, "write the HTML report (figures + index.html) of a store")
+    p.add_argument("store", metavar="STORE", help="store path or URI")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--sweep", default=None, help="only this sweep")
+
+    p = add("demo", _cmd_demo, "run the demo preset into DIR/store, fit and print the laws, write DIR/report")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    _add_run_options(p)
+    p.add_argument("--spec", default="demo", help=argparse.SUPPRESS)  # e.g. `--spec tiny` for a quick check
+
+    add("version", _cmd_version, "print the installed version")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"memsweep: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("memsweep: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        # A SpecError can only come from sweeps.spec, already imported by then; not importing it up front
+        # keeps `memsweep --help` and `version` free of torch.
+        spec_module = sys.modules.get("sweeps.spec")
+        if spec_module is not None and isinstance(e, spec_module.SpecError):
+            print(f"memsweep: invalid spec: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
 
 
 if __name__ == "__main__":

@@ -1,0 +1,332 @@
+"""A rich live view of a sweep, replacing Ray Tune's console output.
+
+`LiveProgress` is a `ray.tune.Callback`: Tune calls it on the driver as trials start, report, finish or fail.
+It keeps a row per trial (status, latest step of its budget, latest copy_frac) and renders a throttled
+`rich.live.Live` table with counts, elapsed time and an ETA. When stdout is not a terminal (CI, log files) it
+prints one compact line per finished trial instead, so logs stay short. A summary is printed at the end.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ray import tune
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+STYLES = {"queued": "dim", "running": "cyan", "retrying": "yellow", "done": "green", "failed": "bold red"}
+
+
+@dataclass
+class TrialRow:
+    """What the view knows about one trial."""
+
+    key: str
+    label: str
+    budget: int | None
+    status: str = "queued"
+    step: int | None = None
+    copy_frac: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    error: str = ""
+
+    def duration(self, now: float) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished if self.finished is not None else now) - self.started
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """Seconds as '42s', '3m05s' or '2h07m'; '-' when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(round(max(seconds, 0.0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def _trial_payload(trial: Any) -> dict[str, Any]:
+    """The TrialConfig dict a Tune trial carries (config = {"trial": TrialConfig.to_dict()}), or {}."""
+    config = getattr(trial, "config", None) or {}
+    payload = config.get("trial") if isinstance(config, dict) else None
+    return payload if isinstance(payload, dict) else {}
+
+
+def _describe(payload: dict[str, Any]) -> str:
+    """'uniform L=3 P=64 seed=0' from a TrialConfig dict (best effort, for display only)."""
+    if not payload:
+        return ""
+    parts = []
+    tail = payload.get("tail") or {}
+    if tail:
+        try:
+            from sweeps.spec import TailSpec
+            parts.append(TailSpec.from_dict(tail).label)
+        except Exception:  # display only: an odd tail must not break the view
+            parts.append(str(tail.get("family", "?")))
+    grammar = payload.get("grammar") or {}
+    for name, value in (("L", grammar.get("L")), ("P", payload.get("P")), ("seed", payload.get("seed"))):
+        if value is not None:
+            parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+class LiveProgress(tune.Callback):
+    """Live table of a sweep's trials (queued/running/done/failed, step, copy_frac, elapsed, ETA).
+
+    total: number of trials, if known up front (else taken from Tune's setup or its trial list).
+    console: where to draw (default: stdout); live: force the live table on/off (default: console.is_terminal).
+    refresh_s: minimum seconds between redraws; max_rows: rows of the table (running trials first).
+    """
+
+    def __init__(self, total: int | None = None, title: str = "sweep", console: Console | None = None,
+                 live: bool | None = None, refresh_s: float = 0.5, max_rows: int = 20,
+                 clock: Callable[[], float] = time.monotonic):
+        self.total = total
+        self.title = title
+        self.console = console or Console()
+        self.use_live = self.console.is_terminal if live is None else live
+        self.refresh_s = refresh_s
+        self.max_rows = max_rows
+        self.clock = clock
+        self.rows: dict[str, TrialRow] = {}
+        self.t0: float | None = None
+        self._live: Live | None = None
+        self._last_draw = -math.inf
+        self._finished_lines = 0
+        self._closed = False
+        self._peak = 1  # most trials seen running at once: the sweep's concurrency, for the ETA
+
+    # Tune pickles its RunConfig (callbacks included) into the experiment directory: leave out the console,
+    # the live display and the clock, and make fresh ones on unpickling (they draw on the driver's stdout).
+    _UNPICKLED = ("console", "_live", "clock")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._UNPICKLED}
+        state["_clock_is_monotonic"] = self.clock is time.monotonic
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state.pop("_clock_is_monotonic", None)
+        self.__dict__.update(state)
+        self.console = Console()
+        self.clock = time.monotonic
+        self._live = None
+
+    # ---------------------------------------------------------------- Tune hooks
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
+        if self.total is None and total_num_samples and total_num_samples > 0:
+            self.total = total_num_samples
+        self._start()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        for trial in trials:
+            row = self._row(trial)
+            if row.status == "queued" and str(getattr(trial, "status", "")).upper() == "RUNNING":
+                self._mark_running(row)
+        if self.total is None or len(trials) > self.total:
+            self.total = max(len(trials), self.total or 0)
+        self._draw()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._mark_running(self._row(trial))
+        self._draw()
+
+    def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._mark_running(self._row(trial))
+        self._draw()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        row = self._row(trial)
+        if row.status in ("queued", "retrying"):
+            self._mark_running(row)
+        self._update(row, result)
+        self._draw()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        self._update(row, getattr(trial, "last_result", None) or {})
+        self._finish(row, "done")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        row.status = "retrying"
+        self._draw(force=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        self._update(row, getattr(trial, "last_result", None) or {})
+        row.error = str(getattr(trial, "error_file", "") or "")
+        self._finish(row, "failed")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- bookkeeping
+    def _start(self) -> None:
+        if self.t0 is None:
+            self.t0 = self.clock()
+        if self.use_live and self._live is None and not self._closed:
+            self._live = Live(console=self.console, auto_refresh=False, transient=False,
+                              redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+
+    def _row(self, trial: Any) -> TrialRow:
+        tune_id = str(getattr(trial, "trial_id", id(trial)))
+        row = self.rows.get(tune_id)
+        if row is None:
+            payload = _trial_payload(trial)
+            budget = (payload.get("train") or {}).get("steps")
+            row = TrialRow(key=str(payload.get("trial_id") or tune_id), label=_describe(payload), budget=budget)
+            self.rows[tune_id] = row
+        return row
+
+    def _mark_running(self, row: TrialRow) -> None:
+        self._start()
+        row.status = "running"
+        self._peak = max(self._peak, sum(r.status == "running" for r in self.rows.values()))
+        if row.started is None:
+            row.started = self.clock()
+
+    def _update(self, row: TrialRow, result: dict) -> None:
+        step = result.get("step", result.get("training_iteration"))
+        if isinstance(step, (int, float)) and not isinstance(step, bool):
+            row.step = int(step)
+        frac = result.get("copy_frac")
+        if isinstance(frac, (int, float)) and not isinstance(frac, bool):
+            row.copy_frac = float(frac)
+
+    def _finish(self, row: TrialRow, status: str) -> None:
+        if row.started is None:
+            self._mark_running(row)
+        row.status = status
+        row.finished = self.clock()
+        if not self.use_live:
+            self._print_line(row)
+        self._draw(force=True)
+
+    # ---------------------------------------------------------------- numbers
+    def counts(self) -> dict[str, int]:
+        """Trials per status; `queued` includes trials Tune has not created yet (total - known)."""
+        out = {s: 0 for s in STYLES}
+        for row in self.rows.values():
+            out[row.status] += 1
+        if self.total is not None:
+            out["queued"] += max(self.total - len(self.rows), 0)
+        return out
+
+    def elapsed(self) -> float:
+        return 0.0 if self.t0 is None else self.clock() - self.t0
+
+    def eta(self) -> float | None:
+        """Seconds left: mean finished-trial duration x the queued trials, plus what the running trials still
+        need (budget left at their own step rate, else mean minus elapsed), spread over the running slots."""
+        now = self.clock()
+        done = [r.duration(now) for r in self.rows.values() if r.status in ("done", "failed")]
+        done = [d for d in done if d is not None]
+        running = [r for r in self.rows.values() if r.status in ("running", "retrying")]
+        self._peak = max(self._peak, len(running))
+        queued = self.counts()["queued"]
+        if not running and not queued:
+            return 0.0
+        mean = sum(done) / len(done) if done else None
+        left = 0.0
+        for r in running:
+            elapsed = r.duration(now) or 0.0
+            if r.budget and r.step and elapsed > 0:
+                left += elapsed * max(r.budget - r.step, 0) / r.step
+            elif mean is not None:
+                left += max(mean - elapsed, 0.0)
+            else:
+                return None
+        if queued:
+            if mean is None:
+                return None
+            left += queued * mean
+        return left / self._peak
+
+    # ---------------------------------------------------------------- rendering
+    def _header(self) -> Text:
+        c = self.counts()
+        total = self.total if self.total is not None else len(self.rows)
+        text = Text(f"{self.title}: ", style="bold")
+        text.append(f"{c['done'] + c['failed']}/{total} finished  ")
+        for status in ("running", "queued", "retrying", "done", "failed"):
+            if c[status] or status in ("running", "queued", "done"):
+                text.append(f"{status} {c[status]}  ", style=STYLES[status])
+        text.append(f"elapsed {fmt_duration(self.elapsed())}  ETA {fmt_duration(self.eta())}")
+        return text
+
+    def render(self) -> Group:
+        """The live view: a header line and a table of the most relevant trials."""
+        table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False)
+        for col, justify in (("trial", "left"), ("config", "left"), ("status", "left"), ("step", "right"),
+                             ("copy_frac", "right"), ("time", "right")):
+            table.add_column(col, justify=justify, no_wrap=True)
+        order = {"running": 0, "retrying": 1, "failed": 2, "done": 3, "queued": 4}
+        now = self.clock()
+        rows = sorted(self.rows.values(), key=lambda r: (order[r.status], -(r.finished or r.started or 0.0)))
+        for r in rows[: self.max_rows]:
+            step = "-" if r.step is None else (f"{r.step}/{r.budget}" if r.budget else str(r.step))
+            frac = "-" if r.copy_frac is None else f"{r.copy_frac:.3f}"
+            table.add_row(r.key, r.label, Text(r.status, style=STYLES[r.status]), step, frac,
+                          fmt_duration(r.duration(now)))
+        hidden = len(rows) - self.max_rows
+        parts: list[Any] = [self._header(), table]
+        if hidden > 0:
+            parts.append(Text(f"... {hidden} more trials", style="dim"))
+        return Group(*parts)
+
+    def _draw(self, force: bool = False) -> None:
+        if self._live is None:
+            return
+        now = self.clock()
+        if force or now - self._last_draw >= self.refresh_s:
+            self._live.update(self.render(), refresh=True)
+            self._last_draw = now
+
+    def line(self, row: TrialRow) -> str:
+        """The compact one-line record of a finished trial (non-terminal output)."""
+        c = self.counts()
+        total = self.total if self.total is not None else len(self.rows)
+        frac = "-" if row.copy_frac is None else f"{row.copy_frac:.3f}"
+        step = "-" if row.step is None else str(row.step)
+        return (f"[{c['done'] + c['failed']}/{total}] {row.status:<6} {row.key} {row.label} step={step} "
+                f"copy_frac={frac} time={fmt_duration(row.duration(self.clock()))} "
+                f"elapsed={fmt_duration(self.elapsed())} eta={fmt_duration(self.eta())}")
+
+    def _print_line(self, row: TrialRow) -> None:
+        self.console.print(self.line(row), highlight=False, soft_wrap=True)
+        self._finished_lines += 1
+
+    def summary(self) -> str:
+        """One line: how many trials finished, failed, and the wall time."""
+        c = self.counts()
+        return (f"{self.title}: {c['done']} done, {c['failed']} failed, {c['queued'] + c['running']} unfinished, "
+                f"wall time {fmt_duration(self.elapsed())}")
+
+    def close(self) -> None:
+        """Stop the live display (showing its final state) and print the summary and any failures."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._live is not None:
+            self._live.update(self.render(), refresh=True)
+            self._live.stop()
+            self._live = None
+        self.console.print(self.summary(), highlight=False, soft_wrap=True)
+        for r in self.rows.values():
+            if r.status == "failed":
+                where = f" ({r.error})" if r.error else ""
+                self.console.print(f"  failed: {r.key} {r.label}{where}", style="red", highlight=False,
+                                   soft_wrap=True)

@@ -1,0 +1,375 @@
+"""Sweep specs: presets, grid expansion, trial ids, round trips, validation messages, and the progress view."""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from models import ModelConfig, TrainConfig
+from rhm import GrammarSpec, RuleDist
+from sweeps.spec import (SpecError, SweepSpec, TailSpec, TrialConfig, load_spec, preset_descriptions, preset_names,
+                         preset_path)
+
+PRESETS = ("demo", "paper", "tiny")
+
+
+@functools.lru_cache(maxsize=None)
+def _preset(name: str) -> SweepSpec:
+    """A preset loaded once per session (the paper grid has 800 points)."""
+    return load_spec(name)
+
+
+def _raw(name: str) -> dict:
+    return yaml.safe_load(preset_path(name).read_text())
+
+
+def _good(tmp_path: Path, **over) -> dict:
+    """A small valid spec dict writing under tmp_path."""
+    d = {
+        "name": "t", "store": str(tmp_path / "store"),
+        "grammar": {"v": 8, "n_c": 2, "m": 2, "s": 2, "L": 2},
+        "data": {"heldout": 4},
+        "model": {"width": 32, "depth": 1, "heads": 4},
+        "train": {"steps": 50},
+        "axes": {"tail": [{"family": "uniform"}, {"family": "power", "a": 1.0}], "P": [4, 8], "seed": [0, 1]},
+    }
+    d.update(over)
+    return d
+
+
+# ------------------------------------------------------------------------------------------------- presets
+def test_presets_listed_with_descriptions():
+    assert set(PRESETS) <= set(preset_names())
+    desc = preset_descriptions()
+    assert all(desc[name] for name in PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_validates_and_expands_to_axes_product(name):
+    raw = _raw(name)
+    expected = math.prod(len(values) for values in raw["axes"].values())
+    spec = load_spec(name)
+    trials = spec.trials()
+    assert spec.name == name and spec.n_trials == expected and len(trials) == expected
+    assert len({t.trial_id for t in trials}) == expected
+    assert all(t.trial_id.startswith(f"{name}-") for t in trials)
+    assert load_spec(str(preset_path(name))).n_trials == expected  # by path too
+
+
+def test_demo_preset_supports_an_onset_law():
+    """Several P values, >= 2 seeds and >= 2 tails, CPU only, early stop on."""
+    spec = load_spec("demo")
+    axes = dict(spec.axes)
+    assert len(axes["data.P"]) >= 4 and len(axes["seed"]) >= 2 and len(axes["tail"]) >= 2
+    assert spec.resources["gpu"] == 0
+    t = spec.trials()[0]
+    assert t.theta_stop is not None and t.train.device == "cpu"
+    # budget sanity: <= ~8 min at 50 steps/s on 2 workers even if no trial stops early (plus early stop slack)
+    assert sum(x.train.steps for x in spec.trials()) / 50 / 2 < 1.5 * 8 * 60
+
+
+def test_paper_preset_shape():
+    spec = _preset("paper")
+    axes = dict(spec.axes)
+    assert axes["grammar.L"] == (3, 4) and len(axes["seed"]) == 5
+    assert min(axes["data.P"]) == 32 and max(axes["data.P"]) == 4096
+    labels = {t.label for t in axes["tail"]}
+    assert {"uniform", "power(a=0.5)", "power(a=1)", "power(a=2)", "power(a=1)@0,1"} <= labels
+    assert spec.resources["gpu"] == 0.25
+    assert spec.store.startswith("s3://")
+
+
+def test_tiny_preset_is_tiny():
+    for t in load_spec("tiny").trials():
+        assert t.train.steps <= 200 and t.grammar.d <= 4 and t.model.width <= 32 and t.n_gen <= 64
+
+
+def test_load_spec_unknown_lists_presets():
+    with pytest.raises(SpecError) as e:
+        load_spec("no-such-spec")
+    assert all(name in str(e.value) for name in PRESETS)
+
+
+# ------------------------------------------------------------------------------------------ trial configs
+def test_trial_config_round_trip_through_json():
+    for trial in _preset("paper").trials()[:50] + load_spec("tiny").trials():
+        d = json.loads(json.dumps(trial.to_dict()))
+        back = TrialConfig.from_dict(d)
+        assert back == trial
+        assert back.to_dict() == trial.to_dict()
+        assert isinstance(back.grammar, GrammarSpec) and isinstance(back.model, ModelConfig)
+        assert isinstance(back.train, TrainConfig) and isinstance(back.tail, TailSpec)
+
+
+def test_trial_ids_stable_and_ignore_sweep_store():
+    a = [t.trial_id for t in load_spec("demo").trials()]
+    b = [t.trial_id for t in load_spec("demo").trials()]
+    assert a == b
+    moved = load_spec("demo").with_store("s3://bucket/elsewhere")
+    assert [t.trial_id for t in moved.trials()] == a
+    t = load_spec("demo").trials()[0]
+    d = t.to_dict()
+    d["trial_id"] = ""
+    d["store"] = "/x"
+    assert TrialConfig.from_dict(d).trial_id == t.trial_id
+
+
+def test_trial_wiring(tmp_path):
+    spec = SweepSpec.from_dict(_good(tmp_path, axes={"tail": [{"family": "power", "a": 2, "levels": [-1]}],
+                                                     "P": [8], "seed": [3]}))
+    (t,) = spec.trials()
+    assert t.seed == t.data_seed == t.train.seed == 3
+    assert t.grammar.seed == 0  # the grammar does not follow the seed axis
+    assert t.grammar.levels == (RuleDist(), RuleDist("power", a=2.0))
+    assert t.tail.label == "power(a=2)@-1"
+    assert t.store == str(tmp_path / "store")
+
+
+def test_grammar_fixed_across_seeds_unless_axis(tmp_path):
+    spec = SweepSpec.from_dict(_good(tmp_path))
+    assert {t.grammar.seed for t in spec.trials()} == {0}
+    spec = SweepSpec.from_dict(_good(tmp_path, axes={"P": [4], "grammar.seed": [0, 1]}))
+    assert [t.grammar.seed for t in spec.trials()] == [0, 1]
+
+
+def test_flat_has_dotted_scalars():
+    flat = _preset("paper").trials()[-1].flat()
+    assert flat["grammar.v"] == 32 and flat["model.width"] == 256 and flat["train.lr"] == pytest.approx(3e-4)
+    assert flat["tail.levels"] == "-2,-1" and flat["P"] == 32
+    assert "trial_id" not in flat and "store" not in flat and "sweep" not in flat
+    assert all(v is None or isinstance(v, (str, int, float, bool)) for v in flat.values())
+
+
+def test_tail_labels_and_levels():
+    assert TailSpec().label == "uniform"
+    assert TailSpec("power", a=1).label == "power(a=1)"
+    assert TailSpec("power", a=1, levels=(0,)).label == "power(a=1)@0"
+    assert TailSpec("exp", xi=2).level_dists(2) == (RuleDist("exp", xi=2.0),) * 2
+    assert TailSpec("power", a=1, levels=(0, 1)).resolved_levels(4) == (0, 1)
+    assert TailSpec("power", a=1, levels=(-2, -1)).resolved_levels(4) == (2, 3)
+    with pytest.raises(ValueError):
+        TailSpec("power", a=1, levels=(3,)).level_dists(3)
+    with pytest.raises(ValueError):
+        TailSpec("uniform", levels=(0,))
+
+
+def test_yaml_string_floats_and_shorthand_tail(tmp_path):
+    spec = SweepSpec.from_dict(_good(tmp_path, train={"steps": 50, "lr": "1e-3"}, tail="uniform",
+                                     axes={"P": [4]}))
+    assert spec.trials()[0].train.lr == pytest.approx(1e-3)
+
+
+def test_relative_store_resolves_against_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = SweepSpec.from_dict(_good(tmp_path, store="runs/x"))
+    assert spec.store == str(tmp_path / "runs" / "x")
+    assert SweepSpec.from_dict(_good(tmp_path, store="s3://b/p")).store == "s3://b/p"
+
+
+# ------------------------------------------------------------------------------------------- validation
+def test_many_mistakes_one_error(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    d = _good(tmp_path)
+    d["store"] = str(blocker / "store")                           # parent is a file
+    d["grammar"] = {"v": 4, "n_c": 2, "m": 8, "s": 2, "L": 2}      # v*m > v**s
+    d["modle"] = {}                                                # typo of `mode`/`model`
+    d["model"]["widht"] = 64                                       # typo of width
+    d["resources"] = {"cpu": -1, "gpu": 1.5}
+    d["stop"] = {"theta": 1.5}
+    d["axes"] = {"P": [8, 8], "seed": [], "tail": [{"family": "uniform"}]}
+    with pytest.raises(SpecError) as e:
+        SweepSpec.from_dict(d, source="bad.yaml")
+    msg = str(e.value)
+    problems = e.value.problems
+    assert "bad.yaml" in msg and len(problems) >= 8
+    assert any("modle" in p and "did you mean" in p for p in problems)
+    assert any("widht" in p and "'width'" in p for p in problems)
+    assert any("impossible grammar" in p for p in problems)
+    assert any(p.startswith("store:") and "file, not a directory" in p for p in problems)
+    assert any(p.startswith("resources.cpu") for p in problems)
+    assert any(p.startswith("resources.gpu") for p in problems)
+    assert any(p.startswith("stop.theta") for p in problems)
+    assert any(p.startswith("axes.P[1]") and "repeats" in p for p in problems)
+    assert any(p.startswith("axes.seed") for p in problems)
+
+
+def test_p_over_p_max_and_bad_tail_level(tmp_path):
+    d = _good(tmp_path, axes={"P": [8, 17], "tail": [{"family": "power", "a": 1.0, "levels": [2]}]})
+    with pytest.raises(SpecError) as e:
+        SweepSpec.from_dict(d)
+    problems = e.value.problems
+    assert any("P=17" in p and "P_max=16" in p for p in problems)
+    assert any("tail level 2 does not exist at L=2" in p for p in problems)
+    # i.i.d. sets may exceed P_max (with held-out disabled)
+    d = _good(tmp_path, data={"unique": False, "heldout": 0}, axes={"P": [64]})
+    assert SweepSpec.from_dict(d).n_trials == 1
+
+
+@pytest.mark.parametrize("store, needle", [("", "missing or empty"), (None, "missing or empty"),
+                                           ("ftp://host/x", "unsupported scheme"), ("s3://", "names no bucket")])
+def test_bad_stores(tmp_path, store, needle):
+    d = _good(tmp_path)
+    if store is None:
+        del d["store"]
+    else:
+        d["store"] = store
+    with pytest.raises(SpecError) as e:
+        SweepSpec.from_dict(d)
+    assert any(p.startswith("store:") and needle in p for p in e.value.problems)
+
+
+@pytest.mark.parametrize("resources, ok", [({"cpu": 1, "gpu": 0.25}, True), ({"cpu": 0.5}, True),
+                                           ({"cpu": 0, "gpu": 1}, True), ({"cpu": 0, "gpu": 0}, False),
+                                           ({"gpu": 2}, True), ({"gpu": 2.5}, False), ({"cpu": "1"}, False),
+                                           ({"cpus": 1}, False)])
+def test_resources(tmp_path, resources, ok):
+    d = _good(tmp_path, resources=resources)
+    if ok:
+        assert SweepSpec.from_dict(d).resources["gpu"] == float(resources.get("gpu", 0))
+    else:
+        with pytest.raises(SpecError, match="resources"):
+            SweepSpec.from_dict(d)
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda d: d.pop("axes"), "axes: missing or empty"),
+    (lambda d: d.update(axes={}), "axes: missing or empty"),
+    (lambda d: d["axes"].update({"model.widht": [1]}), "did you mean 'model.width'"),
+    (lambda d: d["axes"].update({"L": [2], "grammar.L": [3]}), "give each axis once"),
+    (lambda d: d["axes"].update({"L": [2]}), "also set as a fixed value"),
+    (lambda d: d.update(mode="grdi"), "did you mean 'grid'"),
+    (lambda d: d["train"].update(seed=1), "train.seed"),
+    (lambda d: d["train"].update(steps=2.5), "train.steps"),
+    (lambda d: d["data"].update(unique="yes"), "data.unique"),
+    (lambda d: d["grammar"].pop("v"), "grammar.v: missing"),
+    (lambda d: d["model"].update(heads=3), "divisible"),
+    (lambda d: d.update(name="bad name"), "name:"),
+    (lambda d: d.update(stop={"theta": 0}), "stop.theta"),
+    (lambda d: d.update(mode="optuna-boundary"), "optuna.target_step: missing"),
+    (lambda d: d.update(mode="optuna-boundary", optuna={"trials": 4, "target_step": 99}), "exceeds the step"),
+    (lambda d: d["axes"].update(tail=[{"family": "power", "a": 1}, {"family": "power", "a": 1.0}]), "repeats"),
+    (lambda d: d["axes"].update(tail=[{"family": "powr"}]), "family"),
+])
+def test_single_mistakes_are_named(tmp_path, mutate, needle):
+    d = _good(tmp_path)
+    mutate(d)
+    with pytest.raises(SpecError) as e:
+        SweepSpec.from_dict(d)
+    assert needle in str(e.value)
+
+
+def test_optuna_settings(tmp_path):
+    d = _good(tmp_path, mode="optuna-boundary",
+              optuna={"trials": 3, "target_step": 40, "journal": "j.journal", "metric": "copy_frac"})
+    spec = SweepSpec.from_dict(d)
+    assert spec.mode == "optuna-boundary" and spec.optuna.trials == 3 and spec.optuna.target_step == 40
+    assert Path(spec.optuna.journal).is_absolute()
+    assert SweepSpec.from_dict(_good(tmp_path, mode="optuna-grid")).optuna.trials is None
+
+
+def test_from_yaml_reports_file_and_yaml_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        SweepSpec.from_yaml(bad)
+    with pytest.raises(SpecError, match="cannot read"):
+        SweepSpec.from_yaml(tmp_path / "missing.yaml")
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(_good(tmp_path)))
+    assert SweepSpec.from_yaml(good).n_trials == 8
+    assert load_spec(str(good)).n_trials == 8
+
+
+def test_points_and_trial_for(tmp_path):
+    spec = SweepSpec.from_dict(_good(tmp_path))
+    points = spec.points()
+    assert len(points) == spec.n_trials and points[0].keys() == {"tail", "data.P", "seed"}
+    assert spec.trial_for(points[-1]) == spec.trials()[-1]
+    assert [name for name, _ in spec.grid_summary()] == ["tail", "P", "seed"]
+
+
+# ------------------------------------------------------------------------------------------- progress view
+def _fake_trials(n: int):
+    return [SimpleNamespace(trial_id=f"tune{i}", config={"trial": t.to_dict()}, last_result={}, status="PENDING")
+            for i, t in enumerate(load_spec("tiny").trials()[:n])]
+
+
+def _progress(live: bool):
+    from rich.console import Console
+    from sweeps.progress import LiveProgress
+    buf = io.StringIO()
+    clock = [0.0]
+    cb = LiveProgress(console=Console(file=buf, force_terminal=live, width=160), clock=lambda: clock[0],
+                      refresh_s=0.0, title="tiny")
+    return cb, buf, clock
+
+
+def test_progress_bookkeeping_and_plain_lines():
+    trials = _fake_trials(4)
+    cb, buf, clock = _progress(live=False)
+    cb.setup(total_num_samples=4)
+    assert cb.counts()["queued"] == 4 and cb.eta() is None
+    cb.on_trial_start(0, trials, trials[0])
+    cb.on_trial_start(0, trials, trials[1])
+    clock[0] = 10.0
+    cb.on_trial_result(1, trials, trials[0], {"step": 100, "copy_frac": 0.5})
+    assert cb.counts() == {"queued": 2, "running": 2, "retrying": 0, "done": 0, "failed": 0}
+    assert buf.getvalue() == ""  # nothing printed until a trial finishes
+    clock[0] = 20.0
+    trials[0].last_result = {"step": 200, "copy_frac": 0.95}
+    cb.on_trial_complete(2, trials, trials[0])
+    row = cb.rows["tune0"]
+    assert (row.status, row.step, row.copy_frac, row.duration(20.0)) == ("done", 200, 0.95, 20.0)
+    assert row.key == trials[0].config["trial"]["trial_id"] and "P=4" in row.label and row.budget == 200
+    cb.on_trial_recover(2, trials, trials[1])
+    assert cb.counts()["retrying"] == 1
+    cb.on_trial_error(3, trials, trials[1])
+    # 2 queued x mean 20 s over the 2 slots seen running
+    assert cb.eta() == pytest.approx(20.0)
+    cb.on_experiment_end(trials)
+    lines = buf.getvalue().strip().splitlines()
+    assert lines[0].startswith("[1/4] done") and "copy_frac=0.950" in lines[0]
+    assert lines[1].startswith("[2/4] failed")
+    assert "1 done, 1 failed" in lines[2] and "failed:" in lines[3]
+    assert len(lines) == 4
+    assert "\x1b[" not in buf.getvalue()
+
+
+def test_progress_live_table_renders():
+    trials = _fake_trials(2)
+    cb, buf, clock = _progress(live=True)
+    cb.setup(total_num_samples=2)
+    cb.on_trial_start(0, trials, trials[0])
+    clock[0] = 5.0
+    cb.on_trial_result(1, trials, trials[0], {"step": 50, "copy_frac": 0.25})
+    assert cb.eta() is None  # one trial still queued and none finished: no duration to go by
+    cb.total = 1
+    assert cb.eta() == pytest.approx(15.0)  # 150 steps left at 10 steps/s
+    cb.total = 2
+    text = buf.getvalue()
+    assert "50/200" in text and "0.250" in text and "running" in text
+    trials[0].last_result = {"step": 200, "copy_frac": 1.0}
+    cb.on_trial_complete(2, trials, trials[0])
+    cb.on_experiment_end(trials)
+    assert "1 done, 0 failed" in buf.getvalue()
+    cb.on_experiment_end(trials)  # idempotent
+    assert buf.getvalue().count("1 done, 0 failed") == 1
+
+
+def test_progress_pickles_like_tune_needs():
+    """Tune pickles its RunConfig (with the callbacks) into the experiment directory."""
+    import pickle
+    trials = _fake_trials(1)
+    cb, buf, clock = _progress(live=True)
+    cb.setup(total_num_samples=1)
+    cb.on_trial_start(0, trials, trials[0])
+    back = pickle.loads(pickle.dumps(cb))
+    assert back.rows["tune0"].status == "running" and back.total == 1 and back._live is None
+    cb.close()
