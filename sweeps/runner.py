@@ -1,0 +1,408 @@
+"""Run a sweep on Ray Tune: an embedded local Ray or an existing cluster, grid or Optuna-driven.
+
+Resume, retry and idempotence (end to end):
+- The store is the source of truth. A trial whose `trials` row is `done`/`stopped` is never trained again: the
+  runner leaves it out before Tune starts (counted as skipped), and `run_trial` itself re-checks the store when it
+  starts, even with a Tune checkpoint (this catches trials finished after Tune's last experiment snapshot).
+  So running the same spec twice, with or without `resume`, only runs what is unfinished; to re-run finished
+  trials use a new sweep name or a new store.
+- Within one invocation, a trial whose process dies is retried by Tune (FailureConfig(max_failures=3)) from its
+  latest Tune checkpoint (`tune.get_checkpoint()`); the new attempt writes with `resumed_from_step` = that step, and
+  the store drops the dead attempt's rows past it.
+- grid mode with `resume=True` and a restorable Tune experiment under the storage path (the latest
+  `<name>` or `<name>-<time>` directory): `tune.Tuner.restore(..., resume_unfinished=True, restart_errored=True)`,
+  so unfinished trials continue from their last Tune checkpoint. Without one (or with `resume=False`) a fresh Tune
+  experiment runs the trials the store does not list as finished, from scratch (`resumed_from_step=0`
+  supersedes any partial rows).
+- Optuna modes continue the study in a journal file (`JournalStorage(JournalFileBackend)`, study name
+  `<sweep>:<mode>`) on every invocation; Tune experiments are always fresh there, so unfinished trials restart
+  from step 0. Trials a killed driver left RUNNING in the journal are marked FAIL first.
+  optuna-grid (study `<name>:optuna-grid:<hash of the axes>`): a fresh study on a store without finished points
+  lets `GridSampler` hand out each grid point once (trial number i -> grid point i); otherwise the runner
+  enqueues exactly the grid points with neither a COMPLETE Optuna trial nor a finished store
+  row, and Tune asks for exactly that many trials, so no finished point repeats.
+  optuna-boundary (as documented in sweeps.spec): TPE over the axes' values (categorical), objective
+  (metric at target_step - theta)^2 (metric = mem_excess or copy_frac at the last evaluation <= target_step),
+  until the study holds `optuna.trials` COMPLETE trials. A point TPE proposes again is not retrained: its trial
+  finds itself finished in the store and reports the objective recomputed from its stored curve.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sweeps.spec import SweepSpec, TrialConfig
+from sweeps.trial import DONE_STATUSES, run_trial
+
+MODES = ("grid", "optuna-grid", "optuna-boundary")
+# Tune warns when checkpoints (one per evaluation) force frequent experiment snapshots; that is by design here.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+MAX_FAILURES = 3
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """Counts of one invocation: trials finished now, failed, skipped (finished before); where things are."""
+
+    n_done: int
+    n_failed: int
+    n_skipped: int
+    experiment_path: str | None  # the Tune experiment directory (None when nothing had to run)
+    store: str  # the store URI
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _resources(spec: SweepSpec) -> tuple[float, float]:
+    """(cpu, gpu) per trial from the spec's resources (a mapping or an object with cpu/gpu)."""
+    r = spec.resources
+    get = r.get if isinstance(r, Mapping) else (lambda k, d=None: getattr(r, k, d))
+    return float(get("cpu", 1) or 0), float(get("gpu", 0) or 0)
+
+
+def _validate(spec: SweepSpec, workers: int | None) -> None:
+    """Reject bad arguments before any work starts."""
+    if not isinstance(spec, SweepSpec):
+        raise TypeError(f"spec must be a SweepSpec (see sweeps.spec.load_spec), got {type(spec).__name__}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    if spec.mode not in MODES:
+        raise ValueError(f"unknown sweep mode {spec.mode!r}; valid modes are {', '.join(MODES)}")
+    cpu, gpu = _resources(spec)
+    if cpu <= 0 and gpu <= 0:
+        raise ValueError(f"a trial must request some resources; got cpu={cpu}, gpu={gpu}")
+
+
+def default_storage_path(store: str) -> str:
+    """Tune's storage path: `<store parent>/tune` (local path or URI). Must be shared on a multi-node cluster."""
+    s = str(store).rstrip("/")
+    if "://" in s and not s.startswith("file://"):
+        return s.rsplit("/", 1)[0] + "/tune"
+    local = Path(s[len("file://"):] if s.startswith("file://") else s).expanduser().resolve()
+    return str(local.parent / "tune")
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local(path: str) -> Path:
+    return Path(path[len("file://"):] if path.startswith("file://") else path)
+
+
+def finished_trials(store_uri: str, sweep: str) -> set[str]:
+    """Trial ids of `sweep` whose latest `trials` row is done or stopped (empty when the store has none)."""
+    from analysis.store import Store
+
+    try:
+        t = Store(store_uri).read("trials", sweep=sweep, columns=["trial_id", "status"])
+    except FileNotFoundError:
+        return set()
+    if t.num_rows == 0:
+        return set()
+    return {tid for tid, st in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist())
+            if st in DONE_STATUSES}
+
+
+def _ensure_ray(address: str | None, workers: int | None, cpu: float) -> bool:
+    """Connect to `address`, or start an embedded local Ray; True when this call started it (we shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    num_cpus = max(1, math.ceil(workers * cpu)) if workers else None
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _trial_name(trial: Any) -> str:
+    """Tune trial name: the memsweep trial id (stable across re-expansion)."""
+    return str(trial.config.get("trial", {}).get("trial_id", trial.trial_id))
+
+
+def _trial_dirname(trial: Any) -> str:
+    """Tune trial directory: memsweep trial id plus Tune's own id (unique even if an id repeats)."""
+    return f"{_trial_name(trial)}_{trial.trial_id}"
+
+
+def _experiment_name(storage_path: str, name: str, resume: bool) -> tuple[str, bool]:
+    """(experiment name, restore?) — the latest restorable `<name>[-<time>]` when resuming, else a fresh name."""
+    from ray import tune
+
+    if _is_local(storage_path):
+        root = _local(storage_path)
+        dirs = sorted((p for p in root.glob(f"{name}*") if p.is_dir() and (p.name == name or
+                       p.name.startswith(name + "-"))), key=lambda p: p.stat().st_mtime)
+        if resume:
+            for p in reversed(dirs):
+                if tune.Tuner.can_restore(str(p)):
+                    return p.name, True
+        if not dirs:
+            return name, False
+    elif resume and tune.Tuner.can_restore(f"{storage_path.rstrip('/')}/{name}"):
+        return name, True
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", False
+
+
+def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int) -> Any:
+    """RunConfig shared by every mode: retries, latest-2 checkpoints, live progress, quiet Tune output."""
+    from ray import tune
+
+    callbacks = []
+    if progress:
+        from sweeps.progress import LiveProgress
+
+        callbacks.append(LiveProgress(total=n_total, title=spec.name))
+    return tune.RunConfig(
+        name=name, storage_path=storage_path, verbose=0, callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+    )
+
+
+def _trainable(spec: SweepSpec) -> Any:
+    from ray import tune
+
+    cpu, gpu = _resources(spec)
+    return tune.with_resources(run_trial, {"cpu": cpu, "gpu": gpu})
+
+
+def _trial_ids(results: Any) -> list[str]:
+    """memsweep trial ids of every trial in a ResultGrid (skipping ones whose config is unknown)."""
+    out = []
+    for r in results:
+        tid = (r.config or {}).get("trial", {}).get("trial_id")
+        if tid:
+            out.append(tid)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- modes
+def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
+              workers: int | None, resume: bool, progress: bool, extra: Mapping[str, Any]) -> tuple[Any, list[str]]:
+    """Grid mode: every remaining trial once, through tune.grid_search (or a restored Tune experiment)."""
+    from ray import tune
+
+    todo = [t for t in trials if t.trial_id not in done_before]
+    name, restore = _experiment_name(storage_path, spec.name, resume)
+    path = f"{storage_path.rstrip('/')}/{name}"
+    if restore:
+        tuner = tune.Tuner.restore(path, trainable=_trainable(spec), resume_unfinished=True,
+                                   restart_errored=True)
+        return tuner.fit(), [t.trial_id for t in todo]
+    if not todo:
+        return None, []
+    space = {"trial": tune.grid_search([t.to_dict() for t in todo]), **extra}
+    tuner = tune.Tuner(
+        _trainable(spec), param_space=space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=True, trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=_run_config(spec, name, storage_path, progress, len(todo)),
+    )
+    return tuner.fit(), [t.trial_id for t in todo]
+
+
+def _label(value: Any) -> Any:
+    """An Optuna-storable label of an axis value: the value itself when primitive, else its canonical JSON."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    from sweeps.spec import _canon
+
+    return _canon(value)
+
+
+def _axis_labels(spec: SweepSpec) -> dict[str, list[Any]]:
+    """{axis name: labels of its values} — the Optuna search space over the spec's axes."""
+    return {name: [_label(v) for v in values] for name, values in spec.axes}
+
+
+def _point_of(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Map Optuna params (axis labels) back to a grid point {axis name: value}."""
+    out = {}
+    for name, values in spec.axes:
+        labels = [_label(v) for v in values]
+        out[name] = values[labels.index(params[name])]
+    return out
+
+
+def optuna_space(ot_trial: Any, spec: SweepSpec, categorical_sampler: bool, extra: Mapping[str, Any]) -> dict:
+    """Optuna define-by-run space over the spec's axes (one categorical per axis) -> {"trial": that point's trial}.
+
+    Module level (pickled by reference through functools.partial) so Tune can checkpoint the searcher."""
+    labels = _axis_labels(spec)
+    params = {name: ot_trial.suggest_categorical(name, values) for name, values in labels.items()}
+    out: dict[str, Any] = {"trial": spec.trial_for(_point_of(spec, params)).to_dict(), **extra}
+    if not categorical_sampler:
+        o = spec.optuna
+        out["boundary"] = {"metric": o.metric, "theta": float(o.theta), "target_step": int(o.target_step)}
+    return out
+
+
+def study_name(spec: SweepSpec) -> str:
+    """The Optuna study of a sweep: `<name>:<mode>`, plus a hash of the axes for optuna-grid (Optuna cannot change a
+    categorical's choices within a study, so an extended grid is a new study; the store still skips done points)."""
+    if spec.mode != "optuna-grid":
+        return f"{spec.name}:{spec.mode}"
+    import hashlib
+    import json
+
+    blob = json.dumps(_axis_labels(spec), sort_keys=True, default=str).encode()
+    return f"{spec.name}:{spec.mode}:{hashlib.sha1(blob).hexdigest()[:8]}"
+
+
+def _study(storage: Any, name: str, sampler: Any, direction: str) -> Any:
+    import optuna
+
+    return optuna.create_study(storage=storage, sampler=sampler, study_name=name, load_if_exists=True,
+                               direction=direction)
+
+
+def _fail_stale(study: Any, storage: Any) -> int:
+    """Mark trials a dead driver left RUNNING as FAIL (no driver of this study can still be running them)."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 - no public id accessor
+    return len(stale)
+
+
+def journal_path(spec: SweepSpec, storage_path: str) -> str:
+    """The Optuna journal file: spec.optuna.journal, else `<store parent>/optuna-<name>.journal` (local stores),
+    else `<cwd>/optuna-<name>.journal`. Only the driver touches it."""
+    if spec.optuna.journal:
+        return spec.optuna.journal
+    if _is_local(str(spec.store)):
+        return str(_local(str(spec.store)).parent / f"optuna-{spec.name}.journal")
+    return str(Path.cwd() / f"optuna-{spec.name}.journal")
+
+
+def _journal(path: str) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(path))
+
+
+def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int:
+    """How many trials Tune must ask for; on a continued study, enqueues exactly the unfinished grid points."""
+    from optuna.trial import TrialState
+
+    points = spec.points()
+    target = min(spec.optuna.trials or len(points), len(points))
+    trials = study.get_trials(deepcopy=False)
+    ids = [spec.trial_for(p).trial_id for p in points]
+    if not trials and not done_before.intersection(ids):
+        return target  # fresh study, fresh store: GridSampler maps trial number i to grid point i, each once
+    key = lambda params: tuple(params.get(n) for n in spec.axis_names)  # noqa: E731
+    labels = [{n: _label(v) for n, v in p.items()} for p in points]
+    finished = {key(t.params) for t in trials if t.state == TrialState.COMPLETE}
+    finished |= {key(lab) for lab, tid in zip(labels, ids) if tid in done_before}
+    waiting = [key(t.system_attrs.get("fixed_params", {})) for t in trials if t.state == TrialState.WAITING]
+    if any(w in finished for w in waiting):
+        raise RuntimeError(f"Optuna study {study.study_name!r} has WAITING trials for finished grid points; "
+                           "delete the journal or use a new sweep name")
+    need = max(0, target - len(finished))
+    todo = [lab for lab in labels if key(lab) not in finished][:need]
+    for lab in todo:
+        if key(lab) not in waiting:
+            study.enqueue_trial(lab)
+    return len(todo)
+
+
+def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
+                workers: int | None, progress: bool, extra: Mapping[str, Any], journal: str | None
+                ) -> tuple[Any, list[str]]:
+    """optuna-grid / optuna-boundary: OptunaSearch over a define-by-run space, persisted in a journal."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = _journal(journal or journal_path(spec, storage_path))
+    name_of_study = study_name(spec)
+    grid = spec.mode == "optuna-grid"
+    if grid:
+        sampler = optuna.samplers.GridSampler(_axis_labels(spec), seed=spec.optuna.seed)
+        metric, mode = "copy_frac", "max"
+    else:
+        sampler = optuna.samplers.TPESampler(seed=spec.optuna.seed)
+        metric, mode = "boundary_obj", "min"
+    study = _study(storage, name_of_study, sampler, "maximize" if grid else "minimize")
+    _fail_stale(study, storage)
+    if grid:
+        n = _plan_optuna_grid(spec, study, done_before)
+    else:
+        n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        n = max(0, int(spec.optuna.trials) - n_complete)
+    if n == 0:
+        return None, []
+    space = functools.partial(optuna_space, spec=spec, categorical_sampler=grid, extra=dict(extra))
+    search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, study_name=name_of_study,
+                          storage=storage)
+    name, _ = _experiment_name(storage_path, spec.name, resume=False)
+    tuner = tune.Tuner(
+        _trainable(spec),
+        tune_config=tune.TuneConfig(search_alg=search, num_samples=n, max_concurrent_trials=workers, reuse_actors=True,
+                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+        run_config=_run_config(spec, name, storage_path, progress, n),
+    )
+    return tuner.fit(), []
+
+
+# ---------------------------------------------------------------------------------------------------- entry
+def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None = None, resume: bool = False,
+              progress: bool = True, *, storage_path: str | None = None, journal: str | None = None,
+              extra_config: Mapping[str, Any] | None = None) -> SweepResult:
+    """Run every unfinished trial of `spec` on Ray Tune and return what happened (see the module docstring).
+
+    workers: concurrent trials (and, for an embedded Ray, num_cpus = workers * cpu per trial); address: join an
+    existing cluster ("auto" or "host:port") instead of starting one; storage_path: Tune's experiment root
+    (default `<store parent>/tune`; must be shared on a cluster); journal: the Optuna journal file; extra_config:
+    keys added to every trial's Tune config (test and debug hooks such as `_crash_at_step`).
+    """
+    _validate(spec, workers)
+    trials = spec.trials()
+    if not trials:
+        raise ValueError(f"sweep {spec.name!r} expands to no trials")
+    storage_path = storage_path or default_storage_path(spec.store)
+    if _is_local(storage_path):
+        _local(storage_path).mkdir(parents=True, exist_ok=True)
+    done_before = finished_trials(spec.store, spec.name)
+    started = _ensure_ray(address, workers, _resources(spec)[0])
+    extra = dict(extra_config or {})
+    try:
+        if spec.mode == "grid":
+            results, planned = _run_grid(spec, trials, done_before, storage_path, workers, resume, progress, extra)
+        else:
+            results, planned = _run_optuna(spec, trials, done_before, storage_path, workers, progress, extra,
+                                           journal)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return _result(spec, results, planned, done_before, trials)
+
+
+def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[str],
+            trials: list[TrialConfig]) -> SweepResult:
+    """Count finished / failed / skipped trials from the store (the source of truth) and the Tune results."""
+    ran = set(planned) | (set(_trial_ids(results)) if results is not None else set())
+    ran -= done_before
+    done_after = finished_trials(spec.store, spec.name)
+    skipped = done_before & {t.trial_id for t in trials} if spec.mode != "optuna-boundary" else set()
+    n_done = len(ran & done_after)
+    path = getattr(results, "experiment_path", None) if results is not None else None
+    return SweepResult(n_done=n_done, n_failed=len(ran - done_after), n_skipped=len(skipped),
+                       experiment_path=path, store=str(spec.store))

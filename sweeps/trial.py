@@ -1,0 +1,383 @@
+"""One trial: train a diffusion model on RHM strings and stream its memorization curves into the store.
+
+`train_trial` is the Ray-free loop (used by benchmarks and by `run_trial`); `run_trial` is the Tune function
+trainable that wires it to `tune.report` / `tune.get_checkpoint`.
+
+Retry and resume contract (see docs/ARCHITECTURE.md, "Retries"): every attempt writes with a fresh `attempt_ns`
+and `resumed_from_step` = the step of the checkpoint it resumed from (0 from scratch). At each evaluation the rows
+are flushed first, then the checkpoint is written, then Tune is told. A crash between any two of those leaves rows
+newer than the last checkpoint; the retry resumes from that checkpoint, so the store's supersession rule drops them
+and the retry writes them again: one row per (trial, step), no gaps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sweeps.spec import TrialConfig
+
+TRAINER_FILE = "trainer.pt"
+STATE_FILE = "trial_state.json"
+DONE_STATUSES = ("done", "stopped")
+
+# Test-only fault hooks, read from the Tune config (never from TrialConfig): kill the trial's own process once,
+# right after the rows of the first evaluation at or past this step are flushed (before its checkpoint).
+CRASH_AT_STEP = "_crash_at_step"
+CRASH_MARKER = "_crash_marker"
+
+ReportFn = Callable[[dict[str, Any], str], None]
+
+
+@dataclasses.dataclass
+class TrialOutcome:
+    """What a finished (or early-stopped) trial returns to its caller."""
+
+    trial_id: str
+    status: str  # "done" | "stopped" | "skipped" (already finished in the store)
+    final_step: int
+    resumed_from_step: int
+    n_evals: int  # evaluations run by this attempt
+    wall_seconds: float  # this attempt, end to end
+    summary: dict[str, Any]  # the last reported summary
+
+
+@dataclasses.dataclass
+class _Data:
+    """Grammar and data sets of a trial, built deterministically from its config."""
+
+    grammar: Any
+    train: np.ndarray
+    heldout: np.ndarray
+    index: Any  # analysis.metrics.TrainIndex: the training-set side of every metric, computed once
+
+
+# ---------------------------------------------------------------------------------------------------- setup
+def build_data(cfg: TrialConfig) -> _Data:
+    """Grammar (with the trial's tail on its levels), training set (unique or iid) and held-out set."""
+    from rhm import Grammar, sample_heldout, sample_iid, sample_unique
+
+    gspec = dataclasses.replace(cfg.grammar, levels=cfg.tail.level_dists(cfg.grammar.L))
+    grammar = Grammar.from_spec(gspec)
+    sample = sample_unique if cfg.unique else sample_iid
+    train = np.asarray(sample(grammar, cfg.P, cfg.data_seed), dtype=np.int64)
+    heldout = np.asarray(sample_heldout(grammar, cfg.heldout, train, cfg.data_seed + 1), dtype=np.int64)
+    from analysis.metrics import index_training_set
+
+    return _Data(grammar, train, heldout, index_training_set(grammar, train))
+
+
+def pick_device(gpus: float) -> str:
+    """`cuda` when this trial was given a GPU and torch can see one, else `cpu`."""
+    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def build_trainer(cfg: TrialConfig, data: _Data, device: str) -> Any:
+    """The model and its Trainer on `device`, from the trial's model and train configs."""
+    from models import Trainer, build_model
+
+    g = cfg.grammar
+    model = build_model(cfg.model, g.v, g.d, g.s, g.L)
+    train_cfg = dataclasses.replace(cfg.train, device=device)
+    tokens = torch.as_tensor(data.train, dtype=torch.long, device=device)
+    return Trainer(model, tokens, train_cfg)
+
+
+# ---------------------------------------------------------------------------------------------------- rows
+def trials_row(cfg: TrialConfig, status: str, attempt_start: float, final_step: int | None,
+               finished: bool, extra: Mapping[str, Any] | None = None) -> dict[str, list]:
+    """One `trials` row (dict of 1-element columns): identity, tail, size, status, flattened config."""
+    tail = cfg.tail
+    levels = None if tail.levels is None else ",".join(str(x) for x in tail.levels)
+    row: dict[str, Any] = {
+        "status": status,
+        "started_at": _ts(attempt_start),
+        "finished_at": _ts(time.time()) if finished else None,
+        "final_step": final_step,
+        "budget_steps": int(cfg.train.steps),
+        "tail": tail.label,
+        "tail_family": tail.family,
+        "tail_a": float(tail.a),
+        "tail_levels": levels,
+        "L": int(cfg.grammar.L),
+        "P": int(cfg.P),
+        "seed": int(cfg.seed),
+        "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
+    }
+    row.update({f"cfg.{k}": v for k, v in cfg.flat().items()})
+    row.update(extra or {})
+    return {k: [v] for k, v in row.items()}
+
+
+def _ts(t: float) -> Any:
+    """A timezone-aware timestamp for the store's time columns."""
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
+
+
+def samples_rows(data: _Data) -> dict[str, Any]:
+    """The `samples` table: per training string its exact log-likelihood, probability and prototypicality."""
+    idx = data.index
+    return {
+        "train_index": np.arange(idx.P, dtype=np.int64),
+        "loglik": np.asarray(idx.loglik, dtype=np.float64),
+        "prob": np.asarray(idx.prob, dtype=np.float64),
+        "proto": np.asarray(idx.proto, dtype=np.float64),
+        "proto_levels": [list(map(float, r)) for r in np.asarray(idx.proto_levels, dtype=np.float64)],
+    }
+
+
+def eval_rows(step: int, wall: float, ev: Any, grammar: Any) -> dict[str, dict[str, Any]]:
+    """Rows of every per-step table for one evaluation: curves, level_curves, copies, parts."""
+    L = grammar.spec.L
+    curves = {"step": [step], "wall_time": [wall]}
+    curves.update({k: [float(v)] for k, v in ev.scalars.items()})
+    levels = {"step": np.full(L, step, np.int64), "level": np.arange(L, dtype=np.int64)}
+    levels.update({k: np.asarray(v, dtype=np.float64) for k, v in ev.levels.items()})
+    idx, cnt = ev.copies
+    copies = {"step": np.full(len(idx), step, np.int64), "train_index": np.asarray(idx, np.int64),
+              "count": np.asarray(cnt, np.int64)}
+    return {"curves": curves, "level_curves": levels, "copies": copies, "parts": _parts_rows(step, ev)}
+
+
+def _parts_rows(step: int, ev: Any) -> dict[str, np.ndarray]:
+    """Per level and production: counts in generated vs training strings and the production's grammar frequency."""
+    cols = {k: np.asarray(v) for k, v in ev.parts.items()}
+    n = len(cols["production"])
+    return {"step": np.full(n, step, np.int64), **cols}
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int) -> Any:
+    """Generate `n_gen` strings, score them against the training set, and fill in the two losses."""
+    from analysis.metrics import evaluate
+
+    steps = cfg.sample_steps or cfg.grammar.d
+    gen = trainer.sample(cfg.n_gen, steps, cfg.seed * 1_000_003 + step)
+    ev = evaluate(data.grammar, gen, data.index, heldout=data.heldout)
+    ev.scalars["train_loss"] = float(trainer.train_loss)
+    heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
+    ev.scalars["heldout_loss"] = float(trainer.eval_loss(heldout))
+    return ev
+
+
+def summary(step: int, ev_scalars: Mapping[str, float], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics reported to Tune after each evaluation (finite floats only where Tune/Optuna need them)."""
+    out = {"step": int(step)}
+    for k in ("copy_frac", "mem_excess", "valid_frac", "novel_valid_frac", "train_loss", "heldout_loss",
+              "near_copy_frac", "copy_baseline"):
+        if k in ev_scalars:
+            out[k] = float(ev_scalars[k])
+    out.update(extra)
+    return out
+
+
+def boundary_objective(curve: list[tuple[int, float]], theta: float, target_step: int) -> tuple[float, float]:
+    """optuna-boundary objective: (metric at target_step - theta)^2, the metric taken at the last evaluation at or
+    before target_step (a trial early-stopped before it keeps its last value). Returns (value, objective)."""
+    before = [v for s, v in curve if s <= target_step]
+    value = before[-1] if before else (curve[0][1] if curve else math.nan)
+    value = 0.0 if math.isnan(value) else float(value)
+    return value, (value - theta) ** 2
+
+
+# ---------------------------------------------------------------------------------------------------- loop
+class _Loop:
+    """State of one attempt's evaluation loop: early stopping, curve, writes, checkpoints and reports."""
+
+    def __init__(self, cfg: TrialConfig, data: _Data, writer: Any, report: ReportFn | None,
+                 hooks: Mapping[str, Any], start_state: Mapping[str, Any]):
+        self.cfg, self.data, self.writer, self.report, self.hooks = cfg, data, writer, report, hooks
+        self.streak = int(start_state.get("streak", 0))
+        self.curve: list[tuple[int, float]] = [tuple(x) for x in start_state.get("curve", [])]
+        self.wall0 = time.time() - float(start_state.get("wall", 0.0))
+        self.stopped = False
+        self.n_evals = 0
+        self.last: dict[str, Any] = {}
+
+    def on_eval(self, trainer: Any, step: int) -> bool:
+        """Evaluate, write rows, checkpoint, report; True when the early-stop criterion is met."""
+        ev = evaluate_step(self.cfg, trainer, self.data, step)
+        copy_frac = float(ev.scalars.get("copy_frac", math.nan))
+        metric = (self.hooks.get("boundary") or {}).get("metric", "copy_frac")
+        self.curve.append((int(step), float(ev.scalars.get(metric, math.nan))))
+        theta = self.cfg.theta_stop
+        self.streak = self.streak + 1 if (theta is not None and copy_frac >= theta) else 0
+        self.stopped = theta is not None and self.streak >= self.cfg.stop_patience
+        wall = time.time() - self.wall0
+        if self.writer is not None:
+            for table, cols in eval_rows(step, wall, ev, self.data.grammar).items():
+                self.writer.append(table, cols)
+            self.writer.flush()
+        self._maybe_crash(step)
+        self.n_evals += 1
+        self.last = summary(step, ev.scalars, self._extra(step))
+        if self.report is not None:
+            with tempfile.TemporaryDirectory(prefix="memsweep-ckpt-") as d:
+                trainer.save(os.path.join(d, TRAINER_FILE))
+                state = {"streak": self.streak, "curve": self.curve, "wall": wall, "step": int(step)}
+                Path(d, STATE_FILE).write_text(json.dumps(state))
+                self.report(self.last, d)
+        return self.stopped
+
+    def _extra(self, step: int) -> dict[str, Any]:
+        """Trial-level report fields: progress, stop flag, where it ran, the boundary objective if asked for."""
+        out: dict[str, Any] = {"trial_id": self.cfg.trial_id, "stopped": self.stopped,
+                               "budget_steps": int(self.cfg.train.steps), "node_id": _node_id()}
+        b = self.hooks.get("boundary")
+        if b:
+            value, obj = boundary_objective(self.curve, float(b["theta"]), int(b["target_step"]))
+            out.update(boundary_value=value, boundary_obj=obj)
+        return out
+
+    def _maybe_crash(self, step: int) -> None:
+        """Test hook: SIGKILL this process once (marker file) at the first eval at/after `_crash_at_step`."""
+        at, marker = self.hooks.get(CRASH_AT_STEP), self.hooks.get(CRASH_MARKER)
+        if at is None or marker is None or step < int(at) or os.path.exists(marker):
+            return
+        Path(marker).write_text(str(step))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _node_id() -> str:
+    """The Ray node this process runs on ('' outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # noqa: BLE001 - purely informational
+        return ""
+
+
+def load_checkpoint(trainer: Any, checkpoint_dir: str | None) -> dict[str, Any]:
+    """Restore trainer state from a checkpoint directory; returns the loop state saved beside it ({} if none)."""
+    if checkpoint_dir is None:
+        return {}
+    trainer.load(os.path.join(checkpoint_dir, TRAINER_FILE))
+    state_path = Path(checkpoint_dir, STATE_FILE)
+    return json.loads(state_path.read_text()) if state_path.exists() else {}
+
+
+def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, checkpoint_dir: str | None = None, *,
+                write_store: bool = True, device: str = "cpu", hooks: Mapping[str, Any] | None = None
+                ) -> TrialOutcome:
+    """Run one trial to its budget or early stop, Ray-free.
+
+    report(metrics, checkpoint_dir) is called after each evaluation's rows are flushed, with a directory holding
+    the trainer state (only saved when a report callback is given). checkpoint_dir resumes from such a state.
+    write_store=False skips every store write (the bare loop the benchmarks compare against).
+    """
+    cfg = trial_config
+    t0 = time.time()
+    data = build_data(cfg)
+    trainer = build_trainer(cfg, data, device)
+    state = load_checkpoint(trainer, checkpoint_dir)
+    resumed = int(trainer.step) if checkpoint_dir is not None else 0
+    hooks = dict(hooks or {})
+    if not write_store:
+        return _run_loop(cfg, data, trainer, None, report, hooks, state, resumed, t0)
+    from analysis.store import Store
+
+    store = Store(cfg.store)
+    with store.writer(cfg.sweep, cfg.trial_id, attempt_ns=time.time_ns(), resumed_from_step=resumed) as w:
+        if resumed == 0:
+            w.append("samples", samples_rows(data))
+        w.append("trials", trials_row(cfg, "running", t0, None, False))
+        w.flush()
+        try:
+            out = _run_loop(cfg, data, trainer, w, report, hooks, state, resumed, t0)
+        except BaseException:
+            w.append("trials", trials_row(cfg, "failed", t0, int(trainer.step), True))
+            w.flush()
+            raise
+        w.append("trials", trials_row(cfg, out.status, t0, out.final_step, True))
+        w.flush()
+    return out
+
+
+def _run_loop(cfg: TrialConfig, data: _Data, trainer: Any, writer: Any, report: ReportFn | None,
+              hooks: dict[str, Any], state: dict[str, Any], resumed: int, t0: float) -> TrialOutcome:
+    """Drive Trainer.run with the evaluation callback and package the outcome."""
+    loop = _Loop(cfg, data, writer, report, hooks, state)
+    final = int(trainer.run(loop.on_eval))
+    status = "stopped" if loop.stopped else "done"
+    return TrialOutcome(cfg.trial_id, status, final, resumed, loop.n_evals, time.time() - t0, loop.last)
+
+
+# ---------------------------------------------------------------------------------------------------- Tune
+def finished_in_store(cfg: TrialConfig) -> bool:
+    """True when the store already holds a done/stopped `trials` row for this trial (the source of truth)."""
+    from analysis.store import Store
+
+    try:
+        rows = Store(cfg.store).read("trials", sweep=cfg.sweep, trials=[cfg.trial_id], columns=["status"])
+    except FileNotFoundError:
+        return False
+    return any(s in DONE_STATUSES for s in rows.column("status").to_pylist()) if rows.num_rows else False
+
+
+def stored_summary(cfg: TrialConfig, boundary: Mapping[str, Any]) -> dict[str, Any]:
+    """The final report of a finished trial rebuilt from its stored curve (for a point Optuna proposes again)."""
+    from analysis.store import Store
+
+    metric = boundary.get("metric", "copy_frac")
+    t = Store(cfg.store).read("curves", sweep=cfg.sweep, trials=[cfg.trial_id]).sort_by("step")
+    steps = t.column("step").to_pylist()
+    last = {k: t.column(k).to_pylist()[-1] for k in ("copy_frac", "mem_excess", "valid_frac")} if steps else {}
+    value, obj = boundary_objective(list(zip(steps, t.column(metric).to_pylist())), float(boundary["theta"]),
+                                    int(boundary["target_step"]))
+    return summary(steps[-1] if steps else 0, last, {"trial_id": cfg.trial_id, "from_store": True,
+                                                     "boundary_value": value, "boundary_obj": obj})
+
+
+def _allotted() -> tuple[float, float]:
+    """CPUs and GPUs Tune gave this trial (1 CPU, 0 GPU when unknown)."""
+    from ray import tune
+
+    try:
+        res = tune.get_context().get_trial_resources().required_resources
+        return float(res.get("CPU", 1)), float(res.get("GPU", 0))
+    except Exception:  # noqa: BLE001 - outside a Tune session
+        return 1.0, 0.0
+
+
+def run_trial(config: dict) -> None:
+    """Tune function trainable: config = {"trial": TrialConfig.to_dict(), optional hooks}.
+
+    Resumes from tune.get_checkpoint() on a retry; skips (reporting nothing, or for optuna-boundary the summary
+    rebuilt from the store) a trial the store says is finished.
+    """
+    from ray import tune
+
+    if "trial" not in config:
+        raise ValueError(f"run_trial needs config['trial'] (a TrialConfig.to_dict()); got keys {sorted(config)}")
+    cfg = TrialConfig.from_dict(config["trial"])
+    if finished_in_store(cfg):  # also when Tune restored it with a checkpoint from a stale experiment snapshot
+        if "boundary" in config:  # Optuna needs the objective of a re-proposed point: recompute it, no retraining
+            tune.report(stored_summary(cfg, config["boundary"]))
+        return
+    ckpt = tune.get_checkpoint()
+    cpus, gpus = _allotted()
+    torch.set_num_threads(max(1, int(cpus)))
+    device = pick_device(gpus)
+    hooks = {k: config[k] for k in (CRASH_AT_STEP, CRASH_MARKER, "boundary") if k in config}
+
+    def report(metrics: dict[str, Any], directory: str) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    if ckpt is None:
+        train_trial(cfg, report, None, device=device, hooks=hooks)
+        return
+    with ckpt.as_directory() as d:
+        train_trial(cfg, report, d, device=device, hooks=hooks)
