@@ -1,0 +1,117 @@
+"""The store's schema: every table, its columns, keys and the schema version. The only place these live.
+
+`analysis.store` reads and writes these tables; `analysis.metrics` imports `CURVE_METRICS` / `LEVEL_METRICS` so the
+metric names it computes and the columns the store holds cannot drift apart.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+#: Bumped whenever a column is removed, renamed or retyped. Readers refuse files with a newer version.
+SCHEMA_VERSION: int = 1
+#: Key under which `SCHEMA_VERSION` is stored in every Parquet file's key-value metadata.
+VERSION_KEY: bytes = b"memsweep.schema_version"
+#: Prefix of the trials table's flattened config columns (`cfg.model.width`, ...); they vary by sweep.
+CFG_PREFIX: str = "cfg."
+
+#: Scalar metrics of one evaluation (the `curves` table), float64, NaN where undefined.
+CURVE_METRICS: tuple[str, ...] = (
+    "train_loss", "heldout_loss", "copy_frac", "copy_baseline", "mem_excess", "near_copy_frac", "mean_d1",
+    "valid_frac", "novel_valid_frac", "unique_gen_frac", "overprod", "entropy_ratio", "kl_gen_train",
+    "kl_gen_grammar", "proto_spearman", "loglik_spearman",
+)
+#: Per production level metrics of one evaluation (the `level_curves` table), float64.
+LEVEL_METRICS: tuple[str, ...] = ("valid_frac", "overprod", "entropy_ratio", "kl_gen_train", "kl_gen_grammar")
+
+TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed")
+
+_TS = pa.timestamp("us", tz="UTC")
+_ID = [pa.field("sweep", pa.string()), pa.field("trial_id", pa.string()), pa.field("attempt_ns", pa.int64())]
+
+#: Fixed columns of every table (the trials table also holds any number of `cfg.*` columns).
+SCHEMAS: dict[str, pa.Schema] = {
+    "trials": pa.schema(_ID + [
+        pa.field("resumed_from_step", pa.int64()),
+        pa.field("status", pa.string()),
+        pa.field("started_at", _TS),
+        pa.field("finished_at", _TS),
+        pa.field("final_step", pa.int64()),
+        pa.field("budget_steps", pa.int64()),
+        pa.field("tail", pa.string()),          # TailSpec.label, e.g. "power(a=1)@0"
+        pa.field("tail_family", pa.string()),
+        pa.field("tail_a", pa.float64()),
+        pa.field("tail_levels", pa.string()),   # "0,1"; null = every level
+        pa.field("L", pa.int64()),
+        pa.field("P", pa.int64()),
+        pa.field("seed", pa.int64()),
+        pa.field("config_json", pa.string()),
+    ]),
+    "curves": pa.schema(_ID + [
+        pa.field("step", pa.int64()),
+        pa.field("wall_time", pa.float64()),    # seconds since the trial (attempt) started training
+        pa.field("written_at", _TS),
+    ] + [pa.field(m, pa.float64()) for m in CURVE_METRICS]),
+    "level_curves": pa.schema(_ID + [pa.field("step", pa.int64()), pa.field("level", pa.int64())]
+                              + [pa.field(m, pa.float64()) for m in LEVEL_METRICS]),
+    "copies": pa.schema(_ID + [
+        pa.field("step", pa.int64()), pa.field("train_index", pa.int64()), pa.field("count", pa.int64()),
+    ]),
+    "samples": pa.schema(_ID + [
+        pa.field("train_index", pa.int64()), pa.field("loglik", pa.float64()), pa.field("prob", pa.float64()),
+        pa.field("proto", pa.float64()), pa.field("proto_levels", pa.list_(pa.float64())),
+    ]),
+    "parts": pa.schema(_ID + [
+        pa.field("step", pa.int64()), pa.field("level", pa.int64()), pa.field("production", pa.int64()),
+        pa.field("gen_count", pa.int64()), pa.field("train_count", pa.int64()),
+        pa.field("grammar_prob", pa.float64()),
+    ]),
+}
+
+#: Columns that identify one logical row; readers return exactly one row per key.
+KEYS: dict[str, tuple[str, ...]] = {
+    "trials": ("trial_id",),
+    "curves": ("trial_id", "step"),
+    "level_curves": ("trial_id", "step", "level"),
+    "copies": ("trial_id", "step", "train_index"),
+    "samples": ("trial_id", "train_index"),
+    "parts": ("trial_id", "step", "level", "production"),
+}
+
+TABLES: tuple[str, ...] = tuple(SCHEMAS)
+
+#: Hive partitioning of every table directory: `sweep=<name>`, always a string (never inferred).
+PARTITION_SCHEMA: pa.Schema = pa.schema([pa.field("sweep", pa.string())])
+
+
+class SchemaVersionError(RuntimeError):
+    """A store file was written by a newer schema version than this code understands."""
+
+
+def schema_metadata() -> dict[bytes, bytes]:
+    """Key-value metadata stamped into every Parquet file the store writes."""
+    return {VERSION_KEY: str(SCHEMA_VERSION).encode()}
+
+
+def file_version(metadata: dict[bytes, bytes] | None) -> int | None:
+    """The schema version recorded in a file's key-value metadata, or None if it has none."""
+    if not metadata or VERSION_KEY not in metadata:
+        return None
+    return int(metadata[VERSION_KEY].decode())
+
+
+def check_version(metadata: dict[bytes, bytes] | None, where: str = "") -> int | None:
+    """Raise `SchemaVersionError` if a file's schema version is newer than `SCHEMA_VERSION`."""
+    v = file_version(metadata)
+    if v is not None and v > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{where or 'file'} has store schema version {v}, but this code reads versions <= {SCHEMA_VERSION}; "
+            "upgrade memsweep to read it")
+    return v
+
+
+def table_schema(table: str) -> pa.Schema:
+    """The fixed schema of `table` (ValueError naming the valid tables if unknown)."""
+    try:
+        return SCHEMAS[table]
+    except KeyError:
+        raise ValueError(f"unknown table {table!r}; tables are {', '.join(TABLES)}") from None
