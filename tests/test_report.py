@@ -1,0 +1,72 @@
+"""The report renders from a store written through analysis.store and embeds every figure."""
+from __future__ import annotations
+
+import base64
+from html.parser import HTMLParser
+
+import pytest
+
+from analysis.report import FIGURES, write_report
+from analysis.synthetic import synthetic_tables
+
+
+class _Figs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.section: str | None = None
+        self.images: dict[str, bytes] = {}
+        self.tables = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section" and (a.get("id") or "").startswith("fig-"):
+            self.section = a["id"][4:]
+        if tag == "img" and self.section:
+            src = a.get("src") or ""
+            assert src.startswith("data:image/png;base64,")
+            self.images[self.section] = base64.b64decode(src.split(",", 1)[1])
+        if tag == "table":
+            self.tables += 1
+
+
+def test_report_from_synthetic_store(tmp_path):
+    pytest.importorskip("analysis.store")
+    from analysis.synthetic import write_synthetic_store
+
+    tb = synthetic_tables(Ls=(2,), Ps=(64, 256, 1024), n_seeds=3, budget=3000, n_evals=24, detail_trials=1)
+    store = write_synthetic_store(tmp_path / "store", tb, sweep="rep")
+    index = write_report(store, tmp_path / "report", sweep="rep", thetas=(0.1, 0.5, 0.9))
+    assert index.name == "index.html"
+    p = _Figs()
+    p.feed(index.read_text())
+    assert set(p.images) == set(FIGURES)
+    for name, png in p.images.items():
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
+        assert (tmp_path / "report" / f"{name}.svg").stat().st_size > 1000
+    html = index.read_text()
+    assert p.tables == 1 and "memsweep report" in html and "common" not in html[:0]
+    assert (tmp_path / "report" / "laws.csv").exists()
+
+
+def test_memorder_rank_correlation_with_censored_ties():
+    import numpy as np
+
+    from analysis.memorder import order_correlation
+
+    proto = np.array([3.0, 2.0, 1.0, 0.0, -1.0])
+    first = np.array([10.0, 20.0, 30.0, 1000.0, 1000.0])          # last two never copied (censored at 1000)
+    r = order_correlation(proto, first, np.array([0, 0, 0, 1, 1], bool), n_boot=100)
+    # censored block tied above all copied: ranks 1,2,3,4.5,4.5 against 5,4,3,2,1 -> rho = -0.9747
+    assert r["rho"] == pytest.approx(-0.9746794, abs=1e-6) and r["n_copied"] == 3
+    assert r["rho_lo"] <= r["rho"] <= r["rho_hi"]
+
+
+def test_slop_head_ratio_from_parts():
+    import pyarrow as pa
+
+    from analysis.slop import head_ratio_from_parts
+
+    parts = pa.table({"trial_id": ["a"] * 4, "step": [10] * 4, "level": [0] * 4, "production": [0, 1, 2, 3],
+                      "gen_count": [60, 20, 10, 10], "train_count": [40, 30, 20, 10], "grammar_prob": [0.25] * 4})
+    d = head_ratio_from_parts(parts, head=0.25).to_pydict()
+    assert d["head_ratio"] == [pytest.approx(0.6 / 0.4)]            # top production over-produced 1.5x
