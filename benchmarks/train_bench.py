@@ -1,0 +1,150 @@
+"""Training and sampling throughput of `models.Trainer` against a straightforward baseline loop.
+
+Config (documented target): masked diffusion, transformer width 64, depth 2, 4 heads, d = 8 (s=2, L=3), v = 16,
+P = 64 training strings, batch 64, AdamW lr 1e-3, grad clip 1, evaluations at a log-spaced schedule (8 per decade
+from step 10) computing the running train loss and the held-out loss on 256 strings. Both loops train the very same
+network (same class, same initial weights) with the same diffusion loss; only the loop around it differs.
+
+Baseline, as public RHM diffusion code does it: a torch DataLoader (shuffle) over one-hot float tensors of the
+training set, tokens recovered by argmax, default AdamW, `loss.item()` every step, an evaluation pass that loops over
+mini-batches calling `.item()`, and a sampler that loops over mini-batches of 64 with one-hot float states.
+Sampling: both use the same K = d step ancestral sampler; ours generates all strings in one batch on the device.
+
+Training data is random strings (models never see the grammar; throughput does not depend on it).
+Prints steps/s and samples/s for both, their ratios, and PASS/MISS for the target: >= 2x the baseline's steps/s.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models import ModelConfig, TrainConfig, Trainer, build_model, eval_schedule  # noqa: E402
+
+V, S, L, P, BATCH, LR = 16, 2, 3, 64, 64, 1e-3
+D = S ** L
+
+
+def baseline_train(model, train: torch.Tensor, held: torch.Tensor, steps: int, evals: set[int], dev: str) -> float:
+    """The straightforward loop; returns wall seconds."""
+    model.to(dev)
+    loader = DataLoader(TensorDataset(F.one_hot(train, V).float()), batch_size=BATCH, shuffle=True, drop_last=True)
+    held_loader = DataLoader(TensorDataset(F.one_hot(held, V).float()), batch_size=BATCH)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    running: list[float] = []
+    step = 0
+    t0 = time.perf_counter()
+    while step < steps:
+        for (xb,) in loader:
+            model.train()
+            x0 = xb.to(dev).argmax(-1)
+            loss = model.loss(x0)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            running.append(loss.item())
+            step += 1
+            if step in evals:
+                model.eval()
+                _train_loss = sum(running) / len(running)
+                running = []
+                with torch.no_grad():
+                    tot = n = 0
+                    for (hb,) in held_loader:
+                        tot += model.loss(hb.to(dev).argmax(-1)).item() * hb.shape[0]
+                        n += hb.shape[0]
+                    _held_loss = tot / n
+            if step >= steps:
+                break
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+@torch.no_grad()
+def baseline_sample(model, n: int, steps: int, dev: str) -> torch.Tensor:
+    """Grid ancestral sampler on one-hot float states, mini-batches of 64, per-step host checks."""
+    model.eval()
+    out = []
+    for _ in range(0, n, 64):
+        b = 64
+        state = F.one_hot(torch.full((b, D), V, device=dev), V + 1).float()          # all masked
+        for i in range(steps):
+            t, s = 1.0 - i / steps, 1.0 - (i + 1) / steps
+            ids = state.argmax(-1)
+            probs = torch.softmax(model.net(ids, torch.full((b,), t, device=dev)), -1)
+            x0 = torch.multinomial(probs.reshape(-1, V), 1).view(b, D)
+            masked = state[..., V] > 0.5
+            unmask = masked & (torch.rand(b, D, device=dev) < (t - s) / t)
+            new = F.one_hot(x0, V + 1).float()
+            state = torch.where(unmask[..., None], new, state)
+            if not bool((state[..., V] > 0.5).any().item()):
+                break
+        out.append(state.argmax(-1))
+    return torch.cat(out)[:n]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--samples", type=int, default=512)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    train = torch.randint(V, (P, D), generator=g)
+    held = torch.randint(V, (256, D), generator=g)
+    mcfg = ModelConfig(process="masked", backbone="transformer", width=64, depth=2, heads=4)
+    tcfg = TrainConfig(steps=args.steps, batch_size=BATCH, lr=LR, evals_per_decade=8, first_eval=10,
+                       device=args.device)
+    evals = set(eval_schedule(args.steps, 8, 10))
+
+    # ours
+    trainer = Trainer(build_model(mcfg, V, D, S, L, seed=0), train, tcfg)
+    warm = Trainer(build_model(mcfg, V, D, S, L, seed=0), train, TrainConfig(steps=20, device=args.device))
+    warm.run()
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    trainer.run(lambda t, step: (t.eval_loss(held, repeats=1), False)[1])
+    sync()
+    ours_train = args.steps / (time.perf_counter() - t0)
+    trainer.sample(64, D, seed=0)
+    sync()
+    t0 = time.perf_counter()
+    x = trainer.sample(args.samples, D, seed=1)
+    sync()
+    ours_sample = args.samples / (time.perf_counter() - t0)
+    assert int(x.max()) < V
+
+    # baseline (same device, global RNG)
+    base_model = build_model(mcfg, V, D, S, L, seed=0)
+    torch.manual_seed(0)
+    baseline_train(build_model(mcfg, V, D, S, L, seed=0), train, held, 20, set(), args.device)   # warm-up
+    base_train = args.steps / baseline_train(base_model, train, held, args.steps, evals, args.device)
+    baseline_sample(base_model, 64, D, args.device)
+    t0 = time.perf_counter()
+    baseline_sample(base_model, args.samples, D, args.device)
+    sync()
+    base_sample = args.samples / (time.perf_counter() - t0)
+
+    ratio = ours_train / base_train
+    print(f"config: masked/transformer width=64 depth=2 heads=4 d={D} v={V} P={P} batch={BATCH} "
+          f"steps={args.steps} threads={args.threads} device={args.device}")
+    print(f"{'':12s}{'steps/s':>10s}{'samples/s':>12s}")
+    print(f"{'ours':12s}{ours_train:10.1f}{ours_sample:12.0f}")
+    print(f"{'baseline':12s}{base_train:10.1f}{base_sample:12.0f}")
+    print(f"{'ratio':12s}{ratio:10.2f}{ours_sample / base_sample:12.2f}")
+    print(f"train steps/s ratio {ratio:.2f} (target >= 2.0): {'PASS' if ratio >= 2.0 else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Model and training configurations: frozen dataclasses of plain values, validated on construction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROCESSES = ("masked", "uniform")
+BACKBONES = ("transformer", "tree_conv")
+
+
+def _check_int(name: str, value: object, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {lo}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} is invalid: expected True or False")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which diffusion process and denoiser to build.
+
+    For `tree_conv`, `depth` is the number of layers per tree level (one stride-s convolution plus `depth - 1`
+    residual pointwise blocks); the number of levels is the grammar's `L`. `heads` only applies to the transformer.
+    """
+
+    process: str = "masked"
+    backbone: str = "transformer"
+    width: int = 64
+    depth: int = 2
+    heads: int = 4
+    time_cond: bool = True
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.process not in PROCESSES:
+            raise ValueError(f"process={self.process!r} is unknown: valid processes are {', '.join(PROCESSES)}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone={self.backbone!r} is unknown: valid backbones are {', '.join(BACKBONES)}")
+        _check_int("width", self.width, 1)
+        _check_int("depth", self.depth, 1)
+        _check_int("heads", self.heads, 1)
+        if self.backbone == "transformer" and self.width % self.heads:
+            raise ValueError(f"width={self.width} is not divisible by heads={self.heads}: "
+                             f"heads must divide the transformer width")
+        _check_bool("time_cond", self.time_cond)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout!r} is invalid: expected a float in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training-loop settings. `device` is "cpu", "cuda" or "cuda:N"; `bf16` (autocast) needs CUDA.
+
+    `ema` is the EMA decay (0 disables EMA); `grad_clip` is the max global grad norm (0 disables clipping);
+    `replacement=False` draws batches from reshuffled permutations (an epoch's remainder is dropped).
+    """
+
+    steps: int
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema: float = 0.0
+    evals_per_decade: int = 8
+    first_eval: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = False
+    compile: bool = False
+    replacement: bool = True
+
+    def __post_init__(self) -> None:
+        _check_int("steps", self.steps, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        for name, lo_open in (("lr", True), ("weight_decay", False), ("grad_clip", False)):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0 or (lo_open and val == 0):
+                rng = "> 0" if lo_open else ">= 0"
+                raise ValueError(f"{name}={val!r} is invalid: expected a number {rng}")
+        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema!r} is invalid: expected a decay in [0, 1) (0 disables EMA)")
+        _check_int("evals_per_decade", self.evals_per_decade, 1)
+        _check_int("first_eval", self.first_eval, 1)
+        _check_int("seed", self.seed, 0)
+        if not isinstance(self.device, str) or not (self.device == "cpu" or self.device == "cuda"
+                                                    or (self.device.startswith("cuda:")
+                                                        and self.device[5:].isdigit())):
+            raise ValueError(f"device={self.device!r} is invalid: expected 'cpu', 'cuda' or 'cuda:N'")
+        for name in ("bf16", "compile", "replacement"):
+            _check_bool(name, getattr(self, name))
+        if self.bf16 and self.device == "cpu":
+            raise ValueError("bf16=True needs a CUDA device (device='cpu' given): bf16 autocast is CUDA-only here")
