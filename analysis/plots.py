@@ -225,6 +225,7 @@ def plot_slop(slop_table: pa.Table, measure: str = "overprod", max_groups: int =
         measure = "head_ratio" if measure == "overprod" else "overprod"
     if "tail" not in t.column_names:
         return _empty("slop", "slop table lacks group columns")
+    faithful = 0.0 if measure == "overprod" else 1.0   # overprod = head_ratio - 1
     groups = _groups(t)[:max_groups]
     fig, axes = _grid(len(groups))
     for ax, (tail, L) in zip(axes, groups):
@@ -243,12 +244,13 @@ def plot_slop(slop_table: pa.Table, measure: str = "overprod", max_groups: int =
             tm = np.nanmedian(np.asarray(g.column("tau_mem").to_pylist(), float))
             if np.isfinite(tg) and np.isfinite(tm) and tm > tg:
                 ax.axvspan(tg, tm, color="orange", alpha=0.2, label="tau_gen..tau_mem")
-        ax.axhline(1, color="grey", lw=0.7)
+        ax.axhline(faithful, color="grey", lw=0.7)
         ax.set_xscale("log")
         ax.set_xlabel("training step")
         ax.set_ylabel(measure)
         ax.set_title(f"{tail}, L={L}", fontsize=9)
         ax.legend(fontsize=6)
-    fig.suptitle(f"slop: {measure} of common productions per level (1 = faithful)", fontsize=9)
+    fig.suptitle(f"slop: {measure} of common productions per level ({faithful:g} = faithful, above = "
+                 f"over-produced)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -27,8 +27,8 @@ FIGURES: dict[str, str] = {
     "memorder": "Memorization order: per trial, Spearman rho between a training sample's prototypicality and the "
                 "step at which it is first copied (never-copied samples tied above all copied ones; bootstrap 95% "
                 "CI), against P; and the fraction of samples copied over training time per prototypicality quartile.",
-    "slop": "Slop: over-production of common productions per level against training step (1 = faithful to the "
-            "training frequencies), with the partial-memorization window between the median tau_gen and tau_mem "
+    "slop": "Slop: over-production of common productions per level against training step (`overprod`: 0 = faithful "
+            "to the training frequencies, > 0 = common productions over-produced), with the partial-memorization window between the median tau_gen and tau_mem "
             "shaded.",
 }
 

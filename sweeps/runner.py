@@ -363,13 +363,14 @@ def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str
 # ---------------------------------------------------------------------------------------------------- entry
 def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None = None, resume: bool = False,
               progress: bool = True, *, storage_path: str | None = None, journal: str | None = None,
-              extra_config: Mapping[str, Any] | None = None) -> SweepResult:
+              extra_config: Mapping[str, Any] | None = None, compact: bool = True) -> SweepResult:
     """Run every unfinished trial of `spec` on Ray Tune and return what happened (see the module docstring).
 
     workers: concurrent trials (and, for an embedded Ray, num_cpus = workers * cpu per trial); address: join an
     existing cluster ("auto" or "host:port") instead of starting one; storage_path: Tune's experiment root
     (default `<store parent>/tune`; must be shared on a cluster); journal: the Optuna journal file; extra_config:
-    keys added to every trial's Tune config (test and debug hooks such as `_crash_at_step`).
+    keys added to every trial's Tune config (test and debug hooks such as `_crash_at_step`); compact: merge the
+    sweep's small store fragments at the end (readers return the same rows, only faster).
     """
     _validate(spec, workers)
     trials = spec.trials()
@@ -392,6 +393,10 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
             import ray
 
             ray.shutdown()
+    if compact:
+        from analysis.store import Store
+
+        Store(spec.store).compact(sweep=spec.name)
     return _result(spec, results, planned, done_before, trials)
 
 

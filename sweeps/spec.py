@@ -14,7 +14,7 @@ YAML format (every key below is optional unless marked *required*; see sweeps/pr
     data: {P: 32, unique: true, heldout: 256}   # training-set size, unique strings or i.i.d., held-out set size
     model: {process: masked, backbone: transformer, width: 64, depth: 2, heads: 4}   # models.ModelConfig fields
     train: {steps: 4000, batch_size: 32, lr: 1.0e-3, evals_per_decade: 8, first_eval: 10}   # models.TrainConfig
-    eval: {n_gen: 256, sample_steps: null}      # generated samples per evaluation; sampler steps (null = d)
+    eval: {n_gen: 256, sample_steps: null}      # generated samples per evaluation; sampler steps (null = the exact sampler: masked unmasks one position per network call, uniform walks all T steps)
     stop: {theta: 0.9, patience: 2}  # early stop once copy_frac >= theta at `patience` consecutive evaluations;
                                     #   omit the section to train every trial for its full budget
     seed: 0                         # fixed seed when `seed` is not an axis

@@ -163,8 +163,9 @@ def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int) -> Any
     """Generate `n_gen` strings, score them against the training set, and fill in the two losses."""
     from analysis.metrics import evaluate
 
-    steps = cfg.sample_steps or cfg.grammar.d
-    gen = trainer.sample(cfg.n_gen, steps, cfg.seed * 1_000_003 + step)
+    # sample_steps=None is the exact sampler (masked: one position per network call; uniform: all T steps):
+    # K parallel masked steps would unmask tokens jointly-independently and cap even a perfect memorizer's copies.
+    gen = trainer.sample(cfg.n_gen, cfg.sample_steps, cfg.seed * 1_000_003 + step)
     ev = evaluate(data.grammar, gen, data.index, heldout=data.heldout)
     ev.scalars["train_loss"] = float(trainer.train_loss)
     heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
