@@ -76,3 +76,30 @@ def test_optuna_grid_visits_every_point_once_and_continues(ray_cluster, tmp_path
     assert_complete_curves(bigger)
     rows = Store(spec.store).read("trials", sweep="og").to_pylist()
     assert sorted(r["P"] for r in rows) == [4, 8, 12] and all(r["attempts"] == 1 for r in rows)
+
+
+def test_optuna_boundary_objective_matches_store_and_persists(ray_cluster, tmp_path):
+    """Each Optuna trial's objective is (metric at target_step - theta)^2 recomputed from the store's curves, and a
+    second invocation with a larger budget continues the same study up to `optuna.trials` in all."""
+    import optuna
+
+    spec = tiny(tmp_path, name="ob", mode="optuna-grid", P=[4, 8, 12], steps=60)
+    raw = {**spec.raw, "mode": "optuna-boundary"}
+    raw["optuna"] = {**raw["optuna"], "trials": 2, "target_step": 40, "metric": "copy_frac", "theta": 0.5}
+    run_sweep(SweepSpec.from_dict(raw), workers=2, progress=False)
+    raw["optuna"]["trials"] = 4
+    spec = SweepSpec.from_dict(raw)
+    run_sweep(spec, workers=2, progress=False)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "optuna.journal")))
+    study = optuna.load_study(study_name=study_name(spec), storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4  # 2 from the first invocation, 2 more from the second, in one study
+
+    curves = Store(spec.store).read("curves", sweep="ob", columns=["trial_id", "step", "copy_frac"]).to_pylist()
+    by_P = {r["trial_id"]: r["P"] for r in Store(spec.store).read("trials", sweep="ob").to_pylist()}
+    for t in complete:
+        tid = next(k for k, P in by_P.items() if P == t.params["data.P"])
+        at_target = [r["copy_frac"] for r in sorted(curves, key=lambda r: r["step"])
+                     if r["trial_id"] == tid and r["step"] <= 40][-1]
+        assert t.value == pytest.approx((at_target - 0.5) ** 2), (t.params, t.value, at_target)
