@@ -62,17 +62,20 @@ def order_correlation(x: np.ndarray, first: np.ndarray, censored: np.ndarray, n_
     return out
 
 
+def _first_with_samples(first: pa.Table, samples: pa.Table, cols: Sequence[str]) -> tuple[np.ndarray, ...]:
+    """Join first-copy steps with per-sample columns, sorted by trial: (trial ids, first_step, censored, *cols)."""
+    s = samples.select(["trial_id", "train_index", *cols])
+    s = s.set_column(1, "train_index", pc.cast(s.column("train_index"), pa.int64()))
+    j = first.join(s, ["trial_id", "train_index"], join_type="inner").sort_by("trial_id")
+    arrays = {c: j.column(c).to_numpy(zero_copy_only=False) for c in ("trial_id", "first_step", "censored", *cols)}
+    return (arrays["trial_id"], arrays["first_step"].astype(float), arrays["censored"].astype(bool),
+            *(arrays[c].astype(float) for c in cols))
+
+
 def order_from_tables(first: pa.Table, samples: pa.Table, trials: pa.Table | None = None, n_boot: int = 200,
                       seed: int = 0) -> pa.Table:
     """Per trial: rho(proto, first copy) and rho(loglik, first copy) with intervals, and group columns."""
-    s = samples.select(["trial_id", "train_index", "proto", "loglik"])
-    s = s.set_column(1, "train_index", pc.cast(s.column("train_index"), pa.int64()))
-    j = first.join(s, ["trial_id", "train_index"], join_type="inner").sort_by("trial_id")
-    tid = j.column("trial_id").to_numpy(zero_copy_only=False)
-    fs = j.column("first_step").to_numpy(zero_copy_only=False).astype(float)
-    cen = j.column("censored").to_numpy(zero_copy_only=False).astype(bool)
-    pr = j.column("proto").to_numpy(zero_copy_only=False).astype(float)
-    ll = j.column("loglik").to_numpy(zero_copy_only=False).astype(float)
+    tid, fs, cen, pr, ll = _first_with_samples(first, samples, ["proto", "loglik"])
     rows = []
     if tid.size:
         b = np.flatnonzero(np.r_[True, tid[1:] != tid[:-1], True])
@@ -99,13 +102,7 @@ def fraction_by_quantile(first: pa.Table, samples: pa.Table, steps: pa.Table, q:
     Quantiles are taken within each trial (``q=4``: quartiles; 0 = least prototypical). ``steps`` has columns
     ``trial_id, step`` (the trial's evaluation steps). Returns ``trial_id, step, quantile, frac``.
     """
-    s = samples.select(["trial_id", "train_index", "proto"])
-    s = s.set_column(1, "train_index", pc.cast(s.column("train_index"), pa.int64()))
-    j = first.join(s, ["trial_id", "train_index"], join_type="inner").sort_by("trial_id")
-    tid = j.column("trial_id").to_numpy(zero_copy_only=False)
-    fs = j.column("first_step").to_numpy(zero_copy_only=False).astype(float)
-    cen = j.column("censored").to_numpy(zero_copy_only=False).astype(bool)
-    pr = j.column("proto").to_numpy(zero_copy_only=False).astype(float)
+    tid, fs, cen, pr = _first_with_samples(first, samples, ["proto"])
     st = steps.sort_by([("trial_id", "ascending"), ("step", "ascending")])
     stid = st.column("trial_id").to_numpy(zero_copy_only=False)
     sst = st.column("step").to_numpy(zero_copy_only=False).astype(float)

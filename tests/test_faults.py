@@ -17,6 +17,7 @@ from analysis.store import Store
 from models import eval_schedule
 from sweeps.runner import run_sweep
 from sweeps.spec import SweepSpec, load_spec
+from ray_procs import kill_processes_under
 
 pytestmark = pytest.mark.ray
 
@@ -69,24 +70,6 @@ def _driver(raw: dict, resume: bool, ray_tmp: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def _kill_ray_under(tmp: str) -> None:
-    """SIGKILL every process tied to this test's Ray temp dir: named in its command line or holding a file in
-    it (Ray renames some processes, e.g. ray::DashboardAgent, so the command line alone misses them)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if int(pid) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
-            continue
-        if tmp in cmd or any(f.startswith(tmp) for f in fds):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 @pytest.mark.slow
 def test_killed_driver_resumes_only_unfinished_trials(tmp_path):
     raw = spec_dict(tmp_path, "drv", [4, 6, 8], 100)
@@ -110,7 +93,7 @@ def test_killed_driver_resumes_only_unfinished_trials(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        _kill_ray_under(ray_tmp)
+        kill_processes_under(ray_tmp)
     before = {r["trial_id"]: r for r in store.read("trials", sweep="drv").to_pylist()}
     again = _driver(raw, True, ray_tmp)
     try:
@@ -118,7 +101,7 @@ def test_killed_driver_resumes_only_unfinished_trials(tmp_path):
     finally:
         if again.poll() is None:
             os.killpg(again.pid, signal.SIGKILL)
-        _kill_ray_under(ray_tmp)
+        kill_processes_under(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert again.returncode == 0, out[-3000:]
     n_done, n_failed, n_skipped = map(int, out.split("RESULT")[-1].split()[:3])

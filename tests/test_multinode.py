@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 from analysis.store import Store
 from models import eval_schedule
 from sweeps.spec import SweepSpec, load_spec
+from ray_procs import kill_processes_under
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -36,24 +36,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _kill_under(tmp: str) -> None:
-    """SIGKILL every process tied to this test's Ray temp dir: named in its command line or holding a file in
-    it (Ray renames some processes, e.g. ray::DashboardAgent, so the command line alone misses them)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if int(pid) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
-            continue
-        if tmp in cmd or any(f.startswith(tmp) for f in fds):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _node_ids(experiment_path: str) -> set[str]:
@@ -88,7 +70,7 @@ def test_trials_run_on_both_nodes(tmp_path):
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         res = json.loads(proc.stdout.split("RESULT", 1)[1])
     finally:
-        _kill_under(tmp)
+        kill_processes_under(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     assert (res["n_done"], res["n_failed"]) == (4, 0)
     assert len(_node_ids(res["path"])) == 2, "trials did not run on both nodes"
