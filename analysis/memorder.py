@@ -96,6 +96,35 @@ def order_from_tables(first: pa.Table, samples: pa.Table, trials: pa.Table | Non
     return out
 
 
+def pool_order(order: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
+    """Per (tail, L) group and over all trials: the mean of the per-trial rho (prototypicality and loglik) with a
+    percentile bootstrap interval over trials, and the fraction of trials with rho < 0 (prototypical copied first).
+
+    Trials are the independent units here (each has its own data sample and model), so the interval says how sure
+    the sweep is of the sign, not how sure one trial is."""
+    rng = np.random.default_rng(seed)
+    has_groups = all(c in order.column_names for c in ("tail", "L"))
+    keys = ([(str(t), int(L)) for t, L in zip(order.column("tail").to_pylist(), order.column("L").to_pylist())]
+            if has_groups else [("*", -1)] * order.num_rows)
+    rows = []
+    for group in sorted(set(keys)) + ([("*", -1)] if has_groups else []):
+        m = np.array([group == ("*", -1) or k == group for k in keys])
+        row: dict[str, Any] = {"tail": group[0], "L": None if group[1] < 0 else group[1]}
+        for name in ("proto", "loglik"):
+            rho = order.column(f"rho_{name}").to_numpy(zero_copy_only=False).astype(float)[m]
+            rho = rho[np.isfinite(rho)]
+            mean = lo = hi = frac = float("nan")
+            if rho.size:
+                mean, frac = float(rho.mean()), float((rho < 0).mean())
+            if rho.size >= 3 and n_boot > 0:
+                boot = rho[rng.integers(0, rho.size, size=(n_boot, rho.size))].mean(1)
+                lo, hi = (float(q) for q in np.quantile(boot, [0.025, 0.975]))
+            row.update({f"n_{name}": int(rho.size), f"rho_{name}_mean": mean, f"rho_{name}_lo": lo,
+                        f"rho_{name}_hi": hi, f"frac_{name}_negative": frac})
+        rows.append(row)
+    return pa.Table.from_pylist(rows)
+
+
 def fraction_by_quantile(first: pa.Table, samples: pa.Table, steps: pa.Table, q: int = 4) -> pa.Table:
     """Fraction of training samples already copied at each evaluation step, per prototypicality quantile.
 

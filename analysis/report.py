@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from analysis import fits, memorder, onset, plots, slop
 
@@ -67,13 +68,11 @@ def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = "mem_
     return out
 
 
-def _laws_html(laws: pa.Table) -> str:
-    cols = ["scope", "onset", "theta", "tail", "L", "status", "n_obs", "n_cens", "n_left", "beta", "beta_lo",
-            "beta_hi", "beta_wald_lo", "beta_wald_hi", "C", "shift", "shift_lo", "shift_hi", "sigma", "pseudo_r2",
-            "ks_p", "lr_p", "ols_beta", "ols_beta_lo", "ols_beta_hi", "reason"]
+def _table_html(table: pa.Table, cols: Sequence[str]) -> str:
+    """An HTML table of `cols` (floats to 4 significant digits, NaN as blank)."""
     head = "".join(f"<th>{c}</th>" for c in cols)
     body = []
-    for r in laws.to_pylist():
+    for r in table.to_pylist():
         cells = []
         for c in cols:
             v = r.get(c)
@@ -84,6 +83,25 @@ def _laws_html(laws: pa.Table) -> str:
     return f"<table class='laws'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _order_html(pooled: pa.Table | None) -> str:
+    """The pooled memorization-order table (mean rho over trials per group), or nothing without copies."""
+    if pooled is None:
+        return ""
+    cols = ["tail", "L", "n_proto", "rho_proto_mean", "rho_proto_lo", "rho_proto_hi", "frac_proto_negative",
+            "rho_loglik_mean", "rho_loglik_lo", "rho_loglik_hi", "frac_loglik_negative"]
+    return ("<h2>Memorization order, pooled</h2><p>Mean over trials of Spearman rho(prototypicality, first-copy "
+            "step) and rho(log-likelihood, first-copy step), bootstrap 95% interval over trials; rho &lt; 0 means "
+            "prototypical / likely samples are copied first. Also in <a href='memorder.csv'>memorder.csv</a> "
+            "(per trial: memorder_trials.csv).</p>" + _table_html(pooled, cols))
+
+
+def _laws_html(laws: pa.Table) -> str:
+    cols = ["scope", "onset", "theta", "tail", "L", "status", "n_obs", "n_cens", "n_left", "beta", "beta_lo",
+            "beta_hi", "beta_wald_lo", "beta_wald_hi", "C", "shift", "shift_lo", "shift_hi", "sigma", "pseudo_r2",
+            "ks_p", "lr_p", "ols_beta", "ols_beta_lo", "ols_beta_hi", "reason"]
+    return _table_html(laws, cols)
+
+
 def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, laws: pa.Table | None = None,
                              thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = "mem_excess",
                              gen_metric: str = "novel_valid_frac", n_boot: int = 200, command: str = "",
@@ -92,6 +110,7 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trials, curves = tables["trials"], tables["curves"]
+    pooled = None
     ons = onset.onsets_from_tables(trials, curves, thetas, metric, gen_metric)
     if laws is None:
         laws = fits.fit_laws(ons, theta=None, n_boot=n_boot)
@@ -110,6 +129,9 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
         order = memorder.order_from_tables(first, tables["samples"], trials, n_boot=n_boot)
         frac = memorder.fraction_by_quantile(first, tables["samples"], steps)
         figs["memorder"] = plots.plot_memorder(order, frac, trials)
+        pooled = memorder.pool_order(order, seed=0)
+        pacsv.write_csv(order, out / "memorder_trials.csv")
+        pacsv.write_csv(pooled, out / "memorder.csv")
     else:
         figs["memorder"] = plots._empty("memorization order", "no samples/copies tables in the store")
     win = slop.windows_from_onsets(ons, th)
@@ -144,6 +166,7 @@ thresholds {html.escape(', '.join(str(t) for t in thetas))}. Generated {time.str
 {''.join(sections)}
 <h2>Laws</h2><p>Also in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
 {_laws_html(laws)}
+{_order_html(pooled)}
 </body></html>
 """
     index = out / "index.html"

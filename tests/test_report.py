@@ -43,7 +43,8 @@ def test_report_from_synthetic_store(tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
         assert (tmp_path / "report" / f"{name}.svg").stat().st_size > 1000
     html = index.read_text()
-    assert p.tables == 1 and "memsweep report" in html
+    assert p.tables == 2 and "memsweep report" in html and "Memorization order, pooled" in html  # laws + order
+    assert (tmp_path / "report" / "memorder.csv").exists()
     assert (tmp_path / "report" / "laws.csv").exists()
 
 
@@ -69,3 +70,26 @@ def test_slop_head_ratio_from_parts():
                       "gen_count": [60, 20, 10, 10], "train_count": [40, 30, 20, 10], "grammar_prob": [0.25] * 4})
     d = head_ratio_from_parts(parts, head=0.25).to_pydict()
     assert d["head_ratio"] == [pytest.approx(0.6 / 0.4)]            # top production over-produced 1.5x
+
+
+def test_pooled_memorization_order_matches_per_trial_mean():
+    """The pooled rho is the plain mean of the per-trial rhos of its group; its bootstrap interval brackets it,
+    and a group whose trials all have rho < 0 has an interval below zero."""
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis.memorder import pool_order
+
+    rng = np.random.default_rng(1)
+    neg = -0.5 + 0.05 * rng.standard_normal(8)
+    mixed = 0.3 * rng.standard_normal(8)
+    order = pa.table({"trial_id": [f"t{i}" for i in range(16)], "tail": ["thin"] * 8 + ["fat"] * 8, "L": [3] * 16,
+                      "rho_proto": np.r_[neg, mixed], "rho_loglik": np.r_[mixed, neg]})
+    pooled = {(r["tail"], r["L"]): r for r in pool_order(order, n_boot=500).to_pylist()}
+    thin, fat, every = pooled[("thin", 3)], pooled[("fat", 3)], pooled[("*", None)]
+    assert thin["rho_proto_mean"] == pytest.approx(neg.mean()) and thin["n_proto"] == 8
+    assert fat["rho_proto_mean"] == pytest.approx(mixed.mean())
+    assert every["rho_proto_mean"] == pytest.approx(np.r_[neg, mixed].mean()) and every["n_proto"] == 16
+    assert thin["rho_proto_hi"] < 0 and thin["frac_proto_negative"] == 1.0
+    assert fat["rho_proto_lo"] < fat["rho_proto_mean"] < fat["rho_proto_hi"]
+    assert fat["rho_loglik_hi"] < 0 and fat["frac_loglik_negative"] == 1.0
