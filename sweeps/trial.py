@@ -18,6 +18,7 @@ import os
 import signal
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,22 @@ def load_checkpoint(trainer: Any, checkpoint_dir: str | None) -> dict[str, Any]:
     return json.loads(state_path.read_text()) if state_path.exists() else {}
 
 
+def _restore(cfg: TrialConfig, data: _Data, device: str, checkpoint_dir: str | None) -> tuple[Any, dict, int]:
+    """A trainer resumed from `checkpoint_dir`, with its loop state and resume step; a fresh one (step 0) when there
+    is no checkpoint or it cannot be read (e.g. torn by a node dying while it was persisted). Starting over is
+    always safe: the new attempt's resumed_from_step=0 supersedes every row of the earlier attempts."""
+    trainer = build_trainer(cfg, data, device)
+    if checkpoint_dir is None:
+        return trainer, {}, 0
+    try:
+        state = load_checkpoint(trainer, checkpoint_dir)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: torch/pickle/JSON/OS errors alike
+        warnings.warn(f"trial {cfg.trial_id}: checkpoint {checkpoint_dir} is unreadable ({type(e).__name__}: {e}); "
+                      "starting the trial over from step 0", RuntimeWarning, stacklevel=2)
+        return build_trainer(cfg, data, device), {}, 0
+    return trainer, state, int(trainer.step)
+
+
 def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, checkpoint_dir: str | None = None, *,
                 write_store: bool = True, device: str = "cpu", hooks: Mapping[str, Any] | None = None
                 ) -> TrialOutcome:
@@ -282,9 +299,7 @@ def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, check
     cfg = trial_config
     t0 = time.time()
     data = build_data(cfg)
-    trainer = build_trainer(cfg, data, device)
-    state = load_checkpoint(trainer, checkpoint_dir)
-    resumed = int(trainer.step) if checkpoint_dir is not None else 0
+    trainer, state, resumed = _restore(cfg, data, device, checkpoint_dir)
     hooks = dict(hooks or {})
     if not write_store:
         return _run_loop(cfg, data, trainer, None, report, hooks, state, resumed, t0)

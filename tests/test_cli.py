@@ -66,8 +66,9 @@ def test_validate_bad_file_exits_2_without_traceback(tmp_path):
 
 def test_validate_unknown_name_lists_presets(capsys):
     from sweeps.cli import main
+    from sweeps.spec import preset_names
     assert main(["validate", "no-such-thing"]) == 2
-    assert "presets: demo, paper, tiny" in capsys.readouterr().err
+    assert f"presets: {', '.join(preset_names())}" in capsys.readouterr().err
 
 
 def test_status_of_missing_store_is_a_clean_error(tmp_path):

@@ -106,10 +106,35 @@ def test_killed_driver_resumes_only_unfinished_trials(tmp_path):
     assert again.returncode == 0, out[-3000:]
     n_done, n_failed, n_skipped = map(int, out.split("RESULT")[-1].split()[:3])
     finished_before = {t for t, r in before.items() if r["status"] == "done"}
-    assert (n_done, n_failed, n_skipped) == (len(ids) - len(finished_before), 0, len(finished_before))
+    assert (n_done, n_failed, n_skipped) == (len(ids) - len(finished_before), 0, len(finished_before)), out[-4000:]
     after = {r["trial_id"]: r for r in store.read("trials", sweep="drv").to_pylist()}
     assert sorted(after) == sorted(ids) and all(r["status"] == "done" for r in after.values())
     for tid in finished_before:  # finished trials were not run again
         assert after[tid]["attempt_ns"] == before[tid]["attempt_ns"] and after[tid]["attempts"] == 1
     for tid in ids:
         assert steps_of(store, "drv", tid) == eval_schedule(100, 4, 10)
+
+
+def test_unreadable_checkpoint_restarts_the_trial_from_scratch(tmp_path):
+    """A checkpoint torn mid-write (here: a truncated trainer file) must not fail the trial forever: the attempt
+    starts over from step 0 with a warning, and the store still holds one row per step."""
+    from sweeps.trial import TRAINER_FILE, train_trial
+
+    spec = SweepSpec.from_dict(spec_dict(tmp_path, "torn", [4], 60))
+    (cfg,) = spec.trials()
+    saved: list[str] = []
+
+    def keep_first(metrics: dict, directory: str) -> None:  # a report callback that keeps one checkpoint
+        if not saved:
+            saved.append(shutil.copytree(directory, tmp_path / "ckpt"))
+
+    train_trial(cfg, keep_first)
+    torn = Path(saved[0]) / TRAINER_FILE
+    torn.write_bytes(torn.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        out = train_trial(cfg, None, str(saved[0]))
+    assert out.resumed_from_step == 0 and out.final_step == 60
+    store = Store(spec.store)
+    assert steps_of(store, "torn", cfg.trial_id) == eval_schedule(60, 4, 10)
+    row = store.read("trials", sweep="torn").to_pylist()[0]
+    assert row["attempts"] == 2 and row["resumed_from_step"] == 0 and row["status"] == "done"
