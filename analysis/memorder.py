@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from scipy import stats
 
 from analysis.onset import _open_store, first_copy_from_tables
+from analysis.stats import bootstrap_mean
 
 
 def _censored_times(first: np.ndarray, censored: np.ndarray) -> np.ndarray:
@@ -113,12 +114,8 @@ def pool_order(order: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
         for name in ("proto", "loglik"):
             rho = order.column(f"rho_{name}").to_numpy(zero_copy_only=False).astype(float)[m]
             rho = rho[np.isfinite(rho)]
-            mean = lo = hi = frac = float("nan")
-            if rho.size:
-                mean, frac = float(rho.mean()), float((rho < 0).mean())
-            if rho.size >= 3 and n_boot > 0:
-                boot = rho[rng.integers(0, rho.size, size=(n_boot, rho.size))].mean(1)
-                lo, hi = (float(q) for q in np.quantile(boot, [0.025, 0.975]))
+            mean, lo, hi = bootstrap_mean(rho, n_boot, rng)
+            frac = float((rho < 0).mean()) if rho.size else float("nan")
             row.update({f"n_{name}": int(rho.size), f"rho_{name}_mean": mean, f"rho_{name}_lo": lo,
                         f"rho_{name}_hi": hi, f"frac_{name}_negative": frac})
         rows.append(row)

@@ -95,6 +95,18 @@ def _order_html(pooled: pa.Table | None) -> str:
             "(per trial: memorder_trials.csv).</p>" + _table_html(pooled, cols))
 
 
+def _slop_html(pooled: pa.Table) -> str:
+    """The pooled slop table (overprod before vs after tau_mem per level), or nothing without level curves."""
+    if pooled.num_rows == 0:
+        return ""
+    cols = ["tail", "L", "level", "n_before", "overprod_before", "overprod_before_lo", "overprod_before_hi",
+            "frac_overproduce_before", "n_after", "overprod_after", "overprod_after_lo", "overprod_after_hi"]
+    return ("<h2>Slop, pooled</h2><p>Mean over trials of each trial's mean overprod (0 = faithful to the training "
+            "frequencies, &gt; 0 = common productions over-produced) before tau_mem (from tau_gen when it was "
+            "observed) and after it; bootstrap 95% interval over trials. Also in <a href='slop.csv'>slop.csv</a>."
+            "</p>" + _table_html(pooled, cols))
+
+
 def _laws_html(laws: pa.Table) -> str:
     cols = ["scope", "onset", "theta", "tail", "L", "status", "n_obs", "n_cens", "n_left", "beta", "beta_lo",
             "beta_hi", "beta_wald_lo", "beta_wald_hi", "C", "shift", "shift_lo", "shift_hi", "sigma", "pseudo_r2",
@@ -137,6 +149,9 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     win = slop.windows_from_onsets(ons, th)
     st = slop.slop_from_tables(tables.get("level_curves"), tables.get("parts"), trials, win)
     figs["slop"] = plots.plot_slop(st)
+    slop_pooled = slop.pool_slop(st)
+    if slop_pooled.num_rows:
+        pacsv.write_csv(slop_pooled, out / "slop.csv")
     sections = []
     for name, fig in figs.items():
         paths = plots.save(fig, out, name)
@@ -167,6 +182,7 @@ thresholds {html.escape(', '.join(str(t) for t in thetas))}. Generated {time.str
 <h2>Laws</h2><p>Also in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
 {_laws_html(laws)}
 {_order_html(pooled)}
+{_slop_html(slop_pooled)}
 </body></html>
 """
     index = out / "index.html"

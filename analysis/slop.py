@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.onset import _open_store, onsets_from_tables
+from analysis.stats import bootstrap_mean
 
 
 def head_ratio_from_parts(parts: pa.Table, head: float = 0.25) -> pa.Table:
@@ -79,6 +80,46 @@ def slop_from_tables(level_curves: pa.Table | None, parts: pa.Table | None, tria
     if windows is not None:
         out = out.join(windows, "trial_id", join_type="left outer")
     return out.sort_by([("trial_id", "ascending"), ("level", "ascending"), ("step", "ascending")])
+
+
+def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
+    """Per (tail, L, level): the mean over trials of each trial's mean `overprod` before memorization and after it,
+    with bootstrap intervals over trials, and the fraction of trials that over-produce (> 0) before it.
+
+    "Before" is the partial-memorization window [tau_gen, tau_mem) when tau_gen was observed, else every evaluation
+    before tau_mem at which the level's overprod is defined (valid parts were generated); "after" is from tau_mem on.
+    A trial censored for tau_mem contributes only a "before" value. Over-production of common parts before
+    memorization, falling to 0 (faithful to the training set) after it, is the slop signature."""
+    cols = ["trial_id", "step", "level", "overprod", "tau_mem", "mem_censored", "tau_gen", "gen_censored"]
+    if slop_table.num_rows == 0 or not all(c in slop_table.column_names for c in cols):
+        return pa.table({})
+    t = slop_table.filter(pc.is_finite(slop_table.column("overprod")))
+    d = {c: t.column(c).to_numpy(zero_copy_only=False) for c in cols}
+    step = d["step"].astype(float)
+    tau_mem = np.where(d["mem_censored"].astype(bool), np.inf, d["tau_mem"].astype(float))
+    tau_gen = np.where(d["gen_censored"].astype(bool), -np.inf, d["tau_gen"].astype(float))
+    phase = np.where(step >= tau_mem, 1, np.where(step >= tau_gen, 0, -1))  # 0 before, 1 after, -1 outside
+    has_groups = all(c in t.column_names for c in ("tail", "L"))
+    group = (np.array([f"{a}\x00{b}" for a, b in zip(t.column("tail").to_pylist(), t.column("L").to_pylist())])
+             if has_groups else np.full(t.num_rows, "*\x000"))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in np.unique(group):
+        for level in np.unique(d["level"][group == g]):
+            sel = (group == g) & (d["level"] == level)
+            row: dict[str, Any] = {"tail": g.split("\x00")[0], "L": int(g.split("\x00")[1]), "level": int(level)}
+            for name, ph in (("before", 0), ("after", 1)):
+                m = sel & (phase == ph)
+                ids, inv = np.unique(d["trial_id"][m], return_inverse=True)
+                per_trial = (np.bincount(inv, d["overprod"][m].astype(float), ids.size) /
+                             np.maximum(np.bincount(inv, minlength=ids.size), 1))
+                mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng)
+                row.update({f"n_{name}": int(ids.size), f"overprod_{name}": mean, f"overprod_{name}_lo": lo,
+                            f"overprod_{name}_hi": hi})
+                if name == "before":
+                    row["frac_overproduce_before"] = float((per_trial > 0).mean()) if ids.size else float("nan")
+            rows.append(row)
+    return pa.Table.from_pylist(rows)
 
 
 def slop(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None, metric: str = "mem_excess",

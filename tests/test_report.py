@@ -43,8 +43,9 @@ def test_report_from_synthetic_store(tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
         assert (tmp_path / "report" / f"{name}.svg").stat().st_size > 1000
     html = index.read_text()
-    assert p.tables == 2 and "memsweep report" in html and "Memorization order, pooled" in html  # laws + order
-    assert (tmp_path / "report" / "memorder.csv").exists()
+    assert p.tables == 3 and "memsweep report" in html  # laws, pooled order, pooled slop
+    assert "Memorization order, pooled" in html and "Slop, pooled" in html
+    assert (tmp_path / "report" / "memorder.csv").exists() and (tmp_path / "report" / "slop.csv").exists()
     assert (tmp_path / "report" / "laws.csv").exists()
 
 
@@ -93,3 +94,26 @@ def test_pooled_memorization_order_matches_per_trial_mean():
     assert thin["rho_proto_hi"] < 0 and thin["frac_proto_negative"] == 1.0
     assert fat["rho_proto_lo"] < fat["rho_proto_mean"] < fat["rho_proto_hi"]
     assert fat["rho_loglik_hi"] < 0 and fat["frac_loglik_negative"] == 1.0
+
+
+def test_pooled_slop_splits_at_tau_mem():
+    """Each trial's overprod is averaged before and after its tau_mem (from tau_gen when observed), then over
+    trials; a trial censored for tau_mem only contributes a 'before' value."""
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis.slop import pool_slop
+
+    rows = []
+    # t1: tau_gen censored, tau_mem = 100: before = steps 10, 50 (0.2, 0.4), after = 100, 200 (0.0, 0.1)
+    for step, v in ((10, 0.2), (50, 0.4), (100, 0.0), (200, 0.1)):
+        rows.append(dict(trial_id="t1", step=step, level=0, overprod=v, tau_mem=100.0, mem_censored=False,
+                         tau_gen=200.0, gen_censored=True, tail="thin", L=2))
+    # t2: tau_gen = 50 observed, tau_mem censored: before = steps 50, 100 only (step 10 precedes tau_gen)
+    for step, v in ((10, 9.0), (50, 0.3), (100, 0.5), (200, np.nan)):
+        rows.append(dict(trial_id="t2", step=step, level=0, overprod=v, tau_mem=200.0, mem_censored=True,
+                         tau_gen=50.0, gen_censored=False, tail="thin", L=2))
+    (r,) = pool_slop(pa.Table.from_pylist(rows), n_boot=100).to_pylist()
+    assert (r["tail"], r["L"], r["level"], r["n_before"], r["n_after"]) == ("thin", 2, 0, 2, 1)
+    assert r["overprod_before"] == pytest.approx(np.mean([0.3, 0.4]))   # trial means 0.3 and 0.4
+    assert r["overprod_after"] == pytest.approx(0.05) and r["frac_overproduce_before"] == 1.0
