@@ -50,10 +50,10 @@ def swept(spec: SweepSpec, workers: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="seconds-long trials (overhead then dominated by start-up)")
-    ap.add_argument("--steps", type=int, default=None, help="training steps per trial (default 6000; quick 300)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps per trial (default 24000: about a minute per trial on one core here; quick 300)")
     ap.add_argument("--trials", type=int, default=4)
     args = ap.parse_args()
-    steps = args.steps or (300 if args.quick else 6000)
+    steps = args.steps or (300 if args.quick else 24000)
     root = tempfile.mkdtemp(prefix="sweepbench-")
     try:
         train_trial(make_spec(root, "warm", 20, 1).trials()[0], write_store=False)  # imports, first-call costs
@@ -67,7 +67,7 @@ def main() -> int:
     speedup = t1 / t2
     note = " (quick: short trials, Ray start-up dominates; run without --quick for the real target)" if args.quick \
         else ""
-    print(f"{n} trials x {steps} steps, cores={os.cpu_count()}{note}")
+    print(f"{n} trials x {steps} steps ({t_bare / n:.0f} s per bare trial), cores={os.cpu_count()}{note}")
     print(f"bare loop        {t_bare:8.1f} s   {n * steps / t_bare:8.0f} steps/s   {3600 * n / t_bare:7.0f} trials/h")
     print(f"sweep, 1 worker  {t1:8.1f} s   {n * steps / t1:8.0f} steps/s   {3600 * n / t1:7.0f} trials/h")
     print(f"sweep, 2 workers {t2:8.1f} s   {n * steps / t2:8.0f} steps/s   {3600 * n / t2:7.0f} trials/h")

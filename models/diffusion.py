@@ -12,6 +12,8 @@ from its generator state.
 """
 from __future__ import annotations
 
+import abc
+
 import math
 
 import torch
@@ -36,20 +38,20 @@ def _stratified_uniform(n: int, generator: torch.Generator | None, device: torch
     return torch.remainder(u0 + torch.arange(n, device=device) / n, 1.0)
 
 
-class Diffusion(nn.Module):
+class Diffusion(nn.Module, abc.ABC):
     """Base: holds the denoiser `net(x_t ids (B, d), t (B,)) -> logits (B, d, v)` and the sizes."""
 
     def __init__(self, net: nn.Module, v: int, d: int) -> None:
         super().__init__()
         self.net, self.v, self.d = net, v, d
 
+    @abc.abstractmethod
     def loss(self, x0: Tensor, generator: torch.Generator | None = None, elbo: bool = False) -> Tensor:
         """Scalar training loss for a batch of clean tokens x0 (B, d); `elbo=True` drops auxiliary terms."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """n strings (n, d) long in [0, v), generated in `steps` denoising steps."""
-        raise NotImplementedError
 
     @property
     def device(self) -> torch.device:

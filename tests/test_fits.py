@@ -86,7 +86,6 @@ def test_fit_laws_joint_recovers_planted_shifts():
 
 
 def test_fit_store_reads_a_synthetic_store(tmp_path):
-    pytest.importorskip("analysis.store")
     from analysis.fits import fit_store, write_laws
     from analysis.synthetic import write_synthetic_store
 
