@@ -88,7 +88,8 @@ def build_trainer(cfg: TrialConfig, data: _Data, device: str) -> Any:
     from models import Trainer, build_model
 
     g = cfg.grammar
-    model = build_model(cfg.model, g.v, g.d, g.s, g.L)
+    # seeded init: with Ray reusing worker processes the global RNG depends on which trials ran before this one
+    model = build_model(cfg.model, g.v, g.d, g.s, g.L, seed=cfg.train.seed)
     train_cfg = dataclasses.replace(cfg.train, device=device)
     tokens = torch.as_tensor(data.train, dtype=torch.long, device=device)
     return Trainer(model, tokens, train_cfg)
