@@ -188,8 +188,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- parser
+def _positive_int(text: str) -> int:
+    """argparse type for counts such as --workers: an integer >= 1, else a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (e.g. 1 for a laptop, 2 here)")
+    return value
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="trials at once (default: as many as fit)")
     p.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
     p.add_argument("--no-progress", action="store_true", help="no live table (Ray's own output is still quiet)")
 

@@ -596,7 +596,8 @@ def _point_problems(s: Mapping[str, Any]) -> list[str]:
     problems = []
     for part in (lambda: _check_data(s, _grammar(s)), lambda: s["tail"].resolved_levels(s["grammar.L"]),
                  lambda: ModelConfig(**{k[6:]: v for k, v in s.items() if k.startswith("model.")}),
-                 lambda: TrainConfig(**{k[6:]: v for k, v in s.items() if k.startswith("train.")}, seed=s["seed"])):
+                 lambda: TrainConfig(steps=s["train.steps"], seed=s["seed"],  # KeyError: missing, reported
+                                     **{k[6:]: v for k, v in s.items() if k.startswith("train.") and k != "train.steps"})):
         try:
             part()
         except KeyError:

@@ -87,3 +87,9 @@ def test_argument_errors_exit_2():
     assert r.returncode == 2 and "SPEC" in r.stderr
     r = _memsweep("fit", "x", "--metric", "nope")
     assert r.returncode == 2
+
+
+def test_bad_workers_is_a_usage_error_without_traceback():
+    r = subprocess.run([MEMSWEEP, "run", "tiny", "--workers", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--workers" in r.stderr and "'0' is not a positive integer" in r.stderr
