@@ -53,7 +53,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -401,15 +401,24 @@ def _coerce(path: str, value: Any, kind: str) -> tuple[Any, str | None]:
     raise AssertionError(kind)
 
 
-def _parse_tail(path: str, value: Any) -> tuple[Any, str | None]:
+def _parse_family(path: str, value: Any, keys: Any, what: str, example: str,
+                  build: Callable[[dict], Any]) -> tuple[Any, str | None]:
+    """A `{family: ..., ...}` mapping (or a bare family name) checked for unknown keys and built with `build`."""
     if isinstance(value, str):
         value = {"family": value}
     if not isinstance(value, Mapping):
-        return value, f"{path}: {value!r} is not a tail; write {{family: power, a: 1.0, levels: [0]}}"
+        return value, f"{path}: {value!r} is not {what}; write {example}"
     for k in value:
-        if k not in TAIL_KEYS:
-            return value, _unknown(path, str(k), TAIL_KEYS)
-    v = dict(value)
+        if k not in keys:
+            return value, _unknown(path, str(k), keys)
+    try:
+        return build(dict(value)), None
+    except (ValueError, TypeError) as e:
+        return value, f"{path}: {dict(value)!r}: {e}"
+
+
+def _tail_from_dict(v: dict) -> TailSpec:
+    """A TailSpec from YAML: numeric strings for `a`/`xi` (YAML reads 1e-3 as text) and a bare level accepted."""
     for k in ("a", "xi"):
         if isinstance(v.get(k), str):
             try:
@@ -418,24 +427,15 @@ def _parse_tail(path: str, value: Any) -> tuple[Any, str | None]:
                 pass
     if v.get("levels") is not None and not isinstance(v["levels"], (list, tuple)):
         v["levels"] = [v["levels"]]
-    try:
-        return TailSpec.from_dict(v), None
-    except (ValueError, TypeError) as e:
-        return value, f"{path}: {dict(value)!r}: {e}"
+    return TailSpec.from_dict(v)
+
+
+def _parse_tail(path: str, value: Any) -> tuple[Any, str | None]:
+    return _parse_family(path, value, TAIL_KEYS, "a tail", "{family: power, a: 1.0, levels: [0]}", _tail_from_dict)
 
 
 def _parse_root(path: str, value: Any) -> tuple[Any, str | None]:
-    if isinstance(value, str):
-        value = {"family": value}
-    if not isinstance(value, Mapping):
-        return value, f"{path}: {value!r} is not a rule distribution; write {{family: power, a: 1.0}}"
-    for k in value:
-        if k not in ROOT_KEYS:
-            return value, _unknown(path, str(k), ROOT_KEYS)
-    try:
-        return _rule_from_dict(value), None
-    except (ValueError, TypeError) as e:
-        return value, f"{path}: {dict(value)!r}: {e}"
+    return _parse_family(path, value, ROOT_KEYS, "a rule distribution", "{family: power, a: 1.0}", _rule_from_dict)
 
 
 def _canon(value: Any) -> str:
