@@ -161,8 +161,10 @@ def _parts_rows(step: int, ev: Any) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
-def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int) -> Any:
-    """Generate `n_gen` strings, score them against the training set, and fill in the two losses."""
+def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int, heldout: torch.Tensor | None = None) -> Any:
+    """Generate `n_gen` strings, score them against the training set, and fill in the two losses.
+
+    `heldout`: the held-out tokens already on the trainer's device (built here when not given)."""
     from analysis.metrics import evaluate
 
     # sample_steps=None is the exact sampler (masked: one position per network call; uniform: all T steps):
@@ -170,7 +172,8 @@ def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int) -> Any
     gen = trainer.sample(cfg.n_gen, cfg.sample_steps, cfg.seed * 1_000_003 + step)
     ev = evaluate(data.grammar, gen, data.index, heldout=data.heldout)
     ev.scalars["train_loss"] = float(trainer.train_loss)
-    heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
+    if heldout is None:
+        heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
     ev.scalars["heldout_loss"] = float(trainer.eval_loss(heldout))
     return ev
 
@@ -208,10 +211,13 @@ class _Loop:
         self.stopped = False
         self.n_evals = 0
         self.last: dict[str, Any] = {}
+        self._heldout: torch.Tensor | None = None
 
     def on_eval(self, trainer: Any, step: int) -> bool:
         """Evaluate, write rows, checkpoint, report; True when the early-stop criterion is met."""
-        ev = evaluate_step(self.cfg, trainer, self.data, step)
+        if self._heldout is None:  # once per attempt, not once per evaluation
+            self._heldout = torch.as_tensor(self.data.heldout, dtype=torch.long, device=trainer.device)
+        ev = evaluate_step(self.cfg, trainer, self.data, step, self._heldout)
         copy_frac = float(ev.scalars.get("copy_frac", math.nan))
         metric = (self.hooks.get("boundary") or {}).get("metric", "copy_frac")
         self.curve.append((int(step), float(ev.scalars.get(metric, math.nan))))
