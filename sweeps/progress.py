@@ -7,6 +7,7 @@ prints one compact line per finished trial instead, so logs stay short. A summar
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+# Tune logs INFO lines (e.g. "Wrote the latest version of all result files") to a handler that bypasses rich's
+# stdout redirection; written inside the live region they leave a stale copy of the table on screen.
+TUNE_LOGGER = "ray.tune"
 
 STYLES = {"queued": "dim", "running": "cyan", "retrying": "yellow", "done": "green", "failed": "bold red"}
 
@@ -104,10 +109,11 @@ class LiveProgress(tune.Callback):
         self._finished_lines = 0
         self._closed = False
         self._peak = 1  # most trials seen running at once: the sweep's concurrency, for the ETA
+        self._tune_log_level: int | None = None   # the Tune logger's level before the live view muted INFO
 
     # Tune pickles its RunConfig (callbacks included) into the experiment directory: leave out the console,
     # the live display and the clock, and make fresh ones on unpickling (they draw on the driver's stdout).
-    _UNPICKLED = ("console", "_live", "clock")
+    _UNPICKLED = ("console", "_live", "clock", "_tune_log_level")
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in self._UNPICKLED}
@@ -121,6 +127,7 @@ class LiveProgress(tune.Callback):
         self.console = Console()
         self.clock = time.monotonic
         self._live = None
+        self._tune_log_level = None
 
     # ---------------------------------------------------------------- Tune hooks
     def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
@@ -180,6 +187,10 @@ class LiveProgress(tune.Callback):
             self._live = Live(console=self.console, auto_refresh=False, transient=False,
                               redirect_stdout=False, redirect_stderr=False)
             self._live.start()
+            logger = logging.getLogger(TUNE_LOGGER)
+            self._tune_log_level = logger.level
+            if logger.getEffectiveLevel() < logging.WARNING:
+                logger.setLevel(logging.WARNING)
 
     def _row(self, trial: Any) -> TrialRow:
         tune_id = str(getattr(trial, "trial_id", id(trial)))
@@ -324,6 +335,9 @@ class LiveProgress(tune.Callback):
             self._live.update(self.render(), refresh=True)
             self._live.stop()
             self._live = None
+        if self._tune_log_level is not None:
+            logging.getLogger(TUNE_LOGGER).setLevel(self._tune_log_level)
+            self._tune_log_level = None
         self.console.print(self.summary(), highlight=False, soft_wrap=True)
         for r in self.rows.values():
             if r.status == "failed":

@@ -379,6 +379,27 @@ def test_progress_live_table_renders():
     assert buf.getvalue().count("1 done, 0 failed") == 1
 
 
+def test_progress_live_view_mutes_tune_info_logs_until_closed():
+    """Tune's INFO lines, written inside the live region, leave a stale copy of the table on screen."""
+    import logging
+    from sweeps.progress import TUNE_LOGGER
+    logger = logging.getLogger(TUNE_LOGGER)
+    before = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        cb, buf, clock = _progress(live=True)
+        cb.setup(total_num_samples=1)
+        assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
+        cb.close()
+        assert logger.level == logging.INFO
+        plain, _, _ = _progress(live=False)
+        plain.setup(total_num_samples=1)          # no live table, nothing to protect: logs stay as they are
+        assert logger.isEnabledFor(logging.INFO)
+        plain.close()
+    finally:
+        logger.setLevel(before)
+
+
 def test_progress_pickles_like_tune_needs():
     """Tune pickles its RunConfig (with the callbacks) into the experiment directory."""
     import pickle
