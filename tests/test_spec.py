@@ -16,7 +16,7 @@ from rhm import GrammarSpec, RuleDist
 from sweeps.spec import (SpecError, SweepSpec, TailSpec, TrialConfig, load_spec, preset_descriptions, preset_names,
                          preset_path)
 
-PRESETS = ("demo", "paper", "study", "tiny")
+PRESETS = ("demo", "depth", "paper", "study", "tiny")
 
 
 @functools.lru_cache(maxsize=None)
