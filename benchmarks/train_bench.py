@@ -15,14 +15,18 @@ Prints steps/s and samples/s for both, their ratios, and PASS/MISS for the targe
 
 On CPU it also profiles where a step of ours goes: the network's matrix multiplies (aten mm/addmm/bmm) are the same
 arithmetic in both loops, so `baseline step / 2 - GEMM time` is what a 2x loop may spend on everything else.
-`--compile` adds a row for `TrainConfig(compile=True)` (torch.compile of the network) with its warm-up cost.
+`--compile` adds a row for `TrainConfig(compile=True)` (torch.compile of the network): steady state, and the first
+model of a process with its compile time. Ours and the baseline alternate over `--rounds` rounds and the ratio is the
+median of the per-round ratios, so a machine whose speed drifts (shared cores) slows both alike.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -107,24 +111,33 @@ def gemm_ms_per_step(trainer: Trainer, steps: int = 50) -> float:
     return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in GEMM_OPS) / steps / 1e3
 
 
-def time_ours(mcfg: ModelConfig, train: torch.Tensor, held: torch.Tensor,
-              tcfg: TrainConfig) -> tuple[Trainer, float, float]:
-    """(trainer, steps/s of a fresh run, steps/s of a second run of the same trainer), each with evaluations.
+def time_ours(mcfg: ModelConfig, train: torch.Tensor, held: torch.Tensor, tcfg: TrainConfig,
+              runs: int = 1) -> tuple[Trainer, list[float]]:
+    """Steps/s (with evaluations) of `runs` consecutive runs of one fresh trainer over its whole schedule.
 
-    A process-level warm-up (20 steps) comes first. With `compile=True` the fresh run pays for tracing this model
-    instance (as every new trial does) and the second run is the compiled steady state.
+    With `compile=True` the first run pays for tracing this model instance, as every new trial does; later runs
+    are the compiled steady state. Runs after the first continue from the trained weights (throughput only).
     """
-    Trainer(build_model(mcfg, V, D, S, L, seed=0), train, dataclasses.replace(tcfg, steps=20)).run()
     trainer = Trainer(build_model(mcfg, V, D, S, L, seed=0), train, tcfg)
     rates = []
-    for _ in range(2):
-        trainer.step = 0                  # run the same schedule again (throughput only; weights carry on)
+    for _ in range(runs):
+        trainer.step = 0
         _sync(trainer.device)
         t0 = time.perf_counter()
         trainer.run(lambda t, step: (t.eval_loss(held, repeats=1), False)[1])
         _sync(trainer.device)
         rates.append(tcfg.steps / (time.perf_counter() - t0))
-    return trainer, rates[0], rates[1]
+    return trainer, rates
+
+
+def time_sampler(sample: Callable[[], torch.Tensor], n: int, device: torch.device) -> float:
+    """Samples/s of one call of `sample` generating n strings."""
+    _sync(device)
+    t0 = time.perf_counter()
+    x = sample()
+    _sync(device)
+    assert x.shape == (n, D) and 0 <= int(x.min()) and int(x.max()) < V
+    return n / (time.perf_counter() - t0)
 
 
 def _sync(device: torch.device) -> None:
@@ -139,6 +152,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved ours/baseline rounds; medians are reported")
     ap.add_argument("--compile", action="store_true", help="also time our loop with TrainConfig(compile=True)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -149,42 +163,39 @@ def main() -> None:
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch, lr=LR, evals_per_decade=8, first_eval=10,
                        device=args.device)
     evals = set(eval_schedule(args.steps, 8, 10))
+    device = torch.device(args.device)
 
-    # ours
-    trainer, ours_train, _ = time_ours(mcfg, train, held, tcfg)
-    sync = lambda: _sync(trainer.device)  # noqa: E731
-    trainer.sample(64, D, seed=0)
-    sync()
-    t0 = time.perf_counter()
-    x = trainer.sample(args.samples, D, seed=1)
-    sync()
-    ours_sample = args.samples / (time.perf_counter() - t0)
-    assert int(x.max()) < V
-    compiled = time_ours(mcfg, train, held, dataclasses.replace(tcfg, compile=True)) if args.compile else None
-
-    # baseline (same device, global RNG)
-    base_model = build_model(mcfg, V, D, S, L, seed=0)
+    # warm-up of both loops, then rounds that alternate them, so that a machine whose speed drifts (shared
+    # cores, frequency scaling) slows both alike; the ratio is the median of the per-round ratios.
+    time_ours(mcfg, train, held, dataclasses.replace(tcfg, steps=20))
     torch.manual_seed(0)
     baseline_train(build_model(mcfg, V, D, S, L, seed=0), train, held, 20, set(), args.device, args.batch)
-    base_train = args.steps / baseline_train(base_model, train, held, args.steps, evals, args.device, args.batch)
-    baseline_sample(base_model, 64, D, args.device)
-    t0 = time.perf_counter()
-    baseline_sample(base_model, args.samples, D, args.device)
-    sync()
-    base_sample = args.samples / (time.perf_counter() - t0)
+    ours_tr, base_tr, ours_smp, base_smp = [], [], [], []
+    for _ in range(args.rounds):
+        trainer, (rate,) = time_ours(mcfg, train, held, tcfg)
+        ours_tr.append(rate)
+        base_model = build_model(mcfg, V, D, S, L, seed=0)
+        base_tr.append(args.steps / baseline_train(base_model, train, held, args.steps, evals, args.device,
+                                                   args.batch))
+        ours_smp.append(time_sampler(lambda: trainer.sample(args.samples, D, seed=1), args.samples, device))
+        base_smp.append(time_sampler(lambda: baseline_sample(base_model, args.samples, D, args.device),
+                                     args.samples, device))
+    ratio = statistics.median(o / b for o, b in zip(ours_tr, base_tr))
+    ratio_smp = statistics.median(o / b for o, b in zip(ours_smp, base_smp))
+    ours_train, base_train = statistics.median(ours_tr), statistics.median(base_tr)
 
-    ratio = ours_train / base_train
     print(f"config: masked/transformer width=64 depth=2 heads=4 d={D} v={V} P={P} batch={args.batch} "
-          f"steps={args.steps} threads={args.threads} device={args.device}")
+          f"steps={args.steps} threads={args.threads} device={args.device} rounds={args.rounds}")
     print(f"{'':12s}{'steps/s':>10s}{'samples/s':>12s}")
-    print(f"{'ours':12s}{ours_train:10.1f}{ours_sample:12.0f}")
-    print(f"{'baseline':12s}{base_train:10.1f}{base_sample:12.0f}")
-    print(f"{'ratio':12s}{ratio:10.2f}{ours_sample / base_sample:12.2f}")
-    if compiled is not None:
-        print(f"{'ours+compile':12s}{compiled[2]:10.1f}{'':12s}  ratio {compiled[2] / base_train:.2f} once "
-              f"compiled; {compiled[1]:.1f} steps/s ({compiled[1] / base_train:.2f}x) for a fresh model, tracing "
-              f"included")
-    if trainer.device.type == "cpu":
+    print(f"{'ours':12s}{ours_train:10.1f}{statistics.median(ours_smp):12.0f}")
+    print(f"{'baseline':12s}{base_train:10.1f}{statistics.median(base_smp):12.0f}")
+    print(f"{'ratio':12s}{ratio:10.2f}{ratio_smp:12.2f}   (per round: "
+          f"{', '.join(f'{o / b:.2f}' for o, b in zip(ours_tr, base_tr))})")
+    if args.compile:
+        _, (fresh, steady) = time_ours(mcfg, train, held, dataclasses.replace(tcfg, compile=True), runs=2)
+        print(f"{'ours+compile':12s}{steady:10.1f}{'':12s}  {steady / base_train:.2f}x the baseline once compiled; "
+              f"{fresh:.1f} steps/s ({fresh / base_train:.2f}x) for the first model of a process, compile included")
+    if device.type == "cpu":
         gemm = gemm_ms_per_step(trainer)
         ours_ms, base_ms = 1e3 / ours_train, 1e3 / base_train
         print(f"step time: ours {ours_ms:.2f} ms, baseline {base_ms:.2f} ms; the network's matrix multiplies take "
