@@ -579,13 +579,34 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return f"{v:.{nd}g}" if isinstance(v, float) else str(v)
 
 
+def _unfitted(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(onset, metric) pairs with no law at any theta, each with a line saying how often the onset was observed."""
+    out = {}
+    for key in dict.fromkeys((r["onset"], r["metric"]) for r in rows):
+        sel = [r for r in rows if (r["onset"], r["metric"]) == key]
+        if any(r["status"] == "ok" for r in sel):
+            continue
+        seen: dict[float, list[int]] = {}
+        for r in sel:
+            if r["scope"] == "group":
+                n = seen.setdefault(r["theta"], [0, 0])
+                n[0] += r["n_obs"] or 0
+                n[1] += (r["n_obs"] or 0) + (r["n_cens"] or 0)
+        counts = ", ".join(f"{o}/{n} at theta {_fmt(t, 2)}" for t, (o, n) in seen.items())
+        out[key] = f"{key[0]} onset ({key[1]}): no law at any theta; trials that crossed: {counts or 'none'}"
+    return out
+
+
 def print_laws(table: pa.Table, console: Any = None) -> None:
-    """Print the laws as rich tables: one for group fits (with the naive OLS beside), one for the joint law."""
+    """Print the laws as rich tables: one for group fits (with the naive OLS beside), one for the joint law.
+    An onset with no law at any threshold (e.g. no generalization at this scale) gets one line, not empty rows."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     rows = table.to_pylist()
+    unfitted = _unfitted(rows)
+    rows = [r for r in rows if (r["onset"], r["metric"]) not in unfitted]
     g = Table(title="Onset laws per group: log tau = log C + beta log P (Tobit, bootstrap 95% CI)")
     for c in ("onset", "metric", "theta", "tail", "L", "obs/cens", "beta [95% CI]", "Wald CI", "C", "sigma",
               "pseudo R2", "KS p", "OLS beta (obs only)", "note"):
@@ -599,7 +620,10 @@ def print_laws(table: pa.Table, console: Any = None) -> None:
                   f"[{_fmt(r['beta_wald_lo'])}, {_fmt(r['beta_wald_hi'])}]", _fmt(r["C"]), _fmt(r["sigma"]),
                   _fmt(r["pseudo_r2"], 2), _fmt(r["ks_p"], 2),
                   f"{_fmt(r['ols_beta'])} [{_fmt(r['ols_beta_lo'])}, {_fmt(r['ols_beta_hi'])}]", r["reason"] or "")
-    console.print(g)
+    if g.row_count:
+        console.print(g)
+    for line in unfitted.values():
+        console.print(line, highlight=False, soft_wrap=True)
     jr = [r for r in rows if r["scope"] in ("joint", "shift")]
     if not jr:
         return

@@ -85,6 +85,25 @@ def test_fit_laws_joint_recovers_planted_shifts():
     assert "common beta" in buf.getvalue() and "power(a=1)" in buf.getvalue()
 
 
+def test_print_laws_collapses_an_onset_without_any_law():
+    """An onset never fitted at any theta (no generalization at this scale) is one line, not rows of dashes."""
+    from rich.console import Console
+    tb = synthetic_tables(tails=("uniform",), Ls=(2,), Ps=(64, 256, 1024), n_seeds=3, budget=3000, n_evals=20,
+                          detail_trials=0)
+    laws = fit_laws(onsets_from_tables(tb["trials"], tb["curves"], thetas=(0.1, 0.5)), theta=(0.1, 0.5), n_boot=20)
+    is_gen = pc.equal(laws["onset"], "gen")
+    laws = laws.set_column(laws.schema.get_field_index("status"), "status",
+                           pc.if_else(is_gen, "undetermined", laws["status"]))
+    n_obs = {round(r["theta"], 2): r["n_obs"] for r in laws.filter(is_gen).to_pylist() if r["scope"] == "group"}
+    buf = io.StringIO()
+    print_laws(laws, Console(file=buf, width=250))
+    out = buf.getvalue()
+    lines = [ln for ln in out.splitlines() if ln.startswith("gen onset")]
+    assert len(lines) == 1 and "no law at any theta" in lines[0]
+    assert f"{n_obs[0.1]}/9 at theta 0.1" in lines[0] and f"{n_obs[0.5]}/9 at theta 0.5" in lines[0]
+    assert "│ gen" not in out and "│ mem" in out              # mem keeps its rows; gen has none
+
+
 def test_fit_store_reads_a_synthetic_store(tmp_path):
     from analysis.fits import fit_store, write_laws
     from analysis.synthetic import write_synthetic_store
