@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from scipy import optimize, special, stats
 
 from analysis.onset import DEFAULT_THETAS, onsets as _onsets
+from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 
 _LOG2PI = float(np.log(2 * np.pi))
 LEVEL = 0.95
@@ -552,7 +553,7 @@ def fit_laws(onsets_table: pa.Table, theta: float | Sequence[float] | None = 0.5
 
 
 def fit_store(store_or_uri: Any, sweep: str | None = None, thetas: Sequence[float] = DEFAULT_THETAS,
-              metric: str = "mem_excess", n_boot: int = 200, gen_metric: str | None = "novel_valid_frac",
+              metric: str = DEFAULT_MEM_METRIC, n_boot: int = 200, gen_metric: str | None = DEFAULT_GEN_METRIC,
               seed: int = 0) -> pa.Table:
     """Onsets from the store, then ``fit_laws`` for every threshold (tau_mem and tau_gen): the laws table."""
     ons = _onsets(store_or_uri, sweep=sweep, thetas=thetas, metric=metric, gen_metric=gen_metric)

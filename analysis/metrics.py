@@ -26,17 +26,7 @@ import torch
 
 from rhm import as_strings, encode_strings
 
-try:
-    from analysis.schema import CURVE_METRICS, LEVEL_METRICS
-except ModuleNotFoundError as exc:  # pragma: no cover - only while analysis.schema does not exist
-    if exc.name != "analysis.schema":
-        raise
-    CURVE_METRICS = (
-        "train_loss", "heldout_loss", "copy_frac", "copy_baseline", "mem_excess", "near_copy_frac", "mean_d1",
-        "valid_frac", "novel_valid_frac", "unique_gen_frac", "overprod", "entropy_ratio", "kl_gen_train",
-        "kl_gen_grammar", "proto_spearman", "loglik_spearman",
-    )
-    LEVEL_METRICS = ("valid_frac", "overprod", "entropy_ratio", "kl_gen_train", "kl_gen_grammar")
+from analysis.registry import CURVE_METRICS, LEVEL_METRICS
 
 __all__ = [
     "CURVE_METRICS", "LEVEL_METRICS", "Evaluation", "TrainIndex", "copy_counts", "nn_hamming", "near_copy",
@@ -532,7 +522,7 @@ def evaluate(
         "proto_spearman": corr(idx.proto_ranks),
         "loglik_spearman": corr(idx.loglik_ranks),
     }
-    scalars = {name: values[name] for name in CURVE_METRICS}  # KeyError if analysis.schema adds a metric
+    scalars = {name: values[name] for name in CURVE_METRICS}  # KeyError if the registry adds a metric
     nz = np.flatnonzero(counts)
     extras = {"n_valid": float(valid.sum()), "n_copies": float(is_copy.sum())}
     if heldout is not None:

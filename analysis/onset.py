@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
+
 DEFAULT_THETAS: tuple[float, ...] = (0.1, 0.5, 0.9)
-MEM_METRICS = ("mem_excess", "copy_frac")
-GEN_METRICS = ("novel_valid_frac", "valid_frac")
 TRIAL_COLUMNS = ("sweep", "status", "tail", "tail_family", "tail_a", "tail_levels", "L", "P", "seed",
                  "budget_steps", "final_step")
 
@@ -106,7 +106,7 @@ def _encode(trial_ids: pa.ChunkedArray | pa.Array, universe: pa.Array | None = N
 
 
 def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequence[float] = DEFAULT_THETAS,
-                       metric: str = "mem_excess", gen_metric: str | None = "novel_valid_frac") -> pa.Table:
+                       metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC) -> pa.Table:
     """Onset table from a curves table (and a trials table for the group columns).
 
     One row per (trial, metric, theta) with columns ``trial_id, onset ('mem'|'gen'), metric, theta, tau, censored,
@@ -165,7 +165,7 @@ def _open_store(store_or_uri: Any):
 
 
 def onsets(store: Any, sweep: str | None = None, thetas: Sequence[float] = DEFAULT_THETAS,
-           metric: str = "mem_excess", gen_metric: str | None = "novel_valid_frac") -> pa.Table:
+           metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC) -> pa.Table:
     """Onset table (see ``onsets_from_tables``) read from a store, for one sweep or all."""
     st = _open_store(store)
     trials = st.read("trials", sweep=sweep)

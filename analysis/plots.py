@@ -17,6 +17,8 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from analysis.registry import DEFAULT_MEM_METRIC  # noqa: E402
+
 
 def save(fig: Figure, out_dir: Path | str, name: str, dpi: int = 110) -> dict[str, Path]:
     """Write ``name.png`` and ``name.svg`` into out_dir; returns both paths."""
@@ -57,7 +59,7 @@ def _mask(t: pa.Table, tail: str, L: int) -> pa.Table:
     return t.filter(pc.and_(pc.equal(t.column("tail"), tail), pc.equal(t.column("L"), L)))
 
 
-def plot_curves(curves: pa.Table, trials: pa.Table, metric: str = "mem_excess", max_groups: int = 12) -> Figure:
+def plot_curves(curves: pa.Table, trials: pa.Table, metric: str = DEFAULT_MEM_METRIC, max_groups: int = 12) -> Figure:
     """Metric against step (log x) per (tail, L) group; one line per P: mean over seeds with a +-1 sd band."""
     if curves.num_rows == 0 or metric not in curves.column_names:
         return _empty("memorization curves", f"no {metric} curves")

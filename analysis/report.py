@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from analysis import fits, memorder, onset, plots, slop
+from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 
 FIGURES: dict[str, str] = {
     "curves": "Memorization curves: the memorization metric against training step (log scale), one panel per "
@@ -52,8 +53,8 @@ def _read(st: Any, table: str, sweep: str | None, columns: Sequence[str] | None 
         return None
 
 
-def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = "mem_excess",
-                gen_metric: str = "novel_valid_frac") -> dict[str, pa.Table]:
+def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAULT_MEM_METRIC,
+                gen_metric: str = DEFAULT_GEN_METRIC) -> dict[str, pa.Table]:
     """The store tables the report needs (only the columns it uses)."""
     st = onset._open_store(store_or_uri)
     out = {"trials": st.read("trials", sweep=sweep),
@@ -115,8 +116,8 @@ def _laws_html(laws: pa.Table) -> str:
 
 
 def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, laws: pa.Table | None = None,
-                             thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = "mem_excess",
-                             gen_metric: str = "novel_valid_frac", n_boot: int = 200, command: str = "",
+                             thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
+                             gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, command: str = "",
                              title: str = "memsweep report") -> Path:
     """Figures (PNG + SVG), laws (Parquet + CSV) and index.html from in-memory store tables."""
     out = Path(out_dir)
@@ -191,8 +192,8 @@ thresholds {html.escape(', '.join(str(t) for t in thetas))}. Generated {time.str
 
 
 def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = None,
-                 thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = "mem_excess",
-                 gen_metric: str = "novel_valid_frac", n_boot: int = 200) -> Path:
+                 thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
+                 gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200) -> Path:
     """Read the store and write the report into out_dir; returns the path of index.html."""
     tables = read_tables(store_or_uri, sweep, metric, gen_metric)
     uri = getattr(store_or_uri, "uri", store_or_uri)

@@ -1,11 +1,13 @@
 """The store's schema: every table, its columns, keys and the schema version. The only place these live.
 
-`analysis.store` reads and writes these tables; `analysis.metrics` imports `CURVE_METRICS` / `LEVEL_METRICS` so the
-metric names it computes and the columns the store holds cannot drift apart.
+`analysis.store` reads and writes these tables. The metric columns come from `analysis.registry`, so the metric
+names `analysis.metrics` computes and the columns the store holds cannot drift apart.
 """
 from __future__ import annotations
 
 import pyarrow as pa
+
+from analysis.registry import CURVE_METRICS, LEVEL_METRICS
 
 #: Bumped whenever a column is removed, renamed or retyped. Readers refuse files with a newer version.
 SCHEMA_VERSION: int = 1
@@ -14,14 +16,6 @@ VERSION_KEY: bytes = b"memsweep.schema_version"
 #: Prefix of the trials table's flattened config columns (`cfg.model.width`, ...); they vary by sweep.
 CFG_PREFIX: str = "cfg."
 
-#: Scalar metrics of one evaluation (the `curves` table), float64, NaN where undefined.
-CURVE_METRICS: tuple[str, ...] = (
-    "train_loss", "heldout_loss", "copy_frac", "copy_baseline", "mem_excess", "near_copy_frac", "mean_d1",
-    "valid_frac", "novel_valid_frac", "unique_gen_frac", "overprod", "entropy_ratio", "kl_gen_train",
-    "kl_gen_grammar", "proto_spearman", "loglik_spearman",
-)
-#: Per production level metrics of one evaluation (the `level_curves` table), float64.
-LEVEL_METRICS: tuple[str, ...] = ("valid_frac", "overprod", "entropy_ratio", "kl_gen_train", "kl_gen_grammar")
 
 TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed")
 

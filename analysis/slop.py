@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.onset import _open_store, onsets_from_tables
+from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 from analysis.stats import bootstrap_mean
 
 
@@ -122,8 +123,8 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
     return pa.Table.from_pylist(rows)
 
 
-def slop(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None, metric: str = "mem_excess",
-         gen_metric: str = "novel_valid_frac", theta: float = 0.5, head: float = 0.25) -> pa.Table:
+def slop(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None, metric: str = DEFAULT_MEM_METRIC,
+         gen_metric: str = DEFAULT_GEN_METRIC, theta: float = 0.5, head: float = 0.25) -> pa.Table:
     """``slop_from_tables`` read from a store (windows from the trials' onsets at ``theta``)."""
     st = _open_store(store)
     tr = st.read("trials", sweep=sweep, trials=trials)

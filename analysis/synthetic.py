@@ -13,15 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-CURVE_METRICS: tuple[str, ...] = (
-    "train_loss", "heldout_loss", "copy_frac", "copy_baseline", "mem_excess", "near_copy_frac", "mean_d1",
-    "valid_frac", "novel_valid_frac", "unique_gen_frac", "overprod", "entropy_ratio", "kl_gen_train",
-    "kl_gen_grammar", "proto_spearman", "loglik_spearman",
-)
-try:  # the schema owns the names; fall back only if it is absent
-    from analysis.schema import CURVE_METRICS  # noqa: F811
-except ImportError:  # pragma: no cover
-    pass
+from analysis.registry import CURVE_METRICS
 
 
 def planted_onsets(Ps: Sequence[int], n_seeds: int, beta: float, logC: float, sigma: float, budget: float,

@@ -13,6 +13,8 @@ from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any, Callable
 
+from analysis.registry import DEFAULT_MEM_METRIC, MEM_METRICS
+
 DESCRIPTION = ("Sweeps that measure when and what discrete diffusion models memorize on Random Hierarchy Model "
                "strings. New here? `memsweep demo --out runs/demo` runs a small sweep, fits the onset laws and "
                "writes a report; `memsweep presets` lists the shipped sweeps.")
@@ -181,7 +183,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser().absolute()
     spec = _load(args.spec, str(out / "store"))
     result = _run(spec, args, console)
-    _fit(spec.store, spec.name, [0.1, 0.5, 0.9], "mem_excess", console)
+    _fit(spec.store, spec.name, [0.1, 0.5, 0.9], DEFAULT_MEM_METRIC, console)
     index = _report(spec.store, str(out / "report"), spec.name)
     console.print(f"report (figures, laws.csv, laws.parquet): {index}", highlight=False)
     return EXIT_FAILED if result.n_failed else 0
@@ -240,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", default=None, help="only this sweep (default: every sweep in the store)")
     p.add_argument("--theta", type=float, action="append", default=None,
                    help="onset threshold; repeat for several (default 0.5)")
-    p.add_argument("--metric", default="mem_excess", choices=("mem_excess", "copy_frac"),
+    p.add_argument("--metric", default=DEFAULT_MEM_METRIC, choices=MEM_METRICS,
                    help="curve whose threshold crossing defines the onset")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the laws table (.parquet or .csv)")
 

@@ -57,6 +57,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+from analysis.registry import DEFAULT_MEM_METRIC, OBJECTIVE_METRICS
 from models import ModelConfig, TrainConfig
 from rhm import GrammarSpec, RuleDist
 
@@ -64,7 +65,7 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 MODES = ("grid", "optuna-grid", "optuna-boundary")
 FAMILIES = ("uniform", "power", "exp")
 URI_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-OPTUNA_METRICS = ("mem_excess", "copy_frac")
+OPTUNA_METRICS = OBJECTIVE_METRICS
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 TOP_KEYS = ("name", "description", "store", "mode", "grammar", "tail", "data", "model", "train", "eval", "stop",
@@ -502,7 +503,7 @@ class OptunaSpec:
 
     trials: int | None = None          # None: the grid size (optuna-grid)
     target_step: int | None = None     # optuna-boundary: the step at which `metric` is compared with `theta`
-    metric: str = "mem_excess"
+    metric: str = DEFAULT_MEM_METRIC
     theta: float = 0.5
     journal: str | None = None         # JournalStorage file; None: <store>/../optuna-<name>.journal for local stores
     seed: int = 0

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.registry import OBJECTIVE_METRICS
 from sweeps.spec import TrialConfig
 
 TRAINER_FILE = "trainer.pt"
@@ -181,7 +182,7 @@ def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int, heldou
 def summary(step: int, ev_scalars: Mapping[str, float], extra: Mapping[str, Any]) -> dict[str, Any]:
     """The metrics reported to Tune after each evaluation (finite floats only where Tune/Optuna need them)."""
     out = {"step": int(step)}
-    for k in ("copy_frac", "mem_excess", "valid_frac", "novel_valid_frac", "train_loss", "heldout_loss",
+    for k in (*OBJECTIVE_METRICS, "valid_frac", "novel_valid_frac", "train_loss", "heldout_loss",
               "near_copy_frac", "copy_baseline"):
         if k in ev_scalars:
             out[k] = float(ev_scalars[k])
@@ -357,7 +358,7 @@ def stored_summary(cfg: TrialConfig, boundary: Mapping[str, Any]) -> dict[str, A
     metric = boundary.get("metric", "copy_frac")
     t = Store(cfg.store).read("curves", sweep=cfg.sweep, trials=[cfg.trial_id]).sort_by("step")
     steps = t.column("step").to_pylist()
-    last = {k: t.column(k).to_pylist()[-1] for k in ("copy_frac", "mem_excess", "valid_frac")} if steps else {}
+    last = {k: t.column(k).to_pylist()[-1] for k in (*OBJECTIVE_METRICS, "valid_frac")} if steps else {}
     value, obj = boundary_objective(list(zip(steps, t.column(metric).to_pylist())), float(boundary["theta"]),
                                     int(boundary["target_step"]))
     return summary(steps[-1] if steps else 0, last, {"trial_id": cfg.trial_id, "from_store": True,

@@ -1,0 +1,85 @@
+"""The curve metrics, each declared once: its name, where it is stored, what it may be used for, what it means.
+
+Everything else derives from `METRICS`: the store's `curves` / `level_curves` columns (`analysis.schema`), the
+rows a trial writes (`analysis.metrics.evaluate` must return exactly these names), the onset metrics and the
+`--metric` choices of the CLI, the Optuna objectives and early-stop metrics a spec may name, the report's captions
+and the synthetic fixtures. Adding a metric is one entry here plus its computation in `analysis.metrics`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of an evaluation.
+
+    curve: a scalar per evaluation (a column of `curves`); level: one value per production level (a column of
+    `level_curves`); a metric may be both. onset: "mem" or "gen" when its threshold crossing may define that onset
+    (`tau_mem`, `tau_gen`). objective: a spec may stop trials on it or give it to Optuna as the objective.
+    """
+
+    name: str
+    description: str
+    curve: bool = True
+    level: bool = False
+    onset: str | None = None
+    objective: bool = False
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("train_loss", "mean training loss over the steps since the previous evaluation"),
+    Metric("heldout_loss", "diffusion loss (ELBO part) on the held-out strings, fixed noise seed"),
+    Metric("copy_frac", "fraction of generated strings identical to a training string", onset="mem",
+           objective=True),
+    Metric("copy_baseline", "grammar mass p(T) of the distinct training strings: the copy rate of a model that "
+                            "learned the grammar exactly and memorized nothing"),
+    Metric("mem_excess", "(copy_frac - copy_baseline) / (1 - copy_baseline): copies in excess of the grammar mass "
+                         "of the training set", onset="mem", objective=True),
+    Metric("near_copy_frac", "fraction of generated strings with nearest/second-nearest Hamming ratio d1/d2 < 1/3"),
+    Metric("mean_d1", "mean Hamming distance to the nearest training string, divided by the length d"),
+    Metric("valid_frac", "fraction of generated strings the grammar derives (per level: every reduction from the "
+                         "leaves up to that level succeeds)", level=True, onset="gen"),
+    Metric("novel_valid_frac", "fraction of generated strings that are valid and not training strings",
+           onset="gen"),
+    Metric("unique_gen_frac", "distinct generated strings / number generated"),
+    Metric("overprod", "over-production of the common productions (top quarter by training count) in generated "
+                       "strings, relative to their training share; 0 = faithful", level=True),
+    Metric("entropy_ratio", "conditional entropy of generated productions given the parent over the training "
+                            "strings' (1 = as diverse)", level=True),
+    Metric("kl_gen_train", "KL of generated production frequencies from the (smoothed) training frequencies, per "
+                           "parent, weighted", level=True),
+    Metric("kl_gen_grammar", "KL of generated production frequencies from the grammar's rule probabilities",
+           level=True),
+    Metric("proto_spearman", "Spearman correlation over training samples of copy count with prototypicality"),
+    Metric("loglik_spearman", "Spearman correlation over training samples of copy count with log-likelihood"),
+)
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+#: Columns of the `curves` table, in declaration order.
+CURVE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.curve)
+#: Columns of the `level_curves` table.
+LEVEL_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.level)
+#: Metrics that may define tau_mem / tau_gen.
+MEM_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.onset == "mem")
+GEN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.onset == "gen")
+#: Metrics a spec may stop trials on or hand to Optuna.
+OBJECTIVE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.objective)
+DEFAULT_MEM_METRIC: str = "mem_excess"
+DEFAULT_GEN_METRIC: str = "novel_valid_frac"
+assert DEFAULT_MEM_METRIC in MEM_METRICS and DEFAULT_GEN_METRIC in GEN_METRICS
+
+
+def metric(name: str) -> Metric:
+    """The declaration of `name`; ValueError naming the known metrics otherwise."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; metrics are {', '.join(BY_NAME)}") from None
+
+
+def check_choice(name: str, choices: tuple[str, ...], what: str) -> str:
+    """`name` if it is one of `choices`, else ValueError saying what the metric is for and what is valid."""
+    if name not in choices:
+        raise ValueError(f"{what} metric {name!r} is not one of {', '.join(choices)}")
+    return name
