@@ -3,16 +3,24 @@ from .data import sample_heldout, sample_iid, sample_unique
 from .grammar import Grammar, Parse
 from .spec import FAMILIES, GrammarSpec, RuleDist
 from .strings import as_strings, encode_strings
+from .twins import RankTree, Twins, TwinSet, derive, rank_trees, twin_set, twins
 
 __all__ = [
     "FAMILIES",
     "Grammar",
     "GrammarSpec",
     "Parse",
+    "RankTree",
     "RuleDist",
+    "TwinSet",
+    "Twins",
     "as_strings",
+    "derive",
     "encode_strings",
+    "rank_trees",
     "sample_heldout",
     "sample_iid",
     "sample_unique",
+    "twin_set",
+    "twins",
 ]

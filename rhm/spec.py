@@ -73,6 +73,11 @@ class RuleDist:
         p = np.exp(self.log_probs(m))
         return p / p.sum()
 
+    def entropy(self, m: int) -> float:
+        """Entropy in nats of the rank distribution over m ranks (log m for uniform, 0 for a point mass)."""
+        logp = self.log_probs(m)
+        return float(-(np.exp(logp) * logp).sum())
+
     @property
     def label(self) -> str:
         """Short human-readable name, e.g. "power(a=1)"."""
@@ -151,6 +156,22 @@ class GrammarSpec:
     def P_max(self) -> int:
         """Number of distinct strings, n_c * m**((s**L - 1)/(s - 1)), as an exact Python int."""
         return self.n_c * self.m**self.n_productions
+
+    def level_entropies(self) -> np.ndarray:
+        """Each production level's share of the string entropy, in nats, shape (L,): s**l nodes at level l, each
+        choosing its production independently from that level's rank distribution, so s**l * H(p_l)."""
+        return np.array([self.n_nodes(lvl) * self.levels[lvl].entropy(self.m) for lvl in range(self.L)])
+
+    @property
+    def root_entropy(self) -> float:
+        """Entropy in nats of the root class."""
+        return self.root.entropy(self.n_c)
+
+    @property
+    def entropy(self) -> float:
+        """Exact string entropy H(x) in nats: H(root) + sum_l s**l H(p_l). Exact because every string has exactly
+        one derivation, so H(x) is the entropy of the derivation, whose choices are independent."""
+        return self.root_entropy + float(self.level_entropies().sum())
 
     def n_parents(self, level: int) -> int:
         """Parent symbols at a production level: n_c at level 0, else v."""
