@@ -1,14 +1,27 @@
-"""Memorization order against prototypicality: which training samples are copied first.
+"""Memorization order: which training samples are copied first, beside what a model that memorizes nothing gives.
 
-Per trial, the Spearman rank correlation between a sample's prototypicality (or log-likelihood) and the step at
-which it is first copied. Never-copied samples are right-censored: they are given one tied rank above every copied
-sample (their first copy lies after the last evaluation, so after every observed first copy); Spearman's average
-ranks handle these ties (``scipy.stats.spearmanr``). This is the usual mid-rank treatment of a censored block: it
-uses only the order information the data has. A negative rho means prototypical samples are copied first. The
-interval is a percentile bootstrap over the trial's samples (resampled with replacement, ranks recomputed).
+A model that has learned the grammar and memorized nothing still copies training strings, the probable ones first,
+so a raw order statistic means nothing alone (SCIENCE.md, "Memorization against a null"). Per trial:
+
+* ``rho_proto``: Spearman rho between a sample's prototypicality and the evaluation at which it is first copied;
+  never-copied samples are right-censored and tie above every copied one (mid-ranks). ``rho_loglik`` likewise with
+  the exact log-likelihood. Negative: prototypical (likely) samples are copied first.
+* ``partial_proto``: the partial rank correlation of prototypicality and first copy controlling for the
+  log-likelihood, ``(r_pf - r_pl r_lf) / sqrt((1 - r_pl^2)(1 - r_lf^2))`` on Spearman correlations; with constant
+  log-likelihoods (uniform rules) it is ``rho_proto``.
+* ``rho_twin``: rho between prototypicality and the first evaluation at which a sample's copies exceed the
+  mass-scaled copies of its twins (``count > twin_scaled``), over the samples that have twins in T'.
+* the null of each: the same statistic for a grammar-faithful generator with the trial's own N, evaluation
+  schedule and training set, simulated exactly: at every evaluation, N draws from the grammar are a multinomial
+  over the distinct training strings (p(x) each), each twin group's T' members (their mass) and the rest. Reported
+  as the null's mean and 95% range, the two-sided p-value of the observed value under it, and the excess
+  ``observed - null mean``.
+Intervals: per trial, a percentile bootstrap over its samples; pooled, a bootstrap over trials of the mean
+(trials are the independent units: each has its own data sample and model).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,80 +29,223 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import stats
 
-from analysis.onset import _open_store, first_copy_from_tables
+from analysis.onset import _open_store
 from analysis.stats import bootstrap_mean
 
+STATS = ("rho_proto", "rho_loglik", "partial_proto", "rho_twin")
+#: Replicates of the simulated null per trial, and bootstrap resamples per trial.
+N_NULL = 200
+N_BOOT = 200
+#: Elements of one block of simulated counts (replicates x evaluations x categories), bounding memory.
+SIM_BLOCK = 2**22
+SAMPLE_COLUMNS = ("trial_id", "train_index", "proto", "loglik", "prob", "root", "twin_group", "twin_mass",
+                  "n_twins")
 
-def _censored_times(first: np.ndarray, censored: np.ndarray) -> np.ndarray:
-    """First-copy times with every censored sample tied strictly above all observed ones."""
-    t = np.asarray(first, float).copy()
-    cen = np.asarray(censored, bool)
-    top = np.nanmax(t[~cen]) if (~cen).any() else 0.0
-    t[cen] = max(top, np.nanmax(t) if t.size else 0.0) * (1 + 1e-9) + 1.0
-    return t
 
-
-def _rowwise_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rho for every row pair of (B, n) arrays (average ranks for ties)."""
-    ra = stats.rankdata(a, axis=1)
-    rb = stats.rankdata(b, axis=1)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
-    den = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+# ----------------------------------------------------------------------------------------------- statistics
+def _corr(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson correlation of (..., n) arrays (broadcast); NaN where a row is constant."""
+    a = ra - ra.mean(-1, keepdims=True)
+    b = rb - rb.mean(-1, keepdims=True)
+    den = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (ra * rb).sum(1) / den
+        return np.where(den > 0, (a * b).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
 
 
-def order_correlation(x: np.ndarray, first: np.ndarray, censored: np.ndarray, n_boot: int = 200,
-                      seed: int = 0) -> dict[str, float]:
-    """Spearman rho between x (prototypicality or loglik) and first-copy step, with a bootstrap 95% interval."""
-    x = np.asarray(x, float)
-    t = _censored_times(first, censored)
-    ok = np.isfinite(x) & np.isfinite(t)
-    x, t = x[ok], t[ok]
+def _rank(x: np.ndarray) -> np.ndarray:
+    return stats.rankdata(x, axis=-1)
+
+
+def order_stats(proto: np.ndarray, loglik: np.ndarray, first: np.ndarray) -> dict[str, np.ndarray]:
+    """rho_proto, rho_loglik and partial_proto of replicates: arrays (..., n) that broadcast; `first` holds the
+    first-copy evaluation index (censored samples: any value above every observed one, so they tie last)."""
+    rp, rl, rf = _rank(proto), _rank(loglik), _rank(first)
+    r_pf, r_lf, r_pl = _corr(rp, rf), _corr(rl, rf), _corr(rp, rl)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        partial = (r_pf - r_pl * r_lf) / np.sqrt((1 - r_pl**2) * (1 - r_lf**2))
+    partial = np.where(np.isnan(r_pl) & ~np.isnan(r_pf), r_pf, partial)   # constant loglik: nothing to control
+    return {"rho_proto": r_pf, "rho_loglik": r_lf, "partial_proto": partial}
+
+
+def twin_stat(proto: np.ndarray, exceed: np.ndarray) -> np.ndarray:
+    """rho_twin of replicates over the samples with twins: (..., n) prototypicality and first-exceed index."""
+    if proto.shape[-1] < 3:
+        return np.full(np.broadcast_shapes(proto.shape, exceed.shape)[:-1], np.nan)
+    return _corr(_rank(proto), _rank(exceed))
+
+
+@dataclass(frozen=True)
+class TrialSamples:
+    """One trial's samples (n of them) and what the order statistics need of them.
+
+    first / exceed: evaluation index (0..n_evals-1) of the first copy / of the first evaluation at which copies
+    exceed the mass-scaled twin copies; n_evals where it never happened (censored). string: index of the distinct
+    training string; group: twin group; group_mass: that group's mass in T' (0: no twins)."""
+
+    proto: np.ndarray
+    loglik: np.ndarray
+    prob: np.ndarray
+    string: np.ndarray
+    group: np.ndarray
+    group_mass: np.ndarray
+    first: np.ndarray
+    exceed: np.ndarray
+    n_evals: int
+
+    @property
+    def twin_ok(self) -> np.ndarray:
+        return self.group_mass > 0
+
+
+def simulate_null(s: TrialSamples, n_gen: int, n_rep: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(first, exceed), each (n_rep, n): the evaluation indices a grammar-faithful generator gives, drawing n_gen
+    strings per evaluation as a multinomial over the distinct training strings, the twin groups and the rest."""
+    D = int(s.string.max()) + 1 if s.string.size else 0
+    p_string = np.zeros(D)
+    p_string[s.string] = s.prob
+    groups, g_of_sample = np.unique(np.where(s.twin_ok, s.group, -1), return_inverse=True)
+    real = groups >= 0
+    g_mass = np.zeros(groups.size)
+    g_mass[g_of_sample] = np.where(s.twin_ok, s.group_mass, 0.0)
+    pvals = np.concatenate([p_string, g_mass[real], [0.0]])
+    pvals[-1] = max(0.0, 1.0 - pvals[:-1].sum())
+    pvals /= pvals.sum()
+    twin_col = D + np.cumsum(real)[g_of_sample] - 1                      # column of each sample's twin group
+    E, n = s.n_evals, s.proto.size
+    first = np.empty((n_rep, n))
+    exceed = np.empty((n_rep, n))
+    block = max(1, SIM_BLOCK // max(1, E * pvals.size))
+    idx = np.arange(E)[None, :, None]
+    for r0 in range(0, n_rep, block):
+        counts = rng.multinomial(n_gen, pvals, size=(min(block, n_rep - r0), E))      # (r, E, K)
+        own = counts[:, :, s.string]
+        first[r0:r0 + block] = np.where(own > 0, idx, E).min(1)
+        twins = counts[:, :, np.where(s.twin_ok, twin_col, 0)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scaled = twins * np.where(s.twin_ok, s.prob / np.where(s.twin_ok, s.group_mass, 1.0), 0.0)
+        exceed[r0:r0 + block] = np.where((own > scaled) & s.twin_ok, idx, E).min(1)
+    return first, exceed
+
+
+def _summary(obs: float, boot: np.ndarray, null: np.ndarray) -> dict[str, float]:
+    """Observed value with its bootstrap interval, the null's mean and 95% range, the two-sided p under the null."""
     nan = float("nan")
-    out = dict(rho=nan, rho_lo=nan, rho_hi=nan, p=nan, n=int(x.size), n_copied=int((~np.asarray(censored, bool)[ok]).sum()))
-    if x.size < 3 or np.ptp(t) == 0 or np.ptp(x) == 0:
-        return out
-    r = stats.spearmanr(x, t)
-    out.update(rho=float(r.statistic), p=float(r.pvalue))
-    if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, x.size, size=(n_boot, x.size))
-        rb = _rowwise_spearman(x[idx], t[idx])
-        rb = rb[np.isfinite(rb)]
-        if rb.size >= 10:
-            out.update(rho_lo=float(np.quantile(rb, 0.025)), rho_hi=float(np.quantile(rb, 0.975)))
+    boot, null = boot[np.isfinite(boot)], null[np.isfinite(null)]
+    out = dict(obs=float(obs), lo=nan, hi=nan, null=nan, null_lo=nan, null_hi=nan, p=nan, excess=nan)
+    if boot.size >= 10:
+        out.update(lo=float(np.quantile(boot, 0.025)), hi=float(np.quantile(boot, 0.975)))
+    if null.size >= 10:
+        mu = float(null.mean())
+        out.update(null=mu, null_lo=float(np.quantile(null, 0.025)), null_hi=float(np.quantile(null, 0.975)),
+                   excess=float(obs - mu) if np.isfinite(obs) else nan)
+        if np.isfinite(obs):
+            out["p"] = float((np.abs(null - mu) >= abs(obs - mu) - 1e-12).mean())
     return out
 
 
-def _first_with_samples(first: pa.Table, samples: pa.Table, cols: Sequence[str]) -> tuple[np.ndarray, ...]:
-    """Join first-copy steps with per-sample columns, sorted by trial: (trial ids, first_step, censored, *cols)."""
-    s = samples.select(["trial_id", "train_index", *cols])
-    s = s.set_column(1, "train_index", pc.cast(s.column("train_index"), pa.int64()))
-    j = first.join(s, ["trial_id", "train_index"], join_type="inner").sort_by("trial_id")
-    arrays = {c: j.column(c).to_numpy(zero_copy_only=False) for c in ("trial_id", "first_step", "censored", *cols)}
-    return (arrays["trial_id"], arrays["first_step"].astype(float), arrays["censored"].astype(bool),
-            *(arrays[c].astype(float) for c in cols))
+def trial_order(s: TrialSamples, n_gen: int, n_boot: int = N_BOOT, n_null: int = N_NULL,
+                seed: int = 0) -> dict[str, float]:
+    """Every order statistic of one trial with its bootstrap interval and its simulated null."""
+    rng = np.random.default_rng(seed)
+    n = s.proto.size
+    obs = order_stats(s.proto, s.loglik, s.first)
+    ok = s.twin_ok
+    obs["rho_twin"] = twin_stat(s.proto[ok], s.exceed[ok])
+    boot: dict[str, np.ndarray] = {k: np.array([]) for k in STATS}
+    null: dict[str, np.ndarray] = {k: np.array([]) for k in STATS}
+    if n >= 3 and n_boot > 0:
+        b = rng.integers(0, n, size=(n_boot, n))
+        boot = order_stats(s.proto[b], s.loglik[b], s.first[b])
+        bt = rng.integers(0, max(int(ok.sum()), 1), size=(n_boot, int(ok.sum())))
+        boot["rho_twin"] = twin_stat(s.proto[ok][bt], s.exceed[ok][bt])
+    copied_null = [np.nan, np.nan]
+    if n >= 3 and n_null > 0 and n_gen > 0:
+        first, exceed = simulate_null(s, n_gen, n_null, rng)
+        null = order_stats(s.proto, s.loglik, first)
+        null["rho_twin"] = twin_stat(s.proto[ok], exceed[:, ok])
+        copied = (first < s.n_evals).sum(1)
+        copied_null = [float(copied.mean()), float(copied.std())]
+    row: dict[str, float] = {"n_samples": n, "n_copied": int((s.first < s.n_evals).sum()),
+                             "n_copied_null": copied_null[0], "n_copied_null_sd": copied_null[1],
+                             "n_twin_samples": int(ok.sum()), "n_null": n_null}
+    for k in STATS:
+        for part, value in _summary(float(np.asarray(obs[k])), boot[k], null[k]).items():
+            row[k if part == "obs" else f"{k}_{part}"] = value
+    return row
 
 
-def order_from_tables(first: pa.Table, samples: pa.Table, trials: pa.Table | None = None, n_boot: int = 200,
-                      seed: int = 0) -> pa.Table:
-    """Per trial: rho(proto, first copy) and rho(loglik, first copy) with intervals, and group columns."""
-    tid, fs, cen, pr, ll = _first_with_samples(first, samples, ["proto", "loglik"])
-    rows = []
+# ----------------------------------------------------------------------------------------------- from tables
+def _trial_samples(samples: pa.Table, copies: pa.Table, steps: np.ndarray) -> TrialSamples:
+    """TrialSamples of one trial from its samples, copies (step, train_index, count[, twin_scaled]) and steps."""
+    s = samples.sort_by("train_index")
+    col = {c: s.column(c).to_numpy(zero_copy_only=False) for c in s.column_names}
+    n, E = s.num_rows, steps.size
+    tidx = col["train_index"].astype(np.int64)
+    pos = np.searchsorted(tidx, copies.column("train_index").to_numpy(zero_copy_only=False).astype(np.int64))
+    ev = np.searchsorted(steps, copies.column("step").to_numpy(zero_copy_only=False).astype(float))
+    cnt = copies.column("count").to_numpy(zero_copy_only=False).astype(float)
+    scaled = (np.nan_to_num(copies.column("twin_scaled").to_numpy(zero_copy_only=False).astype(float))
+              if "twin_scaled" in copies.column_names else np.full(cnt.size, np.inf))
+    first, exceed = np.full(n, E, float), np.full(n, E, float)
+    np.minimum.at(first, pos[cnt > 0], ev[cnt > 0])
+    hit = cnt > scaled
+    np.minimum.at(exceed, pos[hit], ev[hit])
+
+    def get(name: str, default: float) -> np.ndarray:
+        v = col.get(name)
+        return np.full(n, default) if v is None else np.where(_isnull(v), default, v).astype(float)
+
+    root, group = get("root", -1), get("twin_group", -1)
+    string = (np.unique(np.stack([root, group], 1), axis=0, return_inverse=True)[1].reshape(-1)
+              if (group >= 0).all() else np.arange(n))
+    mass = np.where(get("n_twins", 0) > 0, np.nan_to_num(get("twin_mass", 0.0)), 0.0)
+    return TrialSamples(proto=get("proto", np.nan), loglik=get("loglik", np.nan), prob=get("prob", 0.0),
+                        string=string.astype(np.int64), group=group.astype(np.int64), group_mass=mass,
+                        first=first, exceed=np.where(mass > 0, exceed, E), n_evals=E)
+
+
+def _isnull(v: np.ndarray) -> np.ndarray:
+    return np.array([x is None for x in v]) if v.dtype == object else np.isnan(v.astype(float))
+
+
+def _split(t: pa.Table, ids: Sequence[str]) -> dict[str, pa.Table]:
+    """Rows of `t` per trial id (one sort, then slices)."""
+    t = t.sort_by("trial_id")
+    tid = t.column("trial_id").to_numpy(zero_copy_only=False)
+    out = {}
     if tid.size:
         b = np.flatnonzero(np.r_[True, tid[1:] != tid[:-1], True])
-        for k, (a, e) in enumerate(zip(b[:-1], b[1:])):
-            rp = order_correlation(pr[a:e], fs[a:e], cen[a:e], n_boot, seed + k)
-            rl = order_correlation(ll[a:e], fs[a:e], cen[a:e], n_boot, seed + k)
-            rows.append(dict(trial_id=tid[a], n_samples=rp["n"], n_copied=rp["n_copied"], rho_proto=rp["rho"],
-                             rho_proto_lo=rp["rho_lo"], rho_proto_hi=rp["rho_hi"], p_proto=rp["p"],
-                             rho_loglik=rl["rho"], rho_loglik_lo=rl["rho_lo"], rho_loglik_hi=rl["rho_hi"],
-                             p_loglik=rl["p"]))
-    schema = pa.schema([("trial_id", pa.string()), ("n_samples", pa.int64()), ("n_copied", pa.int64())]
-                       + [(c, pa.float64()) for c in ("rho_proto", "rho_proto_lo", "rho_proto_hi", "p_proto",
-                                                       "rho_loglik", "rho_loglik_lo", "rho_loglik_hi", "p_loglik")])
+        out = {tid[a]: t.slice(a, e - a) for a, e in zip(b[:-1], b[1:])}
+    empty = t.slice(0, 0)
+    return {i: out.get(i, empty) for i in ids}
+
+
+ORDER_COLUMNS = ["trial_id", "n_samples", "n_copied", "n_copied_null", "n_copied_null_sd", "n_twin_samples",
+                 "n_null"] + [
+    f"{k}{part}" for k in STATS for part in ("", "_lo", "_hi", "_null", "_null_lo", "_null_hi", "_p", "_excess")]
+
+
+def order_from_tables(samples: pa.Table, copies: pa.Table, curves: pa.Table, trials: pa.Table | None = None,
+                      n_boot: int = N_BOOT, n_null: int = N_NULL, seed: int = 0) -> pa.Table:
+    """Per trial: every order statistic beside its null (module docstring), with group columns from `trials`.
+
+    `curves` gives each trial's evaluation steps (columns trial_id, step); `trials` its N (`n_gen`, default 256
+    when absent) and group columns (tail, L, P, seed)."""
+    ids = sorted(set(samples.column("trial_id").to_pylist()))
+    by_s, by_c, by_e = _split(samples, ids), _split(copies, ids), _split(curves.select(["trial_id", "step"]), ids)
+    n_gen = {}
+    if trials is not None and "n_gen" in trials.column_names:
+        n_gen = {t: g for t, g in zip(trials.column("trial_id").to_pylist(), trials.column("n_gen").to_pylist())}
+    rows = []
+    for k, tid in enumerate(ids):
+        steps = np.unique(by_e[tid].column("step").to_numpy(zero_copy_only=False).astype(float))
+        if steps.size == 0:
+            continue
+        s = _trial_samples(by_s[tid], by_c[tid], steps)
+        rows.append({"trial_id": tid, **trial_order(s, int(n_gen.get(tid) or 256), n_boot, n_null, seed + k)})
+    ints = {"n_samples", "n_copied", "n_twin_samples", "n_null"}
+    schema = pa.schema([(c, pa.string() if c == "trial_id" else pa.int64() if c in ints else pa.float64())
+                        for c in ORDER_COLUMNS])
     out = pa.Table.from_pylist(rows, schema=schema)
     if trials is not None:
         keep = [c for c in ("tail", "L", "P", "seed") if c in trials.column_names]
@@ -98,26 +254,32 @@ def order_from_tables(first: pa.Table, samples: pa.Table, trials: pa.Table | Non
 
 
 def pool_order(order: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
-    """Per (tail, L) group and over all trials: the mean of the per-trial rho (prototypicality and loglik) with a
-    percentile bootstrap interval over trials, and the fraction of trials with rho < 0 (prototypical copied first).
-
-    Trials are the independent units here (each has its own data sample and model), so the interval says how sure
-    the sweep is of the sign, not how sure one trial is."""
+    """Per (tail, L) group and over all trials ("*"), for every statistic: the mean observed value with a bootstrap
+    interval over trials, the mean null, the mean excess (observed - null) with its interval, and the fraction of
+    trials whose statistic is below its null mean (negative excess: prototypical samples first beyond the null)."""
     rng = np.random.default_rng(seed)
     has_groups = all(c in order.column_names for c in ("tail", "L"))
     keys = ([(str(t), int(L)) for t, L in zip(order.column("tail").to_pylist(), order.column("L").to_pylist())]
             if has_groups else [("*", -1)] * order.num_rows)
     rows = []
     for group in sorted(set(keys)) + ([("*", -1)] if has_groups else []):
-        m = np.array([group == ("*", -1) or k == group for k in keys])
+        m = np.array([group == ("*", -1) or k == group for k in keys], bool)
         row: dict[str, Any] = {"tail": group[0], "L": None if group[1] < 0 else group[1]}
-        for name in ("proto", "loglik"):
-            rho = order.column(f"rho_{name}").to_numpy(zero_copy_only=False).astype(float)[m]
-            rho = rho[np.isfinite(rho)]
-            mean, lo, hi = bootstrap_mean(rho, n_boot, rng)
-            frac = float((rho < 0).mean()) if rho.size else float("nan")
-            row.update({f"n_{name}": int(rho.size), f"rho_{name}_mean": mean, f"rho_{name}_lo": lo,
-                        f"rho_{name}_hi": hi, f"frac_{name}_negative": frac})
+        for name in STATS:
+            if name not in order.column_names:
+                continue
+            obs = order.column(name).to_numpy(zero_copy_only=False).astype(float)[m]
+            mean, lo, hi = bootstrap_mean(obs, n_boot, rng)
+            row.update({f"n_{name}": int(np.isfinite(obs).sum()), f"{name}_mean": mean, f"{name}_lo": lo,
+                        f"{name}_hi": hi})
+            if f"{name}_null" in order.column_names:
+                null = order.column(f"{name}_null").to_numpy(zero_copy_only=False).astype(float)[m]
+                exc = order.column(f"{name}_excess").to_numpy(zero_copy_only=False).astype(float)[m]
+                e_mean, e_lo, e_hi = bootstrap_mean(exc, n_boot, rng)
+                fin = exc[np.isfinite(exc)]
+                row.update({f"{name}_null_mean": bootstrap_mean(null, 0, rng)[0], f"{name}_excess_mean": e_mean,
+                            f"{name}_excess_lo": e_lo, f"{name}_excess_hi": e_hi,
+                            f"frac_{name}_below_null": float((fin < 0).mean()) if fin.size else float("nan")})
         rows.append(row)
     return pa.Table.from_pylist(rows)
 
@@ -125,47 +287,73 @@ def pool_order(order: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
 def fraction_by_quantile(first: pa.Table, samples: pa.Table, steps: pa.Table, q: int = 4) -> pa.Table:
     """Fraction of training samples already copied at each evaluation step, per prototypicality quantile.
 
-    Quantiles are taken within each trial (``q=4``: quartiles; 0 = least prototypical). ``steps`` has columns
-    ``trial_id, step`` (the trial's evaluation steps). Returns ``trial_id, step, quantile, frac``.
-    """
-    tid, fs, cen, pr = _first_with_samples(first, samples, ["proto"])
+    `first` is `analysis.onset.first_copy_from_tables`' output; quantiles are taken within each trial (``q=4``:
+    quartiles; 0 = least prototypical). ``steps`` has columns ``trial_id, step``. Returns ``trial_id, step,
+    quantile, frac``."""
+    s = samples.select(["trial_id", "train_index", "proto"])
+    s = s.set_column(1, "train_index", pc.cast(s.column("train_index"), pa.int64()))
+    j = first.join(s, ["trial_id", "train_index"], join_type="inner").sort_by("trial_id")
+    tid = j.column("trial_id").to_numpy(zero_copy_only=False)
+    fs = j.column("first_step").to_numpy(zero_copy_only=False).astype(float)
+    cen = j.column("censored").to_numpy(zero_copy_only=False).astype(bool)
+    pr = j.column("proto").to_numpy(zero_copy_only=False).astype(float)
     st = steps.sort_by([("trial_id", "ascending"), ("step", "ascending")])
     stid = st.column("trial_id").to_numpy(zero_copy_only=False)
     sst = st.column("step").to_numpy(zero_copy_only=False).astype(float)
-    out = {"trial_id": [], "step": [], "quantile": [], "frac": []}
+    out: dict[str, list] = {"trial_id": [], "step": [], "quantile": [], "frac": []}
     if tid.size:
         b = np.flatnonzero(np.r_[True, tid[1:] != tid[:-1], True])
         for a, e in zip(b[:-1], b[1:]):
-            t = tid[a]
-            ev = sst[stid == t]
+            ev = sst[stid == tid[a]]
             if ev.size == 0:
                 continue
             r = stats.rankdata(pr[a:e], method="ordinal") - 1
             qi = np.minimum((r * q) // max(e - a, 1), q - 1).astype(int)
-            copied_at = np.where(cen[a:e], np.inf, fs[a:e])
-            hit = copied_at[None, :] <= ev[:, None]            # (steps, samples)
+            hit = np.where(cen[a:e], np.inf, fs[a:e])[None, :] <= ev[:, None]            # (steps, samples)
             for k in range(q):
-                m = qi == k
-                if not m.any():
-                    continue
-                out["trial_id"] += [t] * ev.size
-                out["step"].append(ev)
-                out["quantile"] += [k] * ev.size
-                out["frac"].append(hit[:, m].mean(1))
+                if (qi == k).any():
+                    out["trial_id"] += [tid[a]] * ev.size
+                    out["step"].append(ev)
+                    out["quantile"] += [k] * ev.size
+                    out["frac"].append(hit[:, qi == k].mean(1))
     return pa.table({"trial_id": pa.array(out["trial_id"], pa.string()),
                      "step": np.concatenate(out["step"]) if out["step"] else np.array([], float),
                      "quantile": pa.array(out["quantile"], pa.int64()),
                      "frac": np.concatenate(out["frac"]) if out["frac"] else np.array([], float)})
 
 
-def memorder(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None, n_boot: int = 200,
-             q: int = 4) -> tuple[pa.Table, pa.Table]:
-    """(per-trial order correlations, fraction memorized by quantile over time) read from a store."""
+def sample_contrast(samples: pa.Table, copies: pa.Table) -> pa.Table:
+    """Per (trial, training sample): copies summed over evaluations, the mass-scaled copies of its twins, and the
+    twin contrast = copies - twin_scaled (expected 0 for a model that memorized nothing; large for memorized
+    samples). Samples without twins in T' get a null contrast."""
+    cols = ["trial_id", "train_index", "count", "twin_scaled"]
+    c = copies.select(cols) if copies.num_rows else pa.table({c: [] for c in cols})
+    c = c.set_column(1, "train_index", pc.cast(c.column("train_index"), pa.int64()))
+    agg = c.group_by(["trial_id", "train_index"]).aggregate([("count", "sum"), ("twin_scaled", "sum")])
+    s = samples.select(["trial_id", "train_index", "n_twins"])
+    s = s.set_column(1, "train_index", pc.cast(s.column("train_index"), pa.int64()))
+    j = s.join(agg, ["trial_id", "train_index"], join_type="left outer").sort_by(
+        [("trial_id", "ascending"), ("train_index", "ascending")])
+    n = pc.fill_null(pc.cast(j.column("count_sum"), pa.float64()), 0.0)
+    t = pc.fill_null(pc.cast(j.column("twin_scaled_sum"), pa.float64()), 0.0)
+    has = pc.greater(pc.fill_null(j.column("n_twins"), 0), 0)
+    contrast = pc.if_else(has, pc.subtract(n, t), pa.scalar(None, pa.float64()))
+    return pa.table({"trial_id": j.column("trial_id"), "train_index": j.column("train_index"), "copies": n,
+                     "twin_scaled": t, "contrast": contrast})
+
+
+def read_order_tables(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None) -> dict[str, pa.Table]:
+    """The store tables the order analysis needs: trials, samples, copies and curve steps."""
     st = _open_store(store)
-    tr = st.read("trials", sweep=sweep, trials=trials)
-    samples = st.read("samples", sweep=sweep, trials=trials, columns=["trial_id", "train_index", "proto", "loglik"])
-    copies = st.read("copies", sweep=sweep, trials=trials, columns=["trial_id", "step", "train_index", "count"])
-    curves = st.read("curves", sweep=sweep, trials=trials, columns=["trial_id", "step"])
-    last = curves.group_by("trial_id").aggregate([("step", "max")]).rename_columns(["trial_id", "last_step"])
-    first = first_copy_from_tables(copies, samples, last)
-    return order_from_tables(first, samples, tr, n_boot), fraction_by_quantile(first, samples, curves, q)
+    samples = st.read("samples", sweep=sweep, trials=trials)
+    return {"trials": st.read("trials", sweep=sweep, trials=trials),
+            "samples": samples.select([c for c in SAMPLE_COLUMNS if c in samples.column_names]),
+            "copies": st.read("copies", sweep=sweep, trials=trials),
+            "curves": st.read("curves", sweep=sweep, trials=trials, columns=["trial_id", "step"])}
+
+
+def memorder(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None, n_boot: int = N_BOOT,
+             n_null: int = N_NULL) -> pa.Table:
+    """Per-trial order statistics beside their nulls (`order_from_tables`) read from a store."""
+    t = read_order_tables(store, sweep, trials)
+    return order_from_tables(t["samples"], t["copies"], t["curves"], t["trials"], n_boot, n_null)

@@ -25,8 +25,8 @@ def save(fig: Figure, out_dir: Path | str, name: str, dpi: int = 110) -> dict[st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"png": out / f"{name}.png", "svg": out / f"{name}.svg"}
-    fig.savefig(paths["png"], dpi=dpi)
-    fig.savefig(paths["svg"])
+    fig.savefig(paths["png"], dpi=dpi, bbox_inches="tight")      # tight: titles, colorbars and labels never clip
+    fig.savefig(paths["svg"], bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -55,6 +55,20 @@ def _grid(n: int, w: float = 4.0, h: float = 3.0) -> tuple[Figure, np.ndarray]:
     return fig, axes.ravel()
 
 
+def _p_axis(ax: Any, Ps: Any, label: str = "training-set size P") -> None:
+    """A log x axis ticked at the real P values (no minor ticks, plain integers)."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    Ps = sorted({int(p) for p in Ps})
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(Ps))
+    ax.xaxis.set_minor_locator(NullLocator())
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    ax.xaxis.set_major_formatter(fmt)
+    ax.set_xlabel(label)
+
+
 def _mask(t: pa.Table, tail: str, L: int) -> pa.Table:
     return t.filter(pc.and_(pc.equal(t.column("tail"), tail), pc.equal(t.column("L"), L)))
 
@@ -81,7 +95,7 @@ def plot_curves(curves: pa.Table, trials: pa.Table, metric: str = DEFAULT_MEM_ME
             ax.fill_between(s[w], m[w] - sd[w], m[w] + sd[w], color=cmap(k), alpha=0.2, lw=0)
         ax.set_xscale("log")
         ax.set_title(f"{tail}, L={L}", fontsize=9)
-        ax.set_xlabel("training step")
+        ax.set_xlabel("training steps")
         ax.set_ylabel(metric)
         ax.legend(fontsize=6, loc="upper left")
     fig.suptitle(f"{metric} against training step (mean and +-1 sd band over seeds)")
@@ -123,10 +137,9 @@ def plot_onsets(onsets_table: pa.Table, laws: pa.Table | None, theta: float = 0.
                 ax.plot(xs, np.exp(law["ols_logC"]) * xs ** law["ols_beta"], color=col, lw=1, ls="--")
         else:
             ax.plot([], [], color=col, label=f"{label}: undetermined")
-    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("training-set size P")
-    ax.set_ylabel(f"tau_{onset} (theta={theta})")
+    _p_axis(ax, t.column("P").to_pylist())
+    ax.set_ylabel(f"tau_{onset} at theta={theta} (training steps)")
     ax.set_title(f"onset tau_{onset} against P: Tobit law (solid), naive OLS on observed (dashed), "
                  "censored = open triangles", fontsize=8)
     ax.legend(fontsize=6, loc="upper left")
@@ -176,27 +189,43 @@ def plot_phase(onsets_table: pa.Table, theta: float = 0.5, onset: str = "mem") -
 
 
 def plot_memorder(order: pa.Table, frac: pa.Table, trials: pa.Table) -> Figure:
-    """Left: Spearman rho(prototypicality, first-copy step) per trial against P with bootstrap 95% CIs.
-    Right: fraction of training samples memorized by prototypicality quartile over training time."""
+    """Memorization order beside its null. Left: rho(prototypicality, first copy) per trial against P (filled, with
+    its bootstrap 95% CI) and the same statistic for a grammar-faithful generator (open grey: null mean and 95%
+    range). Middle: observed minus null for rho_proto, the partial correlation controlling for log-likelihood and
+    the twin contrast. Right: fraction of samples copied over training, per prototypicality quartile."""
     if order.num_rows == 0:
         return _empty("memorization order", "no samples/copies tables in the store")
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.2))
     groups = _groups(order)
     cmap = plt.get_cmap("tab10")
+    col = lambda name: order.column(name).to_numpy(zero_copy_only=False).astype(float)  # noqa: E731
+    P = col("P")
     for k, (tail, L) in enumerate(groups):
-        g = _mask(order, tail, L)
-        P = g.column("P").to_numpy().astype(float) * np.exp(0.03 * (k - len(groups) / 2))
-        r = g.column("rho_proto").to_numpy(zero_copy_only=False)
-        lo = g.column("rho_proto_lo").to_numpy(zero_copy_only=False)
-        hi = g.column("rho_proto_hi").to_numpy(zero_copy_only=False)
-        a1.errorbar(P, r, yerr=[np.nan_to_num(r - lo), np.nan_to_num(hi - r)], fmt="o", ms=3, color=cmap(k % 10),
+        m = np.array([t == tail and l == L for t, l in zip(order.column("tail").to_pylist(),
+                                                          order.column("L").to_pylist())])
+        x = P[m] * np.exp(0.04 * (k - len(groups) / 2))
+        r, lo, hi = col("rho_proto")[m], col("rho_proto_lo")[m], col("rho_proto_hi")[m]
+        a1.errorbar(x, r, yerr=[np.nan_to_num(r - lo), np.nan_to_num(hi - r)], fmt="o", ms=3, color=cmap(k % 10),
                     label=f"{tail} L={L}", capsize=2, lw=0.8)
+        nl, nlo, nhi = col("rho_proto_null")[m], col("rho_proto_null_lo")[m], col("rho_proto_null_hi")[m]
+        a1.errorbar(x * 1.06, nl, yerr=[np.nan_to_num(nl - nlo), np.nan_to_num(nhi - nl)], fmt="o", ms=3,
+                    mfc="none", color="grey", capsize=2, lw=0.6)
+    a1.plot([], [], "o", mfc="none", color="grey", label="null (grammar-faithful)")
     a1.axhline(0, color="grey", lw=0.8)
-    a1.set_xscale("log")
-    a1.set_xlabel("P")
-    a1.set_ylabel("Spearman rho(proto, first-copy step)")
-    a1.set_title("< 0: prototypical samples are copied first", fontsize=8)
+    _p_axis(a1, P)
+    a1.set_ylabel("Spearman rho(proto, first copy)")
+    a1.set_title("observed (filled) beside its null (open); < 0: prototypical copied first", fontsize=8)
     a1.legend(fontsize=6)
+    for j, (name, label) in enumerate((("rho_proto", "rho(proto, first copy)"),
+                                       ("partial_proto", "partial rho | log-likelihood"),
+                                       ("rho_twin", "rho(proto, copies > twins)"))):
+        e = col(f"{name}_excess")
+        a2.scatter(P * np.exp(0.05 * (j - 1)), e, s=10, label=label, alpha=0.8)
+    a2.axhline(0, color="grey", lw=0.8)
+    _p_axis(a2, P)
+    a2.set_ylabel("observed - null mean")
+    a2.set_title("excess over the null per trial (0 = what no memorization gives)", fontsize=8)
+    a2.legend(fontsize=6)
     if frac.num_rows:
         f = frac.group_by(["quantile", "step"]).aggregate([("frac", "mean")]).sort_by(
             [("quantile", "ascending"), ("step", "ascending")])
@@ -207,52 +236,54 @@ def plot_memorder(order: pa.Table, frac: pa.Table, trials: pa.Table) -> Figure:
         cm = plt.get_cmap("coolwarm", max(nq, 2))
         for k in range(nq):
             w = q == k
-            a2.plot(s[w], v[w], color=cm(k), label=f"proto quantile {k + 1}/{nq}" + (" (most)" if k == nq - 1 else ""))
-        a2.set_xscale("log")
-        a2.set_xlabel("training step")
-        a2.set_ylabel("fraction of samples copied")
-        a2.set_title("memorized fraction by prototypicality quantile (mean over trials)", fontsize=8)
-        a2.legend(fontsize=6)
+            a3.plot(s[w], v[w], color=cm(k), label=f"proto quantile {k + 1}/{nq}" + (" (most)" if k == nq - 1 else ""))
+        a3.set_xscale("log")
+        a3.set_xlabel("training steps")
+        a3.set_ylabel("fraction of samples copied")
+        a3.set_title("copied fraction by prototypicality quartile (mean over trials; raw copies)", fontsize=8)
+        a3.legend(fontsize=6)
     fig.tight_layout()
     return fig
 
 
-def plot_slop(slop_table: pa.Table, measure: str = "overprod", max_groups: int = 6) -> Figure:
-    """Over-production per level against step (mean over a group's trials), with the partial-memorization window
-    [median tau_gen, median tau_mem] shaded."""
+def plot_slop(slop_table: pa.Table, max_groups: int = 6) -> Figure:
+    """Over-production of common productions in the non-copy strings per level against step (mean over a group's
+    trials; "all" = node-weighted over levels), with the window [median tau_gen, median tau_mem] shaded. The null,
+    a grammar-faithful generator, is 0."""
     if slop_table.num_rows == 0:
-        return _empty("slop", "no level_curves/parts tables in the store")
-    t = slop_table
-    if measure not in t.column_names or pc.all(pc.is_nan(pc.fill_null(t.column(measure), float("nan")))).as_py():
-        measure = "head_ratio" if measure == "overprod" else "overprod"
-    if "tail" not in t.column_names:
+        return _empty("slop", "no level_curves table in the store")
+    if "tail" not in slop_table.column_names:
         return _empty("slop", "slop table lacks group columns")
-    faithful = 0.0 if measure == "overprod" else 1.0   # overprod = head_ratio - 1
+    t = slop_table.filter(pc.is_finite(slop_table.column("overprod")))
     groups = _groups(t)[:max_groups]
+    if not groups:
+        return _empty("slop", "no non-copy strings with parsed nodes were generated")
     fig, axes = _grid(len(groups))
     for ax, (tail, L) in zip(axes, groups):
         g = _mask(t, tail, L)
-        agg = g.group_by(["level", "step"]).aggregate([(measure, "mean")]).sort_by(
+        agg = g.group_by(["level", "step"]).aggregate([("overprod", "mean")]).sort_by(
             [("level", "ascending"), ("step", "ascending")])
         lv = agg.column("level").to_numpy()
         s = agg.column("step").to_numpy().astype(float)
-        v = agg.column(f"{measure}_mean").to_numpy(zero_copy_only=False)
+        v = agg.column("overprod_mean").to_numpy(zero_copy_only=False)
         cm = plt.get_cmap("plasma", max(int(lv.max()) + 2, 2))
         for l in np.unique(lv):
             w = lv == l
-            ax.plot(s[w], v[w], color=cm(int(l)), label=f"level {l}")
+            style = dict(color="black", lw=1.8, label="all levels") if l < 0 else dict(color=cm(int(l)), lw=1,
+                                                                                       label=f"level {l}")
+            ax.plot(s[w], v[w], **style)
         if "tau_gen" in g.column_names and "tau_mem" in g.column_names:
             tg = np.nanmedian(np.asarray(g.column("tau_gen").to_pylist(), float))
             tm = np.nanmedian(np.asarray(g.column("tau_mem").to_pylist(), float))
             if np.isfinite(tg) and np.isfinite(tm) and tm > tg:
                 ax.axvspan(tg, tm, color="orange", alpha=0.2, label="tau_gen..tau_mem")
-        ax.axhline(faithful, color="grey", lw=0.7)
+        ax.axhline(0.0, color="grey", lw=0.7)
         ax.set_xscale("log")
-        ax.set_xlabel("training step")
-        ax.set_ylabel(measure)
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("overprod (non-copies)")
         ax.set_title(f"{tail}, L={L}", fontsize=9)
         ax.legend(fontsize=6)
-    fig.suptitle(f"slop: {measure} of common productions per level ({faithful:g} = faithful, above = "
-                 f"over-produced)", fontsize=9)
+    fig.suptitle("slop: over-production of common productions in non-copy generations (0 = a grammar-faithful "
+                 "generator, above = over-produced)", fontsize=9)
     fig.tight_layout()
     return fig

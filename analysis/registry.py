@@ -35,7 +35,16 @@ METRICS: tuple[Metric, ...] = (
     Metric("copy_baseline", "grammar mass p(T) of the distinct training strings: the copy rate of a model that "
                             "learned the grammar exactly and memorized nothing"),
     Metric("mem_excess", "(copy_frac - copy_baseline) / (1 - copy_baseline): copies in excess of the grammar mass "
-                         "of the training set", onset="mem", objective=True),
+                         "of the training set (right only if the non-copies are grammar-faithful)", onset="mem",
+           objective=True),
+    Metric("twin_frac", "fraction of generated strings in the twin set T' (twins of training strings that are not "
+                        "training strings themselves)"),
+    Metric("mem_twin", "copy_frac - twin_frac * p(T) / p(T'): copies beyond what sampling at the grammar's rates "
+                       "makes; 0 for a grammar-faithful generator at any P, copy_frac for a pure memorizer",
+           onset="mem", objective=True),
+    Metric("heldout_frac", "fraction of generated strings that are held-out strings (a second null)"),
+    Metric("mem_heldout", "copy_frac - heldout_frac * p(T) / p(H): the same excess against the held-out set",
+           onset="mem", objective=True),
     Metric("near_copy_frac", "fraction of generated strings with nearest/second-nearest Hamming ratio d1/d2 < 1/3"),
     Metric("mean_d1", "mean Hamming distance to the nearest training string, divided by the length d"),
     Metric("valid_frac", "fraction of generated strings the grammar derives (per level: every reduction from the "
@@ -43,14 +52,17 @@ METRICS: tuple[Metric, ...] = (
     Metric("novel_valid_frac", "fraction of generated strings that are valid and not training strings",
            onset="gen"),
     Metric("unique_gen_frac", "distinct generated strings / number generated"),
-    Metric("overprod", "over-production of the common productions (top quarter by training count) in generated "
-                       "strings, relative to their training share; 0 = faithful", level=True),
-    Metric("entropy_ratio", "conditional entropy of generated productions given the parent over the training "
-                            "strings' (1 = as diverse)", level=True),
-    Metric("kl_gen_train", "KL of generated production frequencies from the (smoothed) training frequencies, per "
-                           "parent, weighted", level=True),
-    Metric("kl_gen_grammar", "KL of generated production frequencies from the grammar's rule probabilities",
-           level=True),
+    Metric("overprod", "slop: over-production of the common productions (top quarter by training count) in the "
+                       "non-copy strings against a grammar-faithful generator's non-copies (the null, 0); scalar "
+                       "weighted by parsed nodes", level=True),
+    Metric("slop_n", "number of non-copy generated strings with a parsed node (at the level): what the slop "
+                     "values rest on", level=True),
+    Metric("entropy_ratio", "conditional entropy of the non-copy strings' productions given the parent over the "
+                            "training strings' (1 = as diverse)", level=True),
+    Metric("kl_gen_train", "KL of the non-copy strings' production frequencies from the (smoothed) training "
+                           "frequencies, per parent, weighted", level=True),
+    Metric("kl_gen_grammar", "KL of the non-copy strings' production frequencies from the null's (the grammar "
+                             "outside the training set)", level=True),
     Metric("proto_spearman", "Spearman correlation over training samples of copy count with prototypicality"),
     Metric("loglik_spearman", "Spearman correlation over training samples of copy count with log-likelihood"),
 )
@@ -65,7 +77,7 @@ MEM_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.onset == "mem"
 GEN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.onset == "gen")
 #: Metrics a spec may stop trials on or hand to Optuna.
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.objective)
-DEFAULT_MEM_METRIC: str = "mem_excess"
+DEFAULT_MEM_METRIC: str = "mem_twin"
 DEFAULT_GEN_METRIC: str = "novel_valid_frac"
 assert DEFAULT_MEM_METRIC in MEM_METRICS and DEFAULT_GEN_METRIC in GEN_METRICS
 

@@ -38,7 +38,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("L", pa.int64()),
         pa.field("P", pa.int64()),
         pa.field("seed", pa.int64()),
+        pa.field("n_gen", pa.int64()),              # strings generated per evaluation (the nulls need it)
         pa.field("config_json", pa.string()),
+        pa.field("entropy", pa.float64()),          # exact string entropy H(x) in nats
+        pa.field("entropy_root", pa.float64()),     # its root-class part
+        pa.field("entropy_levels", pa.list_(pa.float64())),   # per production level: s**l H(p_l)
+        pa.field("train_mass", pa.float64()),       # p(T), distinct training strings
+        pa.field("twin_set_mass", pa.float64()),    # p(T'), NaN when the twin null is undefined
+        pa.field("heldout_mass", pa.float64()),     # p(H), distinct held-out strings
+        pa.field("twin_note", pa.string()),         # why the twin null is undefined ("" when defined)
     ]),
     "curves": pa.schema(_ID + [
         pa.field("step", pa.int64()),
@@ -49,15 +57,20 @@ SCHEMAS: dict[str, pa.Schema] = {
                               + [pa.field(m, pa.float64()) for m in LEVEL_METRICS]),
     "copies": pa.schema(_ID + [
         pa.field("step", pa.int64()), pa.field("train_index", pa.int64()), pa.field("count", pa.int64()),
+        pa.field("twin_count", pa.int64()),         # generated strings that are this sample's twins in T'
+        pa.field("twin_scaled", pa.float64()),      # twin_count * p(x) / p(its twins in T'): the null's copies
     ]),
     "samples": pa.schema(_ID + [
         pa.field("train_index", pa.int64()), pa.field("loglik", pa.float64()), pa.field("prob", pa.float64()),
         pa.field("proto", pa.float64()), pa.field("proto_levels", pa.list_(pa.float64())),
+        pa.field("root", pa.int64()), pa.field("twin_group", pa.int64()),   # (root, twin_group) = the string
+        pa.field("twin_mass", pa.float64()), pa.field("n_twins", pa.int64()),   # its twins in T'
     ]),
     "parts": pa.schema(_ID + [
         pa.field("step", pa.int64()), pa.field("level", pa.int64()), pa.field("production", pa.int64()),
         pa.field("gen_count", pa.int64()), pa.field("train_count", pa.int64()),
         pa.field("grammar_prob", pa.float64()),
+        pa.field("null_prob", pa.float64()),        # frequency among a grammar-faithful generator's non-copies
     ]),
 }
 

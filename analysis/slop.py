@@ -1,15 +1,28 @@
-"""Slop: over-production of common productions against training time, per level, and the partial-memorization
-window between tau_gen (the model generalizes) and tau_mem (it copies).
+"""Slop: over-production of common parts in generations that are not copies, against its exact null (SCIENCE.md,
+"Memorization against a null"), per evaluation and pooled over a sweep's trials.
 
-Two measures per (trial, step, level):
-* ``overprod``: the ``level_curves`` column computed by ``analysis.metrics`` at evaluation time;
-* ``head_ratio`` (from the ``parts`` table): the share of generated productions that fall on the level's common
-  productions (the top ``head`` fraction by training count, at least one) divided by those productions' share in
-  the training set. 1 = faithful to the training frequencies; > 1 = common parts over-produced (slop).
-The window of a trial is ``[tau_gen, tau_mem]`` at threshold 0.5 (either end censored -> NaN end or last step).
+One definition, used by the trial at every evaluation and by every table and figure:
+* the parts: at production level l, the parsed nodes of the generated strings that are NOT copies of a training
+  string (every derivable node, or with count_invalid=False those of valid strings only); measured on copies, slop
+  would restate the memorization-order question;
+* C_l, the level's common productions: the top quarter by training count (``ceil(q*K)``-th largest count and every
+  tie, zero counts never; K = n_parents*m);
+* the null: the production frequencies a grammar-faithful generator gives its non-copies, i.e. the grammar
+  conditioned on x not in T, exact: ``r_l = (E_grammar[freq_l] - sum_{x in T} p(x) freq_l(x)) / (1 - p(T))``;
+* ``overprod_l = f_gen(C_l) / r_l(C_l) - 1``: 0 for a grammar-faithful generator (exactly, in expectation, whatever
+  P), > 0 when common parts are over-produced in novel strings (slop), < 0 when under-produced. The scalar
+  ``overprod`` weighs levels by their parsed nodes: ``sum_l g_l(C_l) / sum_l G_l r_l(C_l) - 1``;
+* ``slop_n``: the number of non-copy strings each value rests on (with a parsed node at the level; scalar: at any);
+* ``entropy_ratio_l = H_gen(K | parent) / H_train(K | parent)`` (plug-in conditional entropies of the production
+  index given the parent symbol), ``kl_gen_train_l`` against the eps-smoothed training conditionals,
+  ``kl_gen_grammar_l`` against the null's conditionals r_l(k | parent); their scalars are means over the levels.
+Pooled (``pool_slop``): each trial's mean overprod before tau_mem (from tau_gen when it was observed) and after it,
+with bootstrap intervals over trials; the null is 0.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,36 +33,176 @@ from analysis.onset import _open_store, onsets_from_tables
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 from analysis.stats import bootstrap_mean
 
-
-def head_ratio_from_parts(parts: pa.Table, head: float = 0.25) -> pa.Table:
-    """Per (trial, step, level): generated share of the top-``head`` training productions / their training share."""
-    t = parts.sort_by([("trial_id", "ascending"), ("level", "ascending"), ("step", "ascending"),
-                       ("train_count", "descending"), ("production", "ascending")])
-    tid = t.column("trial_id").to_numpy(zero_copy_only=False)
-    lv = t.column("level").to_numpy(zero_copy_only=False)
-    st = t.column("step").to_numpy(zero_copy_only=False)
-    gc = t.column("gen_count").to_numpy(zero_copy_only=False).astype(float)
-    tc = t.column("train_count").to_numpy(zero_copy_only=False).astype(float)
-    if tid.size == 0:
-        return pa.table({"trial_id": pa.array([], pa.string()), "step": pa.array([], pa.int64()),
-                         "level": pa.array([], pa.int64()), "head_ratio": pa.array([], pa.float64())})
-    new = np.r_[True, (tid[1:] != tid[:-1]) | (lv[1:] != lv[:-1]) | (st[1:] != st[:-1])]
-    starts = np.flatnonzero(new)
-    ends = np.r_[starts[1:], tid.size]
-    size = ends - starts
-    k = np.maximum(1, np.round(head * size).astype(int))
-    rank = np.arange(tid.size) - np.repeat(starts, size)        # rank by train_count within the segment
-    in_head = rank < np.repeat(k, size)
-    g_head = np.add.reduceat(np.where(in_head, gc, 0.0), starts)
-    t_head = np.add.reduceat(np.where(in_head, tc, 0.0), starts)
-    g_all = np.add.reduceat(gc, starts)
-    t_all = np.add.reduceat(tc, starts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = (g_head / g_all) / (t_head / t_all)
-    return pa.table({"trial_id": pa.array(tid[starts].tolist(), pa.string()), "step": st[starts].astype(np.int64),
-                     "level": lv[starts].astype(np.int64), "head_ratio": ratio})
+#: Fraction of productions (by training count) that count as "common" in `overprod`.
+OVERPROD_TOP_Q = 0.25
+#: Add-epsilon pseudo-count on the training counts in KL(gen || train) (0.5 = Jeffreys / Krichevsky-Trofimov).
+KL_EPS = 0.5
+LEVEL_SLOP = ("overprod", "entropy_ratio", "kl_gen_train", "kl_gen_grammar")
 
 
+# ---------------------------------------------------------------------------------------------- the null
+def grammar_production_probs(grammar: Any) -> list[np.ndarray]:
+    """Per level l, (n_parents(l), m): probability that a node at level l (uniform over its s**l positions) uses
+    each production, under the grammar's own sampling distribution (the expected production frequencies)."""
+    sp = grammar.spec
+    sym = np.asarray(grammar.root_probs, dtype=np.float64)  # distribution of the parent symbol at level 0
+    out = []
+    for level in range(sp.L):
+        joint = sym[:, None] * np.asarray(grammar.probs[level], dtype=np.float64)
+        out.append(joint)
+        if level + 1 < sp.L:
+            children = np.asarray(grammar.rules[level]).reshape(-1)  # (n_parents*m*s,)
+            w = np.repeat(joint.reshape(-1), sp.s) / sp.s
+            sym = np.bincount(children, weights=w, minlength=sp.v)
+    return out
+
+
+@dataclass(frozen=True)
+class SlopReference:
+    """The null of slop: per level (n_parents, m) frequencies among the level's nodes, for the grammar
+    (`grammar`) and for the grammar's strings outside the training set (`novel`, None when p(T) = 1)."""
+
+    grammar: list[np.ndarray]
+    novel: list[np.ndarray] | None
+
+
+def slop_reference(grammar: Any, train_distinct: np.ndarray, prob: np.ndarray) -> SlopReference:
+    """Exact production frequencies of a grammar-faithful generator's non-copies, from the distinct training
+    strings and their probabilities: (E_grammar[freq] - sum_x p(x) freq(x)) / (1 - p(T))."""
+    sp = grammar.spec
+    expected = grammar_production_probs(grammar)
+    mass = math.fsum(np.asarray(prob, float).tolist())
+    if mass >= 1.0 - 1e-12:
+        return SlopReference(expected, None)
+    ids = grammar.parse(train_distinct).ids
+    novel = []
+    for level in range(sp.L):
+        k = sp.n_parents(level) * sp.m
+        lv = ids[level]
+        w = np.repeat(np.asarray(prob, float), lv.shape[1]) / sp.n_nodes(level)
+        ok = lv.reshape(-1) >= 0
+        inside = np.bincount(lv.reshape(-1)[ok], weights=w[ok], minlength=k).reshape(expected[level].shape)
+        novel.append(np.clip(expected[level] - inside, 0.0, None) / (1.0 - mass))
+    return SlopReference(expected, novel)
+
+
+# ---------------------------------------------------------------------------------------------- one level
+def _cond_entropy(c: np.ndarray) -> float:
+    """Plug-in conditional entropy H(K | parent) in nats of counts c (n_parents, m): H(joint) - H(parent)."""
+    n = c.sum()
+    if n <= 0:
+        return math.nan
+    p = c[c > 0] / n
+    pa_ = c.sum(1)
+    pa_ = pa_[pa_ > 0] / n
+    return float(-(p * np.log(p)).sum() + (pa_ * np.log(pa_)).sum())
+
+
+def _cond_kl(c: np.ndarray, q: np.ndarray) -> float:
+    """sum_a g(a) KL(g(.|a) || q(.|a)) for generated counts c and reference conditionals q (rows sum to 1)."""
+    n = c.sum()
+    if n <= 0:
+        return math.nan
+    pa_ = c.sum(1, keepdims=True)
+    nz = c > 0
+    cond = np.divide(c, pa_, out=np.zeros(c.shape), where=pa_ > 0)
+    with np.errstate(divide="ignore"):
+        terms = np.where(nz, c / n * (np.log(np.where(nz, cond, 1.0)) - np.log(np.where(nz, q, 1.0))), 0.0)
+    return float(terms.sum())
+
+
+def common_productions(train: np.ndarray, q: float = OVERPROD_TOP_Q) -> np.ndarray:
+    """Flat mask of a level's common productions: count >= the ceil(q*K)-th largest training count (ties all in),
+    zero counts never."""
+    tf = np.asarray(train, dtype=np.float64).ravel()
+    if tf.sum() <= 0:
+        return np.zeros(tf.size, dtype=bool)
+    k = max(1, math.ceil(q * tf.size))
+    thr = np.partition(tf, tf.size - k)[tf.size - k]
+    return (tf >= thr) & (tf > 0)
+
+
+def slop_metrics(gen: np.ndarray, train: np.ndarray, ref: np.ndarray | None, q: float = OVERPROD_TOP_Q,
+                 eps: float = KL_EPS) -> dict[str, float]:
+    """Slop of one level from production counts (n_parents, m) of generated and training nodes and the null's
+    frequencies `ref` (n_parents, m), summing to 1 over the level (None: undefined); NaN where undefined."""
+    gen = np.asarray(gen, dtype=np.float64)
+    train = np.asarray(train, dtype=np.float64)
+    out = dict(overprod=math.nan, entropy_ratio=math.nan, kl_gen_train=math.nan, kl_gen_grammar=math.nan)
+    ng = gen.sum()
+    if ng <= 0:
+        return out
+    common = common_productions(train, q)
+    if ref is not None and common.any():
+        r = float(np.asarray(ref).ravel()[common].sum())
+        if r > 0:
+            out["overprod"] = float(gen.ravel()[common].sum() / ng / r - 1.0)
+    if train.sum() > 0:
+        h_train = _cond_entropy(train)
+        if h_train > 0:
+            out["entropy_ratio"] = _cond_entropy(gen) / h_train
+    m = train.shape[1]
+    out["kl_gen_train"] = _cond_kl(gen, (train + eps) / (train.sum(1, keepdims=True) + m * eps))
+    if ref is not None:
+        rows = np.asarray(ref, dtype=np.float64)
+        tot = rows.sum(1, keepdims=True)
+        out["kl_gen_grammar"] = _cond_kl(gen, np.divide(rows, tot, out=np.ones_like(rows), where=tot > 0))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- one evaluation
+@dataclass(frozen=True)
+class Slop:
+    """Slop of one evaluation: scalars and levels keyed by registry name, and the flat `parts` columns."""
+
+    scalars: dict[str, float]
+    levels: dict[str, np.ndarray]
+    parts: dict[str, np.ndarray]
+
+
+def slop_of_novel(grammar: Any, parse: Any, novel: np.ndarray, train_counts: list[np.ndarray], ref: SlopReference,
+                  count_invalid: bool = True, q: float = OVERPROD_TOP_Q) -> Slop:
+    """Slop of the generated strings selected by `novel` (N,) bool (the non-copies) from their `parse`."""
+    sp = grammar.spec
+    rows = novel if count_invalid else novel & parse.valid
+    levels = {name: np.full(sp.L, np.nan) for name in (*LEVEL_SLOP, "slop_n")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("level", "production", "gen_count", "train_count",
+                                                            "grammar_prob", "null_prob")}
+    seen = np.zeros(int(rows.sum()), dtype=bool)
+    hit_common = expected_common = 0.0
+    for level in range(sp.L):
+        ids = parse.ids[level][rows]
+        k = sp.n_parents(level) * sp.m
+        parsed = ids >= 0
+        seen |= parsed.any(1)
+        levels["slop_n"][level] = float(parsed.any(1).sum())
+        gen = np.bincount(ids[parsed], minlength=k).reshape(sp.n_parents(level), sp.m)
+        null = None if ref.novel is None else ref.novel[level]
+        for name, value in slop_metrics(gen, train_counts[level], null, q).items():
+            levels[name][level] = value
+        common = common_productions(train_counts[level], q)
+        if null is not None and common.any():
+            hit_common += gen.ravel()[common].sum()
+            expected_common += gen.sum() * null.ravel()[common].sum()
+        parts["level"].append(np.full(k, level, dtype=np.int64))
+        parts["production"].append(np.arange(k, dtype=np.int64))
+        parts["gen_count"].append(gen.reshape(-1).astype(np.int64))
+        parts["train_count"].append(np.asarray(train_counts[level]).reshape(-1).astype(np.int64))
+        parts["grammar_prob"].append(ref.grammar[level].reshape(-1))
+        parts["null_prob"].append(np.full(k, np.nan) if null is None else null.reshape(-1))
+    scalars = {name: _nanmean(levels[name]) for name in LEVEL_SLOP}
+    scalars["overprod"] = hit_common / expected_common - 1.0 if expected_common > 0 else math.nan
+    scalars["slop_n"] = float(seen.sum())
+    return Slop(scalars, levels, {k: np.concatenate(v) for k, v in parts.items()})
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    ok = ~np.isnan(x)
+    return float(x[ok].mean()) if ok.any() else math.nan
+
+
+# ---------------------------------------------------------------------------------------------- pooled over a sweep
 def windows_from_onsets(onsets_table: pa.Table, theta: float = 0.5) -> pa.Table:
     """Per trial: ``tau_gen``, ``tau_mem`` at ``theta`` and their censoring flags (the slop window)."""
     t = onsets_table.filter(pc.equal(onsets_table.column("theta"), theta))
@@ -59,22 +212,25 @@ def windows_from_onsets(onsets_table: pa.Table, theta: float = 0.5) -> pa.Table:
     return mem.join(gen, "trial_id", join_type="full outer").sort_by("trial_id")
 
 
-def slop_from_tables(level_curves: pa.Table | None, parts: pa.Table | None, trials: pa.Table | None,
-                     windows: pa.Table | None, head: float = 0.25) -> pa.Table:
-    """Slop curves: ``trial_id, step, level, overprod, head_ratio`` joined with group columns and the window."""
-    parts_t = head_ratio_from_parts(parts, head) if parts is not None and parts.num_rows else None
+SLOP_COLUMNS = ["trial_id", "step", "level", "overprod", "slop_n"]
+ALL_LEVELS = -1
+
+
+def slop_from_tables(level_curves: pa.Table | None, trials: pa.Table | None, windows: pa.Table | None,
+                     curves: pa.Table | None = None) -> pa.Table:
+    """Slop curves ``trial_id, step, level, overprod, slop_n`` (level ``ALL_LEVELS`` = the node-weighted scalar
+    from ``curves``), joined with the group columns of ``trials`` and each trial's window from ``windows``."""
+    parts = []
     if level_curves is not None and level_curves.num_rows:
-        out = level_curves.select(["trial_id", "step", "level", "overprod"])
-        if parts_t is not None:
-            out = out.join(parts_t, ["trial_id", "step", "level"], join_type="full outer")
-        else:
-            out = out.append_column("head_ratio", pa.array(np.full(out.num_rows, np.nan)))
-    elif parts_t is not None:
-        out = parts_t.append_column("overprod", pa.array(np.full(parts_t.num_rows, np.nan)))
-    else:
+        parts.append(level_curves.select(SLOP_COLUMNS))
+    if curves is not None and curves.num_rows and "overprod" in curves.column_names:
+        c = curves.select(["trial_id", "step", "overprod", "slop_n"])
+        parts.append(c.add_column(2, "level", pa.array(np.full(c.num_rows, ALL_LEVELS, np.int64))))
+    if not parts:
         return pa.table({"trial_id": pa.array([], pa.string()), "step": pa.array([], pa.int64()),
                          "level": pa.array([], pa.int64()), "overprod": pa.array([], pa.float64()),
-                         "head_ratio": pa.array([], pa.float64())})
+                         "slop_n": pa.array([], pa.float64())})
+    out = pa.concat_tables([p.cast(parts[0].schema) for p in parts])
     if trials is not None:
         keep = [c for c in ("tail", "L", "P", "seed") if c in trials.column_names]
         out = out.join(trials.select(["trial_id"] + keep), "trial_id", join_type="left outer")
@@ -85,13 +241,14 @@ def slop_from_tables(level_curves: pa.Table | None, parts: pa.Table | None, tria
 
 def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
     """Per (tail, L, level): the mean over trials of each trial's mean `overprod` before memorization and after it,
-    with bootstrap intervals over trials, and the fraction of trials that over-produce (> 0) before it.
+    with bootstrap intervals over trials, the fraction of trials that over-produce (> 0) before it, and the mean
+    number of non-copy strings per evaluation the values rest on (`strings_before`, `strings_after`). The null
+    (a grammar-faithful generator) is 0 at every level.
 
     "Before" is the partial-memorization window [tau_gen, tau_mem) when tau_gen was observed, else every evaluation
-    before tau_mem at which the level's overprod is defined (valid parts were generated); "after" is from tau_mem on.
-    A trial censored for tau_mem contributes only a "before" value. Over-production of common parts before
-    memorization, falling to 0 (faithful to the training set) after it, is the slop signature."""
-    cols = ["trial_id", "step", "level", "overprod", "tau_mem", "mem_censored", "tau_gen", "gen_censored"]
+    before tau_mem at which the level's overprod is defined (non-copy parts were generated); "after" is from tau_mem
+    on. A trial censored for tau_mem contributes only a "before" value."""
+    cols = ["trial_id", "step", "level", "overprod", "slop_n", "tau_mem", "mem_censored", "tau_gen", "gen_censored"]
     if slop_table.num_rows == 0 or not all(c in slop_table.column_names for c in cols):
         return pa.table({})
     t = slop_table.filter(pc.is_finite(slop_table.column("overprod")))
@@ -115,8 +272,9 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
                 per_trial = (np.bincount(inv, d["overprod"][m].astype(float), ids.size) /
                              np.maximum(np.bincount(inv, minlength=ids.size), 1))
                 mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng)
+                strings = float(d["slop_n"][m].astype(float).mean()) if m.any() else float("nan")
                 row.update({f"n_{name}": int(ids.size), f"overprod_{name}": mean, f"overprod_{name}_lo": lo,
-                            f"overprod_{name}_hi": hi})
+                            f"overprod_{name}_hi": hi, f"strings_{name}": strings})
                 if name == "before":
                     row["frac_overproduce_before"] = float((per_trial > 0).mean()) if ids.size else float("nan")
             rows.append(row)
@@ -124,12 +282,12 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
 
 
 def slop(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None, metric: str = DEFAULT_MEM_METRIC,
-         gen_metric: str = DEFAULT_GEN_METRIC, theta: float = 0.5, head: float = 0.25) -> pa.Table:
+         gen_metric: str = DEFAULT_GEN_METRIC, theta: float = 0.5) -> pa.Table:
     """``slop_from_tables`` read from a store (windows from the trials' onsets at ``theta``)."""
     st = _open_store(store)
     tr = st.read("trials", sweep=sweep, trials=trials)
-    cur = st.read("curves", sweep=sweep, trials=trials, columns=["trial_id", "step", metric, gen_metric])
+    cur = st.read("curves", sweep=sweep, trials=trials,
+                  columns=["trial_id", "step", metric, gen_metric, "overprod", "slop_n"])
     win = windows_from_onsets(onsets_from_tables(tr, cur, (theta,), metric, gen_metric), theta)
-    lc = st.read("level_curves", sweep=sweep, trials=trials, columns=["trial_id", "step", "level", "overprod"])
-    parts = st.read("parts", sweep=sweep, trials=trials)
-    return slop_from_tables(lc, parts, tr, win, head)
+    lc = st.read("level_curves", sweep=sweep, trials=trials, columns=SLOP_COLUMNS)
+    return slop_from_tables(lc, tr, win, cur)

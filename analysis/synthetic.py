@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from analysis.registry import CURVE_METRICS
+from analysis.registry import CURVE_METRICS, LEVEL_METRICS
 
 
 def planted_onsets(Ps: Sequence[int], n_seeds: int, beta: float, logC: float, sigma: float, budget: float,
@@ -82,32 +82,35 @@ def synthetic_tables(sweep: str = "synth", tails: Sequence[str] = ("uniform", "p
     if noise:
         mem = mem + noise * rng.standard_normal(mem.shape)
         valid = np.clip(valid + noise * rng.standard_normal(valid.shape), 0, 1)
+    # a planted memorizer: a fraction `mem` of generations copies, the rest samples a grammar in which the training
+    # set has mass p(T) = base and its twin set (n_c = 4) and held-out set 3 * base, so every null-controlled
+    # memorization metric (mem_excess, mem_twin, mem_heldout) equals `mem` exactly
     base = 0.01
-    copy = base + (1 - base) * np.clip(mem, 0, 1)
-    novel = valid * (1 - copy)
+    m01 = np.clip(mem, 0, 1)
+    copy = mem + (1 - mem) * base
     slop = _sig(zg) * (1 - _sig(z))
-    loss = 2.0 * np.exp(-ls[None, :] / 6) + 0.1 * (1 - np.clip(mem, 0, 1))
-    cur = {
-        "trial_id": np.repeat(ids, E), "step": np.tile(steps, n),
-        "wall_time": np.tile(np.cumsum(np.diff(np.r_[0, steps])) * 1e-3, n),
-        "train_loss": loss, "heldout_loss": loss + np.clip(mem, 0, 1), "copy_frac": copy,
-        "copy_baseline": np.full((n, E), base), "mem_excess": mem, "near_copy_frac": np.clip(copy + 0.02, 0, 1),
-        "mean_d1": 3.0 * (1 - np.clip(mem, 0, 1)), "valid_frac": valid, "novel_valid_frac": novel,
-        "unique_gen_frac": 1 - 0.5 * np.clip(mem, 0, 1), "overprod": 1 + 0.5 * slop,
-        "entropy_ratio": 1 - 0.3 * slop, "kl_gen_train": 0.5 * (1 - np.clip(mem, 0, 1)),
-        "kl_gen_grammar": 0.2 + 0.3 * slop, "proto_spearman": np.full((n, E), -0.4),
+    loss = 2.0 * np.exp(-ls[None, :] / 6) + 0.1 * (1 - m01)
+    planted = {
+        "train_loss": loss, "heldout_loss": loss + m01, "copy_frac": copy, "copy_baseline": np.full((n, E), base),
+        "mem_excess": mem, "twin_frac": (1 - mem) * 3 * base, "mem_twin": mem, "heldout_frac": (1 - mem) * 3 * base,
+        "mem_heldout": mem, "near_copy_frac": np.clip(copy + 0.02, 0, 1), "mean_d1": 3.0 * (1 - m01),
+        "valid_frac": valid, "novel_valid_frac": valid * (1 - copy), "unique_gen_frac": 1 - 0.5 * m01,
+        "overprod": 0.5 * slop, "slop_n": 256 * (1 - copy), "entropy_ratio": 1 - 0.3 * slop,
+        "kl_gen_train": 0.5 * (1 - m01), "kl_gen_grammar": 0.2 + 0.3 * slop, "proto_spearman": np.full((n, E), -0.4),
         "loglik_spearman": np.full((n, E), -0.3),
     }
-    curves = pa.table({k: (np.asarray(v).ravel() if not isinstance(v, np.ndarray) or v.ndim > 1 else v)
-                       for k, v in cur.items()})
-    curves = curves.select(["trial_id", "step", "wall_time"] + [m for m in CURVE_METRICS])
+    cur = {"trial_id": np.repeat(ids, E), "step": np.tile(steps, n),
+           "wall_time": np.tile(np.cumsum(np.diff(np.r_[0, steps])) * 1e-3, n)}
+    cur.update({m: np.asarray(planted.get(m, np.full((n, E), np.nan)), float).ravel() for m in CURVE_METRICS})
+    curves = pa.table(cur)
     fam = np.array(["uniform" if t == "uniform" else t.split("(")[0] for t in tl], object)
     a = np.array([float(t.split("a=")[1].split(")")[0]) if "a=" in t else 0.0 for t in tl])
     trials = pa.table({
         "trial_id": ids.tolist(), "status": ["done"] * n, "final_step": np.full(n, steps[-1], np.int64),
         "budget_steps": np.full(n, budget, np.int64), "tail": tl.tolist(), "tail_family": fam.tolist(),
         "tail_a": a, "tail_levels": pa.array([None] * n, pa.string()), "L": Lv, "P": Pv, "seed": Sv,
-        "config_json": ["{}"] * n, "true_tau": np.exp(log_tau), "true_tau_gen": np.exp(log_gen),
+        "config_json": ["{}"] * n, "n_gen": np.full(n, 256, np.int64), "true_tau": np.exp(log_tau),
+        "true_tau_gen": np.exp(log_gen),
     })
     # detailed per-sample / per-level tables for a few trials per (tail, L, P)
     det = np.flatnonzero((Sv < detail_trials) & (Pv <= (detail_max_P if detail_max_P is not None else Pv.max())))
@@ -115,12 +118,12 @@ def synthetic_tables(sweep: str = "synth", tails: Sequence[str] = ("uniform", "p
     for i in det:
         tid, P, L = ids[i], int(Pv[i]), int(Lv[i])
         sl = slop[i]
-        lev.append(pa.table({
-            "trial_id": [tid] * (E * L), "step": np.repeat(steps, L), "level": np.tile(np.arange(L), E),
-            "valid_frac": np.repeat(valid[i], L), "overprod": (1 + np.outer(sl, 0.6 / (1 + np.arange(L)))).ravel(),
-            "entropy_ratio": (1 - np.outer(sl, 0.3 / (1 + np.arange(L)))).ravel(),
-            "kl_gen_train": np.repeat(cur["kl_gen_train"][i], L), "kl_gen_grammar": np.repeat(cur["kl_gen_grammar"][i], L),
-        }))
+        lv = {"valid_frac": np.repeat(valid[i], L), "overprod": np.outer(sl, 0.6 / (1 + np.arange(L))).ravel(),
+              "slop_n": np.repeat(planted["slop_n"][i], L), "entropy_ratio": (1 - np.outer(sl, 0.3 / (1 + np.arange(L)))).ravel(),
+              "kl_gen_train": np.repeat(planted["kl_gen_train"][i], L),
+              "kl_gen_grammar": np.repeat(planted["kl_gen_grammar"][i], L)}
+        lev.append(pa.table({"trial_id": [tid] * (E * L), "step": np.repeat(steps, L), "level": np.tile(np.arange(L), E),
+                             **{m: lv.get(m, np.full(E * L, np.nan)) for m in LEVEL_METRICS}}))
         proto = rng.standard_normal(P)
         loglik = 2.0 * proto + rng.standard_normal(P) - 10.0
         # prototypical samples are copied first: first-copy time spread around tau, earlier for high proto
@@ -131,13 +134,16 @@ def synthetic_tables(sweep: str = "synth", tails: Sequence[str] = ("uniform", "p
             "trial_id": [tid] * P, "train_index": np.arange(P, dtype=np.int64), "loglik": loglik,
             "prob": np.exp(loglik), "proto": proto,
             "proto_levels": pa.array([[float(p)] * L for p in proto], pa.list_(pa.float64())),
+            "root": np.zeros(P, np.int64), "twin_group": np.arange(P, dtype=np.int64),
+            "twin_mass": 3 * np.exp(loglik), "n_twins": np.full(P, 3, np.int64),
         }))
         ci = np.flatnonzero(copied)
         reps = E - ev[ci]
         cop.append(pa.table({
             "trial_id": [tid] * int(reps.sum()), "train_index": np.repeat(ci, reps).astype(np.int64),
             "step": np.concatenate([steps[e:] for e in ev[ci]]) if ci.size else np.array([], np.int64),
-            "count": np.ones(int(reps.sum()), np.int64),
+            "count": np.ones(int(reps.sum()), np.int64), "twin_count": np.zeros(int(reps.sum()), np.int64),
+            "twin_scaled": np.zeros(int(reps.sum())),
         }))
         K = n_levels_parts
         gp = (1.0 + np.arange(K)) ** -1.0
@@ -155,7 +161,7 @@ def synthetic_tables(sweep: str = "synth", tails: Sequence[str] = ("uniform", "p
             "trial_id": [tid] * (K * L * E), "step": np.concatenate(rows_s).astype(np.int64),
             "level": np.concatenate(rows_l).astype(np.int64), "production": np.concatenate(rows_p).astype(np.int64),
             "gen_count": np.concatenate(gc).astype(np.int64), "train_count": np.concatenate(tc).astype(np.int64),
-            "grammar_prob": np.concatenate(gpr),
+            "grammar_prob": np.concatenate(gpr), "null_prob": np.concatenate(gpr),
         }))
     out = {"trials": trials, "curves": curves}
     for name, lst in (("level_curves", lev), ("copies", cop), ("samples", sam), ("parts", par)):

@@ -185,6 +185,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     result = _run(spec, args, console)
     _fit(spec.store, spec.name, [0.1, 0.5, 0.9], DEFAULT_MEM_METRIC, console)
     index = _report(spec.store, str(out / "report"), spec.name)
+    from analysis.report import HEADLINE_FILE
+    console.print("\n[bold]At a glance[/bold] (memorization beside its null; the report has the figures):")
+    for line in (index.parent / HEADLINE_FILE).read_text().splitlines():
+        console.print(f"  - {line}", highlight=False, soft_wrap=True)
     console.print(f"report (figures, laws.csv, laws.parquet): {index}", highlight=False)
     return EXIT_FAILED if result.n_failed else 0
 

@@ -76,7 +76,7 @@ def build_data(cfg: TrialConfig) -> _Data:
     heldout = np.asarray(sample_heldout(grammar, cfg.heldout, train, cfg.data_seed + 1), dtype=np.int64)
     from analysis.metrics import index_training_set
 
-    return _Data(grammar, train, heldout, index_training_set(grammar, train))
+    return _Data(grammar, train, heldout, index_training_set(grammar, train, heldout=heldout))
 
 
 def pick_device(gpus: float) -> str:
@@ -97,9 +97,20 @@ def build_trainer(cfg: TrialConfig, data: _Data, device: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------- rows
+def data_columns(data: _Data) -> dict[str, Any]:
+    """The trial-level facts of its grammar and data sets: exact entropy (total, root, per level) and the masses
+    p(T), p(T'), p(H) that the nulls rest on, with the reason when the twin null is undefined."""
+    spec, idx = data.grammar.spec, data.index
+    return {"entropy": spec.entropy, "entropy_root": spec.root_entropy,
+            "entropy_levels": [float(h) for h in spec.level_entropies()], "train_mass": float(idx.copy_baseline),
+            "twin_set_mass": float(idx.twin_set_mass), "heldout_mass": float(idx.heldout_mass),
+            "twin_note": idx.twin_note}
+
+
 def trials_row(cfg: TrialConfig, status: str, attempt_start: float, final_step: int | None,
                finished: bool, extra: Mapping[str, Any] | None = None) -> dict[str, list]:
-    """One `trials` row (dict of 1-element columns): identity, tail, size, status, flattened config."""
+    """One `trials` row (dict of 1-element columns): identity, tail, size, status, flattened config, and `extra`
+    (the trial's `data_columns`)."""
     tail = cfg.tail
     levels = None if tail.levels is None else ",".join(str(x) for x in tail.levels)
     row: dict[str, Any] = {
@@ -115,6 +126,7 @@ def trials_row(cfg: TrialConfig, status: str, attempt_start: float, final_step: 
         "L": int(cfg.grammar.L),
         "P": int(cfg.P),
         "seed": int(cfg.seed),
+        "n_gen": int(cfg.n_gen),
         "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
     }
     row.update({f"cfg.{k}": v for k, v in cfg.flat().items()})
@@ -130,7 +142,8 @@ def _ts(t: float) -> Any:
 
 
 def samples_rows(data: _Data) -> dict[str, Any]:
-    """The `samples` table: per training string its exact log-likelihood, probability and prototypicality."""
+    """The `samples` table: per training string its exact log-likelihood, probability, prototypicality, and its
+    twins in T' (root class and twin group identify the string; twin_mass and n_twins describe its null)."""
     idx = data.index
     return {
         "train_index": np.arange(idx.P, dtype=np.int64),
@@ -138,6 +151,7 @@ def samples_rows(data: _Data) -> dict[str, Any]:
         "prob": np.asarray(idx.prob, dtype=np.float64),
         "proto": np.asarray(idx.proto, dtype=np.float64),
         "proto_levels": [list(map(float, r)) for r in np.asarray(idx.proto_levels, dtype=np.float64)],
+        "root": idx.root, "twin_group": idx.twin_group, "twin_mass": idx.twin_mass, "n_twins": idx.n_twins,
     }
 
 
@@ -148,9 +162,7 @@ def eval_rows(step: int, wall: float, ev: Any, grammar: Any) -> dict[str, dict[s
     curves.update({k: [float(v)] for k, v in ev.scalars.items()})
     levels = {"step": np.full(L, step, np.int64), "level": np.arange(L, dtype=np.int64)}
     levels.update({k: np.asarray(v, dtype=np.float64) for k, v in ev.levels.items()})
-    idx, cnt = ev.copies
-    copies = {"step": np.full(len(idx), step, np.int64), "train_index": np.asarray(idx, np.int64),
-              "count": np.asarray(cnt, np.int64)}
+    copies = {"step": np.full(len(ev.copies["train_index"]), step, np.int64), **ev.copies}
     return {"curves": curves, "level_curves": levels, "copies": copies, "parts": _parts_rows(step, ev)}
 
 
@@ -171,7 +183,7 @@ def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int, heldou
     # sample_steps=None is the exact sampler (masked: one position per network call; uniform: all T steps):
     # K parallel masked steps would unmask tokens jointly-independently and cap even a perfect memorizer's copies.
     gen = trainer.sample(cfg.n_gen, cfg.sample_steps, cfg.seed * 1_000_003 + step)
-    ev = evaluate(data.grammar, gen, data.index, heldout=data.heldout)
+    ev = evaluate(data.grammar, gen, data.index)
     ev.scalars["train_loss"] = float(trainer.train_loss)
     if heldout is None:
         heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
@@ -317,15 +329,16 @@ def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, check
     with store.writer(cfg.sweep, cfg.trial_id, attempt_ns=time.time_ns(), resumed_from_step=resumed) as w:
         if resumed == 0:
             w.append("samples", samples_rows(data))
-        w.append("trials", trials_row(cfg, "running", t0, None, False))
+        facts = data_columns(data)
+        w.append("trials", trials_row(cfg, "running", t0, None, False, facts))
         w.flush()
         try:
             out = _run_loop(cfg, data, trainer, w, report, hooks, state, resumed, t0)
         except BaseException:
-            w.append("trials", trials_row(cfg, "failed", t0, int(trainer.step), True))
+            w.append("trials", trials_row(cfg, "failed", t0, int(trainer.step), True, facts))
             w.flush()
             raise
-        w.append("trials", trials_row(cfg, out.status, t0, out.final_step, True))
+        w.append("trials", trials_row(cfg, out.status, t0, out.final_step, True, facts))
         w.flush()
     return out
 

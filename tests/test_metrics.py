@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analysis.hamming import _nn_matches_torch
 from analysis.metrics import (
-    _nn_matches_torch,
     CURVE_METRICS,
     LEVEL_METRICS,
     TrainIndex,
@@ -24,7 +24,7 @@ from analysis.metrics import (
     slop_metrics,
     spearman,
 )
-from rhm import Grammar, GrammarSpec, RuleDist, sample_iid
+from rhm import Grammar, GrammarSpec, RuleDist, encode_strings, sample_iid
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -145,18 +145,21 @@ def test_slop_metrics_definitions():
     rng = np.random.default_rng(0)
     train = rng.integers(0, 20, (3, 4)).astype(float)
     train[0, 0] = 50
-    probs = rng.random((3, 4))
-    probs /= probs.sum(1, keepdims=True)
-    same = slop_metrics(train, train, probs)
+    ref = rng.random((3, 4))
+    ref /= ref.sum()                                  # the null's frequencies among the level's nodes
+    same = slop_metrics(train, train, train / train.sum())
     assert same["overprod"] == pytest.approx(0.0, abs=1e-12)
     assert same["entropy_ratio"] == pytest.approx(1.0)
-    # KL(gen || grammar) is zero when the generated conditionals equal the grammar's.
-    gen = probs * np.array([[100.0], [300.0], [50.0]])
-    assert slop_metrics(gen, train, probs)["kl_gen_grammar"] == pytest.approx(0.0, abs=1e-12)
+    # generated counts proportional to the null's: no over-production, and KL(gen || null) is zero
+    gen = ref * 1000.0
+    faithful = slop_metrics(gen, train, ref)
+    assert faithful["overprod"] == pytest.approx(0.0, abs=1e-12)
+    assert faithful["kl_gen_grammar"] == pytest.approx(0.0, abs=1e-12)
+    probs = ref / ref.sum(1, keepdims=True)
     # Brute-force KL against eps-smoothed training conditionals, and the over-production of the top quarter.
     gen = rng.integers(0, 20, (3, 4)).astype(float)
     gen[1, 2] = 0
-    res = slop_metrics(gen, train, probs, q=0.25, eps=0.5)
+    res = slop_metrics(gen, train, ref, q=0.25, eps=0.5)
     kl = 0.0
     for a in range(3):
         for k in range(4):
@@ -168,14 +171,17 @@ def test_slop_metrics_definitions():
     flat_t = train.ravel()
     thr = sorted(flat_t, reverse=True)[2]  # ceil(0.25 * 12) = 3rd largest, ties included
     common = (flat_t >= thr) & (flat_t > 0)
-    want = (gen.ravel()[common].sum() / gen.sum()) / (flat_t[common].sum() / flat_t.sum()) - 1
+    want = (gen.ravel()[common].sum() / gen.sum()) / ref.ravel()[common].sum() - 1
     assert res["overprod"] == pytest.approx(want)
+    kl_null = sum(gen[a].sum() / gen.sum() * scipy.stats.entropy(gen[a] / gen[a].sum(), probs[a])
+                  for a in range(3) if gen[a].sum() > 0)
+    assert res["kl_gen_grammar"] == pytest.approx(kl_null)
 
     def cond_h(c):
         return sum(c[a].sum() / c.sum() * scipy.stats.entropy(c[a]) for a in range(len(c)) if c[a].sum() > 0)
 
     assert res["entropy_ratio"] == pytest.approx(cond_h(gen) / cond_h(train))
-    empty = slop_metrics(np.zeros((3, 4)), train, probs)
+    empty = slop_metrics(np.zeros((3, 4)), train, ref)
     assert all(math.isnan(x) for x in empty.values())
 
 
@@ -258,9 +264,9 @@ def test_evaluate_against_brute_force(small, seed, P, N):
         assert ev.levels["valid_frac"][lv] == pytest.approx(np.mean([ok[lv] for ok, _ in parsed]))
         k = sp.n_parents(lv) * sp.m
         ref_gen = np.zeros(k, dtype=np.int64)
-        for _, ids in parsed:
+        for (_, ids), is_copy in zip(parsed, copy):
             for i in ids[lv]:
-                if i >= 0:
+                if i >= 0 and not is_copy:
                     ref_gen[i] += 1
         ref_train = np.zeros(k, dtype=np.int64)
         for r in train:
@@ -271,10 +277,11 @@ def test_evaluate_against_brute_force(small, seed, P, N):
         assert ev.parts["gen_count"][sel].tolist() == ref_gen.tolist()
         assert ev.parts["train_count"][sel].tolist() == ref_train.tolist()
 
-    # copies: non-zero counts only, equal to the double loop
-    idx, cnt = ev.copies
+    # copies: counts equal to the double loop, on the samples copied or with copied twins
     ref_counts = np.array([sum(list(a) == list(b) for a in gen) for b in train])
-    assert idx.tolist() == np.flatnonzero(ref_counts).tolist() and cnt.tolist() == ref_counts[idx].tolist()
+    idx, cnt = ev.copies["train_index"], ev.copies["count"]
+    assert set(np.flatnonzero(ref_counts).tolist()) <= set(idx.tolist()) and cnt.tolist() == ref_counts[idx].tolist()
+    assert (ev.copies["count"] > 0).sum() == np.count_nonzero(ref_counts)
     # Hamming-based scalars
     D = np.sort(_dist_matrix(gen, train), axis=1)
     if P >= 2:
@@ -299,8 +306,8 @@ def _assert_same(a, b):
         assert a.scalars[k] == pytest.approx(b.scalars[k], nan_ok=True), k
     for k in LEVEL_METRICS:
         np.testing.assert_allclose(a.levels[k], b.levels[k])
-    for x, y in zip(a.copies, b.copies):
-        assert np.array_equal(x, y)
+    for k in a.copies:
+        assert np.array_equal(a.copies[k], b.copies[k]), k
     for k in a.parts:
         assert np.array_equal(a.parts[k], b.parts[k])
 
@@ -310,7 +317,8 @@ def test_valid_only_counts_and_train_prob(small):
     train = sample_iid(g, 10, 1)
     gen = everything[::3]
     ev = evaluate(g, gen, train, train_prob=np.full(10, 0.01), count_invalid=False)
-    want = g.production_counts(gen)
+    copy = np.isin(encode_strings(gen, 3), encode_strings(train, 3))
+    want = g.production_counts(gen[~copy])
     got = ev.parts["gen_count"]
     assert got.tolist() == np.concatenate([c.ravel() for c in want]).tolist()
     assert ev.scalars["copy_baseline"] == pytest.approx(0.01 * len({tuple(r) for r in train.tolist()}))
@@ -339,18 +347,24 @@ def test_memorizer_and_generalizer_limits():
     index = index_training_set(g, train)
     assert isinstance(index, TrainIndex) and index.proto_levels.shape == (400, 3)
     mem = evaluate(g, train, index)
-    assert mem.scalars["copy_frac"] == 1.0 and mem.scalars["mem_excess"] == 1.0
+    assert mem.scalars["copy_frac"] == 1.0 and mem.scalars["mem_excess"] == 1.0 and mem.scalars["mem_twin"] == 1.0
     assert mem.scalars["near_copy_frac"] == 1.0 and mem.scalars["mean_d1"] == 0.0
-    assert mem.scalars["overprod"] == pytest.approx(0.0) and mem.scalars["entropy_ratio"] == pytest.approx(1.0)
-    assert mem.scalars["novel_valid_frac"] == 0.0
-    fresh = evaluate(g, g.sample(2000, np.random.default_rng(9)), index, heldout=train[:50])
+    assert mem.scalars["twin_frac"] == 0.0 and mem.scalars["novel_valid_frac"] == 0.0
+    assert math.isnan(mem.scalars["overprod"]) and mem.scalars["slop_n"] == 0  # no non-copy strings: no slop
+    heldout = sample_iid(g, 300, 7)
+    held_index = index_training_set(g, train, heldout=heldout)
+    fresh = evaluate(g, g.sample(4000, np.random.default_rng(9)), held_index)
     assert fresh.scalars["valid_frac"] == 1.0
-    assert fresh.scalars["copy_frac"] < 0.2 and abs(fresh.scalars["mem_excess"]) < 0.2
-    assert fresh.scalars["kl_gen_grammar"] < 0.02
-    assert 0 <= fresh.extras["heldout_copy_frac"] <= 1 and 0 < fresh.extras["heldout_mass"] < 1
+    base, n = fresh.scalars["copy_baseline"], 4000
+    se = math.sqrt(base * (1 - base) / n)             # of copy_frac; the twin term adds about as much again
+    assert abs(fresh.scalars["copy_frac"] - base) < 4 * se
+    assert abs(fresh.scalars["mem_twin"]) < 6 * se and abs(fresh.scalars["mem_heldout"]) < 6 * se
+    assert 0 < fresh.scalars["twin_frac"] < 1 and 0 < fresh.scalars["heldout_frac"] < 1
+    assert fresh.scalars["kl_gen_grammar"] < 0.02 and abs(fresh.scalars["overprod"]) < 0.05
     # copy counts follow the generated multiplicities: a sample copied 5 times has count 5
     gen = np.concatenate([np.repeat(train[:1], 5, 0), train[1:3]])
-    idx, cnt = evaluate(g, gen, index, hamming=False).copies
+    copies = evaluate(g, gen, index, hamming=False).copies
+    idx, cnt = copies["train_index"], copies["count"]
     dup = (train == train[0]).all(1)
     assert set(idx.tolist()) >= set(np.flatnonzero(dup).tolist())
     assert all(c == 5 for i, c in zip(idx, cnt) if dup[i])

@@ -44,33 +44,37 @@ def test_report_from_synthetic_store(tmp_path):
         assert (tmp_path / "report" / f"{name}.svg").stat().st_size > 1000
     html = index.read_text()
     assert p.tables == 3 and "memsweep report" in html  # laws, pooled order, pooled slop
-    assert "Memorization order, pooled" in html and "Slop, pooled" in html
+    assert "Memorization order beside its null, pooled" in html and "Slop beside its null, pooled" in html
+    head = html[html.index('<section id="headline">'):html.index("</section>")]
+    # the planted law (beta = 1) in words with its interval, the order beside its null, the slop verdict
+    assert "tau_mem (mem_twin, theta=0.5) for uniform L=2: grows like P^1.0" in head or \
+        "tau_mem (mem_twin, theta=0.5) for uniform L=2: grows like P^0.9" in head
+    assert "vs null" in head and "excess" in head and "Slop, uniform L=2" in head and "18 trials" in head
+    assert "none was skipped" in html
     assert (tmp_path / "report" / "memorder.csv").exists() and (tmp_path / "report" / "slop.csv").exists()
     assert (tmp_path / "report" / "laws.csv").exists()
 
 
 def test_memorder_rank_correlation_with_censored_ties():
     import numpy as np
+    import scipy.stats
 
-    from analysis.memorder import order_correlation
+    from analysis.memorder import order_stats
 
     proto = np.array([3.0, 2.0, 1.0, 0.0, -1.0])
-    first = np.array([10.0, 20.0, 30.0, 1000.0, 1000.0])          # last two never copied (censored at 1000)
-    r = order_correlation(proto, first, np.array([0, 0, 0, 1, 1], bool), n_boot=100)
-    # censored block tied above all copied: ranks 1,2,3,4.5,4.5 against 5,4,3,2,1 -> rho = -0.9747
-    assert r["rho"] == pytest.approx(-0.9746794, abs=1e-6) and r["n_copied"] == 3
-    assert r["rho_lo"] <= r["rho"] <= r["rho_hi"]
-
-
-def test_slop_head_ratio_from_parts():
-    import pyarrow as pa
-
-    from analysis.slop import head_ratio_from_parts
-
-    parts = pa.table({"trial_id": ["a"] * 4, "step": [10] * 4, "level": [0] * 4, "production": [0, 1, 2, 3],
-                      "gen_count": [60, 20, 10, 10], "train_count": [40, 30, 20, 10], "grammar_prob": [0.25] * 4})
-    d = head_ratio_from_parts(parts, head=0.25).to_pydict()
-    assert d["head_ratio"] == [pytest.approx(0.6 / 0.4)]            # top production over-produced 1.5x
+    first = np.array([0.0, 1.0, 2.0, 9.0, 9.0])        # last two never copied: censored, tied after every copy
+    loglik = np.array([-1.0, -3.0, -2.0, -5.0, -4.0])
+    s = order_stats(proto, loglik, first)
+    # ranks 1,2,3,4.5,4.5 against 5,4,3,2,1 -> rho = -0.9747
+    assert s["rho_proto"] == pytest.approx(-0.9746794, abs=1e-6)
+    assert s["rho_loglik"] == pytest.approx(scipy.stats.spearmanr(loglik, first).statistic)
+    r = lambda a, b: scipy.stats.spearmanr(a, b).statistic  # noqa: E731
+    want = (r(proto, first) - r(proto, loglik) * r(loglik, first)) / np.sqrt(
+        (1 - r(proto, loglik) ** 2) * (1 - r(loglik, first) ** 2))
+    assert s["partial_proto"] == pytest.approx(want)
+    # constant log-likelihoods (uniform rules): nothing to control for, the partial is the plain rho
+    flat = order_stats(proto, np.zeros(5), first)
+    assert flat["partial_proto"] == pytest.approx(flat["rho_proto"]) and np.isnan(flat["rho_loglik"])
 
 
 def test_pooled_memorization_order_matches_per_trial_mean():
@@ -84,16 +88,21 @@ def test_pooled_memorization_order_matches_per_trial_mean():
     rng = np.random.default_rng(1)
     neg = -0.5 + 0.05 * rng.standard_normal(8)
     mixed = 0.3 * rng.standard_normal(8)
+    null = np.full(16, -0.2)
     order = pa.table({"trial_id": [f"t{i}" for i in range(16)], "tail": ["thin"] * 8 + ["fat"] * 8, "L": [3] * 16,
-                      "rho_proto": np.r_[neg, mixed], "rho_loglik": np.r_[mixed, neg]})
+                      "rho_proto": np.r_[neg, mixed], "rho_proto_null": null, "rho_proto_excess": np.r_[neg, mixed] - null,
+                      "rho_loglik": np.r_[mixed, neg]})
     pooled = {(r["tail"], r["L"]): r for r in pool_order(order, n_boot=500).to_pylist()}
     thin, fat, every = pooled[("thin", 3)], pooled[("fat", 3)], pooled[("*", None)]
-    assert thin["rho_proto_mean"] == pytest.approx(neg.mean()) and thin["n_proto"] == 8
+    assert thin["rho_proto_mean"] == pytest.approx(neg.mean()) and thin["n_rho_proto"] == 8
     assert fat["rho_proto_mean"] == pytest.approx(mixed.mean())
-    assert every["rho_proto_mean"] == pytest.approx(np.r_[neg, mixed].mean()) and every["n_proto"] == 16
-    assert thin["rho_proto_hi"] < 0 and thin["frac_proto_negative"] == 1.0
-    assert fat["rho_proto_lo"] < fat["rho_proto_mean"] < fat["rho_proto_hi"]
-    assert fat["rho_loglik_hi"] < 0 and fat["frac_loglik_negative"] == 1.0
+    assert every["rho_proto_mean"] == pytest.approx(np.r_[neg, mixed].mean()) and every["n_rho_proto"] == 16
+    assert thin["rho_proto_hi"] < 0 and fat["rho_proto_lo"] < fat["rho_proto_mean"] < fat["rho_proto_hi"]
+    # beside the null: thin's excess -0.3 is below it in every trial, fat's scatters around +0.2
+    assert thin["rho_proto_null_mean"] == pytest.approx(-0.2)
+    assert thin["rho_proto_excess_mean"] == pytest.approx(neg.mean() + 0.2) and thin["rho_proto_excess_hi"] < 0
+    assert thin["frac_rho_proto_below_null"] == 1.0
+    assert fat["rho_loglik_hi"] < 0 and "rho_loglik_null_mean" not in fat   # no null given: none reported
 
 
 def test_pooled_slop_splits_at_tau_mem():
@@ -107,13 +116,14 @@ def test_pooled_slop_splits_at_tau_mem():
     rows = []
     # t1: tau_gen censored, tau_mem = 100: before = steps 10, 50 (0.2, 0.4), after = 100, 200 (0.0, 0.1)
     for step, v in ((10, 0.2), (50, 0.4), (100, 0.0), (200, 0.1)):
-        rows.append(dict(trial_id="t1", step=step, level=0, overprod=v, tau_mem=100.0, mem_censored=False,
-                         tau_gen=200.0, gen_censored=True, tail="thin", L=2))
+        rows.append(dict(trial_id="t1", step=step, level=0, overprod=v, slop_n=100.0, tau_mem=100.0,
+                         mem_censored=False, tau_gen=200.0, gen_censored=True, tail="thin", L=2))
     # t2: tau_gen = 50 observed, tau_mem censored: before = steps 50, 100 only (step 10 precedes tau_gen)
     for step, v in ((10, 9.0), (50, 0.3), (100, 0.5), (200, np.nan)):
-        rows.append(dict(trial_id="t2", step=step, level=0, overprod=v, tau_mem=200.0, mem_censored=True,
-                         tau_gen=50.0, gen_censored=False, tail="thin", L=2))
+        rows.append(dict(trial_id="t2", step=step, level=0, overprod=v, slop_n=50.0, tau_mem=200.0,
+                         mem_censored=True, tau_gen=50.0, gen_censored=False, tail="thin", L=2))
     (r,) = pool_slop(pa.Table.from_pylist(rows), n_boot=100).to_pylist()
     assert (r["tail"], r["L"], r["level"], r["n_before"], r["n_after"]) == ("thin", 2, 0, 2, 1)
     assert r["overprod_before"] == pytest.approx(np.mean([0.3, 0.4]))   # trial means 0.3 and 0.4
     assert r["overprod_after"] == pytest.approx(0.05) and r["frac_overproduce_before"] == 1.0
+    assert r["strings_before"] == pytest.approx(np.mean([100, 100, 50, 50]))   # the strings those values rest on

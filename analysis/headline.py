@@ -1,0 +1,136 @@
+"""The answers at a glance: each law's exponent, the memorization order beside its null, the slop verdict, the
+regime and the trials, as plain sentences. Used by the report's headline block and by `memsweep demo`."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyarrow as pa
+
+ORDER_WORDS = {
+    "rho_proto": "rho(prototypicality, first copy)",
+    "partial_proto": "the same controlling for log-likelihood",
+    "rho_twin": "rho(prototypicality, first time copies exceed twins)",
+}
+
+
+def _f(x: Any, signed: bool = True) -> str:
+    """A value to 2 decimals (with its sign for correlations and excesses), "n/a" when missing."""
+    if x is None or not math.isfinite(float(x)):
+        return "n/a"
+    return f"{float(x):+.2f}" if signed else f"{float(x):.2f}"
+
+
+def _ci(lo: Any, hi: Any, signed: bool = True) -> str:
+    return f"95% CI {_f(lo, signed)} to {_f(hi, signed)}"
+
+
+def verdict(lo: Any, hi: Any, below: str, above: str, within: str) -> str:
+    """Word for an interval against 0: `below` if it excludes 0 from below, `above` from above, else `within`."""
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "undetermined (too few trials for an interval)"
+    return below if hi < 0 else above if lo > 0 else within
+
+
+def law_lines(laws: pa.Table, theta: float = 0.5) -> list[str]:
+    """One sentence per group law and per joint-law row at `theta`, memorization onset first."""
+    rows = [r for r in laws.to_pylist() if r["theta"] == theta]
+    out = []
+    for onset in ("mem", "gen"):
+        mine = [r for r in rows if r["onset"] == onset]
+        fitted = [r for r in mine if r["status"] == "ok"]
+        if not fitted:
+            n = max((r["n_trials"] or 0 for r in mine), default=0)
+            out.append(f"tau_{onset}: no law at theta={theta:g} (too few trials reached it; {n} trials per group "
+                       "at most)." if mine else f"tau_{onset}: no onsets at theta={theta:g}.")
+            continue
+        metric = fitted[0]["metric"]
+        for r in fitted:
+            if r["scope"] == "group":
+                out.append(f"tau_{onset} ({metric}, theta={theta:g}) for {r['tail']} L={r['L']}: grows like "
+                           f"P^{r['beta']:.2f} ({_ci(r['beta_lo'], r['beta_hi'], False)}; {r['n_obs']} observed, "
+                           f"{r['n_cens']} censored trials).")
+            elif r["scope"] == "joint":
+                lr = "" if not math.isfinite(r["lr_p"] or math.nan) else f"; one common slope vs one per group: LR p = {r['lr_p']:.2g}"
+                out.append(f"tau_{onset} jointly over groups: P^{r['beta']:.2f} ({_ci(r['beta_lo'], r['beta_hi'], False)})"
+                           f"{lr}.")
+            elif r["scope"] == "shift" and r["shift"] is not None and math.isfinite(r["shift"]) and r["shift"] != 0:
+                out.append(f"  {r['tail']} L={r['L']} needs {math.exp(r['shift']):.2f}x the steps of "
+                           f"{r['reference']} to reach it at equal P (95% CI {math.exp(r['shift_lo']):.2f}x to "
+                           f"{math.exp(r['shift_hi']):.2f}x).")
+    return out
+
+
+def order_lines(pooled: pa.Table | None) -> list[str]:
+    """Per group and overall: each order statistic beside its null, with the excess and its verdict."""
+    if pooled is None or pooled.num_rows == 0:
+        return ["Memorization order: no samples/copies tables in the store."]
+    out = []
+    for r in pooled.to_pylist():
+        who = "all trials" if r["tail"] == "*" else f"{r['tail']} L={r['L']}"
+        parts = []
+        for name, words in ORDER_WORDS.items():
+            if f"{name}_mean" not in r:
+                continue
+            v = verdict(r.get(f"{name}_excess_lo"), r.get(f"{name}_excess_hi"),
+                        "prototypical first, beyond the null", "prototypical later than the null",
+                        "not distinguishable from the null")
+            parts.append(f"{words} {_f(r[f'{name}_mean'])} vs null {_f(r.get(f'{name}_null_mean'))}: excess "
+                         f"{_f(r.get(f'{name}_excess_mean'))} ({_ci(r.get(f'{name}_excess_lo'), r.get(f'{name}_excess_hi'))}) "
+                         f"-> {v}")
+        out.append(f"Memorization order, {who} ({r.get('n_rho_proto', 0)} trials): " + "; ".join(parts) + ".")
+    return out
+
+
+def slop_lines(pooled: pa.Table) -> list[str]:
+    """The all-levels slop before memorization, per group, against its null (0)."""
+    if pooled.num_rows == 0:
+        return ["Slop: no non-copy generations with parsed nodes."]
+    out = []
+    for r in pooled.to_pylist():
+        if r["level"] != -1:
+            continue
+        v = verdict(r["overprod_before_lo"], r["overprod_before_hi"], "common parts under-produced",
+                    "common parts over-produced (slop)", "faithful within noise")
+        out.append(f"Slop, {r['tail']} L={r['L']}: overprod of non-copies before tau_mem {_f(r['overprod_before'])} "
+                   f"({_ci(r['overprod_before_lo'], r['overprod_before_hi'])}; null 0; {r['n_before']} trials, "
+                   f"~{r['strings_before']:.0f} strings per evaluation) -> {v}; after tau_mem "
+                   f"{_f(r['overprod_after'])} ({r['n_after']} trials).")
+    return out
+
+
+def regime_line(onsets: pa.Table, theta: float = 0.5) -> str:
+    """How many trials generalized before memorizing (tau_gen < tau_mem, both observed) at `theta`."""
+    t = onsets.filter(pa.compute.equal(onsets.column("theta"), theta)).to_pylist()
+    by: dict[str, dict[str, Any]] = {}
+    for r in t:
+        by.setdefault(r["trial_id"], {})[r["onset"]] = r
+    n = len(by)
+    gen_first = sum(1 for d in by.values() if "gen" in d and not d["gen"]["censored"]
+                    and (d.get("mem", {}).get("censored", True) or d["gen"]["tau"] < d["mem"]["tau"]))
+    gen_seen = sum(1 for d in by.values() if "gen" in d and not d["gen"]["censored"])
+    if gen_seen == 0:
+        return (f"Regime: memorize-only. No trial generalized (tau_gen at theta={theta:g} never observed in {n} "
+                "trials): statements about a generalize-then-memorize window cannot be made here.")
+    return (f"Regime: {gen_first} of {n} trials generalized before memorizing (tau_gen < tau_mem at "
+            f"theta={theta:g}); {gen_seen} reached tau_gen at all.")
+
+
+def trials_line(trials: pa.Table) -> str:
+    """Counts by status, seeds and grammar seeds."""
+    status: dict[str, int] = {}
+    for s in trials.column("status").to_pylist() if "status" in trials.column_names else []:
+        status[str(s)] = status.get(str(s), 0) + 1
+    seeds = sorted(set(trials.column("seed").to_pylist())) if "seed" in trials.column_names else []
+    gseeds = (sorted(set(trials.column("cfg.grammar.seed").to_pylist()))
+              if "cfg.grammar.seed" in trials.column_names else [])
+    what = ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
+    g = f"; grammar seeds {gseeds}" if gseeds else ""
+    return f"{trials.num_rows} trials ({what}); seeds {seeds}{g}."
+
+
+def headline(trials: pa.Table, onsets: pa.Table, laws: pa.Table, order_pooled: pa.Table | None,
+             slop_pooled: pa.Table, theta: float = 0.5) -> list[str]:
+    """Every headline sentence, in reading order."""
+    return ([trials_line(trials)] + law_lines(laws, theta) + order_lines(order_pooled) + slop_lines(slop_pooled)
+            + [regime_line(onsets, theta)])
