@@ -1,13 +1,17 @@
 """Benchmark analysis.metrics: exact copies and nearest/second-nearest Hamming distances, N=4096 generated strings
-against P=1e5 training strings (d=16, v=16), one CPU thread, each beside the dense one-hot matrix-product approach.
+against P=1e5 training strings (d=16, v=16), one CPU thread, each beside the dense one-hot matrix-product approach;
+and the cost of the null-controlled metrics (twins, held-out copies, per-sample twin contrast) within one
+evaluation at N=1024, P=4096.
 
-Time: best of `--repeats` wall-clock runs (time.perf_counter). Peak memory: tracemalloc, which sees numpy's
-allocations (our CPU kernels are numpy) but not torch's, so the dense torch baseline's peak is its largest tensor
-sizes computed from the shapes (labelled "est."). Targets: copies < 0.2 s; Hamming < 10 s and < 2 GiB.
+Time: best of `--repeats` wall-clock runs (time.perf_counter); the null cost alternates the two sides over rounds
+and reports the median ratio. Peak memory: tracemalloc, which sees numpy's allocations (our CPU kernels are numpy)
+but not torch's, so the dense torch baseline's peak is its largest tensor sizes computed from the shapes (labelled
+"est."). Targets: copies < 0.2 s; Hamming < 10 s and < 2 GiB; the nulls < 20% of an evaluation.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 import tracemalloc
@@ -25,6 +29,44 @@ COPY_TARGET_S = 0.2
 HAMMING_TARGET_S = 10.0
 HAMMING_TARGET_BYTES = 2 * GIB
 DENSE_LIMIT_BYTES = 6 * GIB
+NULL_TARGET = 0.20
+
+
+def without_nulls(index):
+    """The same training index with the twin and held-out nulls removed: what an evaluation cost before them."""
+    P = index.P
+    return dataclasses.replace(
+        index, twin_keys=index.twin_keys[:0], twin_key_group=index.twin_key_group[:0],
+        twin_group=np.full(P, -1), n_twins=np.zeros(P, np.int64), twin_mass=np.full(P, np.nan),
+        twin_set_mass=float("nan"), heldout_keys=index.heldout_keys[:0], heldout_mass=float("nan"),
+        twin_note="removed for the benchmark")
+
+
+def null_cost(rounds: int) -> None:
+    """Share of one evaluation (N=1024 against P=4096, study grammar at L=4, d=16) spent on the nulls."""
+    gram = Grammar.from_spec(GrammarSpec(v=16, n_c=4, m=4, s=2, L=4, levels=RuleDist("power", a=1.0)))
+    train = sample_iid(gram, 4096, 0)
+    held = sample_iid(gram, 1024, 1)
+    gen = np.concatenate([train[:300], gram.sample(724, np.random.default_rng(2))])
+    t0 = time.perf_counter()
+    index = index_training_set(gram, train, heldout=held)
+    t_idx = time.perf_counter() - t0
+    bare = without_nulls(index)
+    with_t, bare_t = [], []
+    for _ in range(rounds):
+        for which, idx, out in (("with", index, with_t), ("bare", bare, bare_t)):
+            t0 = time.perf_counter()
+            evaluate(gram, gen, idx)
+            out.append(time.perf_counter() - t0)
+    ratios = [w / b - 1 for w, b in zip(with_t, bare_t)]
+    share = float(np.median(ratios))
+    ev = evaluate(gram, gen, index).scalars
+    ok = "PASS" if share < NULL_TARGET else "MISS"
+    print(f"nulls  : evaluate {np.median(with_t):6.3f} s with the nulls, {np.median(bare_t):6.3f} s without "
+          f"(median of {rounds} alternating rounds): +{100 * share:4.1f}% (per round: "
+          f"{', '.join(f'{100 * r:+.0f}%' for r in ratios)}) | target < {100 * NULL_TARGET:.0f}%: {ok} | "
+          f"index_training_set {t_idx:5.3f} s once per trial  [copy_frac={ev['copy_frac']:.3f} "
+          f"mem_twin={ev['mem_twin']:.3f} mem_heldout={ev['mem_heldout']:.3f}]")
 
 
 def timed(fn, repeats: int):
@@ -61,6 +103,7 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=16)
     ap.add_argument("--v", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=7, help="alternating rounds of the null-cost comparison")
     args = ap.parse_args()
     torch.set_num_threads(1)
     N, P, d, v = args.N, args.P, args.d, args.v
@@ -71,6 +114,7 @@ def main() -> None:
     gen[N // 4 : N // 2, 0] = (gen[N // 4 : N // 2, 0] + 1) % v
     g_t, t_t = torch.from_numpy(gen), torch.from_numpy(train)
     print(f"metrics_bench: N={N} P={P} d={d} v={v}, 1 CPU thread, best of {args.repeats}")
+    null_cost(args.rounds)
 
     # ---- exact copies
     (is_copy, counts), t_copy, m_copy = timed(lambda: copy_counts(gen, train, v=v), args.repeats)
@@ -120,7 +164,7 @@ def main() -> None:
         _, t_ev_nh, _ = timed(lambda: evaluate(gram, ggen, index, hamming=False), args.repeats)
         print(f"evaluate: index_training_set {t_idx:6.3f} s (numpy peak {m_idx / 2**20:6.1f} MiB); evaluate "
               f"{t_ev:6.3f} s, {t_ev_nh:6.3f} s without Hamming (numpy peak {m_ev / 2**20:6.1f} MiB)"
-              f"  [copy_frac={ev.scalars['copy_frac']:.3f} mem_excess={ev.scalars['mem_excess']:.3f} "
+              f"  [copy_frac={ev.scalars['copy_frac']:.3f} mem_twin={ev.scalars['mem_twin']:.3f} "
               f"overprod={ev.scalars['overprod']:.3f}]")
 
 
