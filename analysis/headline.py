@@ -7,6 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
+#: Lines that start with two spaces continue the line above (the report nests them).
+INDENT = "  "
 ORDER_WORDS = {
     "rho_proto": "rho(prototypicality, first copy)",
     "partial_proto": "the same controlling for log-likelihood",
@@ -40,9 +42,10 @@ def law_lines(laws: pa.Table, theta: float = 0.5) -> list[str]:
         mine = [r for r in rows if r["onset"] == onset]
         fitted = [r for r in mine if r["status"] == "ok"]
         if not fitted:
-            n = max((r["n_trials"] or 0 for r in mine), default=0)
-            out.append(f"tau_{onset}: no law at theta={theta:g} (too few trials reached it; {n} trials per group "
-                       "at most)." if mine else f"tau_{onset}: no onsets at theta={theta:g}.")
+            groups = [r for r in mine if r["scope"] == "group"]
+            seen, n = sum(r["n_obs"] or 0 for r in groups), sum(r["n_trials"] or 0 for r in groups)
+            out.append(f"tau_{onset}: no law at theta={theta:g}: {seen} of {n} trials reached it." if groups
+                       else f"tau_{onset}: no onsets at theta={theta:g}.")
             continue
         metric = fitted[0]["metric"]
         for r in fitted:
@@ -68,17 +71,17 @@ def order_lines(pooled: pa.Table | None) -> list[str]:
     out = []
     for r in pooled.to_pylist():
         who = "all trials" if r["tail"] == "*" else f"{r['tail']} L={r['L']}"
-        parts = []
+        out.append(f"Memorization order, {who} ({r.get('n_rho_proto', 0)} trials), observed vs a grammar-faithful "
+                   "generator (the null):")
         for name, words in ORDER_WORDS.items():
             if f"{name}_mean" not in r:
                 continue
             v = verdict(r.get(f"{name}_excess_lo"), r.get(f"{name}_excess_hi"),
                         "prototypical first, beyond the null", "prototypical later than the null",
                         "not distinguishable from the null")
-            parts.append(f"{words} {_f(r[f'{name}_mean'])} vs null {_f(r.get(f'{name}_null_mean'))}: excess "
-                         f"{_f(r.get(f'{name}_excess_mean'))} ({_ci(r.get(f'{name}_excess_lo'), r.get(f'{name}_excess_hi'))}) "
-                         f"-> {v}")
-        out.append(f"Memorization order, {who} ({r.get('n_rho_proto', 0)} trials): " + "; ".join(parts) + ".")
+            out.append(f"  {words} {_f(r[f'{name}_mean'])} vs null {_f(r.get(f'{name}_null_mean'))}: excess "
+                       f"{_f(r.get(f'{name}_excess_mean'))} ({_ci(r.get(f'{name}_excess_lo'), r.get(f'{name}_excess_hi'))})"
+                       f" -> {v}.")
     return out
 
 

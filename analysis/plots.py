@@ -157,8 +157,8 @@ def plot_phase(onsets_table: pa.Table, theta: float = 0.5, onset: str = "mem") -
     Ls = sorted(set(t.column("L").to_pylist()))
     tails = sorted(set(t.column("tail").to_pylist()), key=str)
     Ps = sorted(set(t.column("P").to_pylist()))
-    fig, axes = plt.subplots(1, len(Ls), figsize=(max(4, 0.9 * len(Ps) + 2) * len(Ls), 0.6 * len(tails) + 2),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(Ls), figsize=(max(4, 0.9 * len(Ps) + 2) * len(Ls), 0.6 * len(tails) + 2.4),
+                             squeeze=False, layout="constrained")   # room for the suptitle and the colorbar
     tl = np.asarray(t.column("tail").to_pylist(), object)
     Lv = t.column("L").to_numpy()
     Pv = t.column("P").to_numpy()

@@ -118,6 +118,18 @@ def _slop_html(pooled: pa.Table) -> str:
             + _table_html(pooled, SLOP_VIEW))
 
 
+def _nested_list(lines: Sequence[str]) -> str:
+    """HTML list items of headline lines; lines that start with headline.INDENT nest under the line above."""
+    items: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line.startswith(headline.INDENT) and items:
+            items[-1][1].append(line.strip())
+        else:
+            items.append((line.strip(), []))
+    return "".join(f"<li>{html.escape(text)}" + (("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sub)
+                                                    + "</ul>") if sub else "") + "</li>" for text, sub in items)
+
+
 def _problems_html(problems: Sequence[str]) -> str:
     if not problems:
         return "<h2>Store</h2><p>Every store fragment was read; none was skipped.</p>"
@@ -175,7 +187,7 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
             f"<p class='small'>Files: <a href='{name}.png'>{name}.png</a>, <a href='{name}.svg'>{name}.svg</a></p>"
             "</section>")
     lines = headline.headline(trials, ons, laws, order_pooled, slop_pooled, th)
-    head = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    head = _nested_list(lines)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;}} img{{max-width:100%;}}
