@@ -40,206 +40,9 @@ import pyarrow.compute as pc
 from scipy import optimize, special, stats
 
 from analysis.onset import DEFAULT_THETAS, onsets as _onsets
+from analysis.tobit import LEVEL, boot_weights, design, newton, pct, start, wald
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 
-_LOG2PI = float(np.log(2 * np.pi))
-LEVEL = 0.95
-
-
-# ----------------------------------------------------------------------------------------------- core likelihood
-def _terms(t: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-point log-likelihood (without log gamma), first and second derivative in the linear index t."""
-    lnd = special.log_ndtr(t)
-    lam = np.exp(-0.5 * t * t - 0.5 * _LOG2PI - lnd)
-    ll = np.where(obs, -0.5 * t * t - 0.5 * _LOG2PI, lnd)
-    d1 = np.where(obs, -t, lam)
-    d2 = np.where(obs, -1.0, -lam * (t + lam))
-    return ll, d1, d2
-
-
-def _design(x: np.ndarray, y: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``f = s * (1, x, -y)`` (s = -1 for left-censored) and the observed mask. kind: 0 obs, 1 right, -1 left."""
-    s = np.where(kind == -1, -1.0, 1.0)
-    f = np.stack([s, s * x, -s * y], axis=1)
-    return f, kind == 0
-
-
-def _newton(f: np.ndarray, obs: np.ndarray, grp: np.ndarray, G: int, T: np.ndarray, W: np.ndarray,
-            phi0: np.ndarray, max_iter: int = 60, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Batched Newton ascent of the weighted Tobit log-likelihood.
-
-    Points are sorted by group ``grp`` (G groups); the per-group natural parameters ``theta_g = (a, b, gamma)`` are
-    ``T @ phi`` (``T`` is ``(3G, p)``), so one routine fits separate, common-slope and free-slope models. ``W`` is
-    ``(B, n)`` replicate weights. Observed points enter through per-group weighted moments (their log-likelihood is
-    quadratic in theta), so each iteration only touches the censored points. Returns ``phi (B, p)``,
-    ``loglik (B,)``, ``converged (B,)`` and the Hessian ``(B, p, p)``.
-    """
-    B, n = W.shape
-    p = T.shape[1]
-    Tg = T.reshape(G, 3, p)
-    Tgam = Tg[:, 2, :]                                                  # gamma_g = Tgam[g] @ phi
-    ff = (f[:, :, None] * f[:, None, :]).reshape(n, 9)
-    starts = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]]) if n else np.array([], int)
-    ends = np.r_[starts[1:], n]
-    gids = grp[starts]
-    Mo = np.zeros((B, G, 9))                                            # sum of w f f^T over observed points
-    nobs = np.zeros((B, G))
-    cs, cg = [], []                                                     # censored segments per group
-    cidx = np.flatnonzero(~obs)
-    for a, b, g in zip(starts, ends, gids):
-        o = obs[a:b]
-        Mo[:, g] = W[:, a:b][:, o] @ ff[a:b][o]
-        nobs[:, g] = W[:, a:b] @ o.astype(float)
-    Mo = Mo.reshape(B, G, 3, 3)
-    cgrp = grp[cidx]
-    cstarts = np.flatnonzero(np.r_[True, cgrp[1:] != cgrp[:-1]]) if cidx.size else np.array([], int)
-    cends = np.r_[cstarts[1:], cidx.size]
-    cgids = cgrp[cstarts]
-    Fc = np.einsum("nk,nkp->np", f[cidx], Tg[cgrp]) if cidx.size else np.zeros((0, p))
-    ffc = ff[cidx]
-    Wc = W[:, cidx]
-    const = -0.5 * _LOG2PI * nobs.sum(1)
-    del cs, cg
-
-    def evaluate(ph: np.ndarray, rows: np.ndarray, derivs: bool):
-        th = np.einsum("gkp,bp->bgk", Tg, ph)                          # (b, G, 3)
-        gam = th[:, :, 2]
-        nb = nobs[rows]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lg = np.where(nb > 0, nb * np.log(np.where(gam > 0, gam, np.nan)), 0.0)
-        Mt = np.einsum("bgkl,bgl->bgk", Mo[rows], th)
-        ll = -0.5 * np.einsum("bgk,bgk->b", th, Mt) + lg.sum(1) + const[rows]
-        wc = Wc[rows]
-        if cidx.size:
-            t = ph @ Fc.T
-            lnd = special.log_ndtr(t)
-            ll = ll + (wc * lnd).sum(1)
-        valid = np.all((gam > 0) | (nb == 0), axis=1)
-        ll = np.where(valid & np.isfinite(ll), ll, -np.inf)
-        if not derivs:
-            return ll, None, None
-        gfull = -Mt
-        gfull[:, :, 2] += nb / gam
-        Hf = -Mo[rows].copy()
-        Hf[:, :, 2, 2] -= nb / gam ** 2
-        grad = np.einsum("bgk,gkp->bp", gfull, Tg)
-        if cidx.size:
-            lam = np.exp(-0.5 * t * t - 0.5 * _LOG2PI - lnd)
-            grad += (wc * lam) @ Fc
-            wd2 = -wc * lam * (t + lam)
-            for a, b, g in zip(cstarts, cends, cgids):
-                Hf[:, g] += (wd2[:, a:b] @ ffc[a:b]).reshape(-1, 3, 3)
-        if G == 1:
-            Hp = T.T @ Hf[:, 0] @ T
-        else:
-            Hb = np.zeros((Hf.shape[0], G, 3, G, 3))
-            gi = np.arange(G)
-            Hb[:, gi, :, gi, :] = Hf.transpose(1, 0, 2, 3)
-            Hp = T.T @ Hb.reshape(-1, 3 * G, 3 * G) @ T
-        return ll, grad, Hp
-
-    phi = np.array(phi0, dtype=float, copy=True)
-    allrows = np.arange(B)
-    llv, grad, H = evaluate(phi, allrows, True)
-    conv = np.zeros(B, dtype=bool)
-    active = np.isfinite(llv)
-    eye = np.eye(p)
-    for _ in range(max_iter):
-        ia = np.flatnonzero(active & ~conv)
-        if ia.size == 0:
-            break
-        grad_a, Hp_a = grad[ia], H[ia]
-        try:
-            step = np.linalg.solve(-Hp_a + 1e-12 * eye, grad_a[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(-h, gr, rcond=None)[0] for h, gr in zip(Hp_a, grad_a)])
-        dec = np.einsum("bp,bp->b", grad_a, step)
-        done = np.abs(dec) < tol
-        conv[ia[done]] = True
-        if done.all():
-            break
-        ib = ia[~done]
-        st, ll0 = step[~done], llv[ib]
-        alpha = np.ones(ib.size)
-        accepted = np.zeros(ib.size, dtype=bool)
-        for _h in range(30):
-            pend = np.flatnonzero(~accepted)
-            rows = ib[pend]
-            cand = phi[rows] + alpha[pend, None] * st[pend]
-            # the first (full Newton) try also returns derivatives: accepted replicates reuse them next iteration
-            lc, gc, hc = evaluate(cand, rows, _h == 0)
-            ok = np.isfinite(lc) & (lc >= ll0[pend] - 1e-12 * np.abs(ll0[pend]))
-            acc = rows[ok]
-            phi[acc], llv[acc] = cand[ok], lc[ok]
-            if gc is not None:
-                grad[acc], H[acc] = gc[ok], hc[ok]
-            else:
-                _, g2, h2 = evaluate(cand[ok], acc, True)
-                grad[acc], H[acc] = g2, h2
-            accepted[pend[ok]] = True
-            if accepted.all():
-                break
-            alpha[pend[~ok]] *= 0.5
-        active[ib[~accepted]] = False                                   # line search failed: cannot improve
-    bad = ~np.all(np.isfinite(phi), axis=1) | ~np.isfinite(llv)
-    conv &= ~bad
-    return phi, llv, conv, H
-
-
-def _start(x: np.ndarray, y: np.ndarray, grp: np.ndarray, G: int, T: np.ndarray) -> np.ndarray:
-    """Starting phi: least squares of the full natural parameters (all points as if observed), projected on T."""
-    full = np.zeros((G, 3))
-    for g in range(G):
-        m = grp == g
-        xs, ys = x[m], y[m]
-        if xs.size >= 2 and np.ptp(xs) > 0:
-            b, a = np.polyfit(xs, ys, 1)
-        else:
-            b, a = 0.0, float(ys.mean()) if ys.size else 0.0
-        sd = max(float(np.std(ys - a - b * xs)) if ys.size else 1.0, 0.1)
-        full[g] = (a / sd, b / sd, 1.0 / sd)
-    return np.linalg.lstsq(T, full.ravel(), rcond=None)[0]
-
-
-def _wald(fun, phi: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Delta-method standard errors of fun(phi) from the Hessian (observed information -H)."""
-    try:
-        cov = np.linalg.inv(-H)
-    except np.linalg.LinAlgError:
-        return fun(phi), np.full(len(fun(phi)), np.nan)
-    q0 = fun(phi)
-    J = np.zeros((q0.size, phi.size))
-    for j in range(phi.size):
-        h = 1e-6 * max(1.0, abs(phi[j]))
-        e = np.zeros(phi.size)
-        e[j] = h
-        J[:, j] = (fun(phi + e) - fun(phi - e)) / (2 * h)
-    var = np.einsum("qp,pr,qr->q", J, cov, J)
-    return q0, np.sqrt(np.where(var >= 0, var, np.nan))
-
-
-def _boot_weights(grp: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n) multinomial counts: trials resampled with replacement within each group (points sorted by group)."""
-    n = grp.size
-    starts = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]])
-    ends = np.r_[starts[1:], n]
-    rows = np.arange(n_boot, dtype=np.int64)[:, None] * n
-    flat = [(rows + rng.integers(a, b, size=(n_boot, b - a))).ravel() for a, b in zip(starts, ends)]
-    W = np.bincount(np.concatenate(flat) if flat else np.array([], np.int64), minlength=n_boot * n)
-    return W.reshape(n_boot, n).astype(float)
-
-
-def _pct(samples: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over the converged replicates (columns are quantities)."""
-    s = samples[ok]
-    if s.shape[0] < 10:
-        nan = np.full(samples.shape[1], np.nan)
-        return nan, nan
-    a = (1 - LEVEL) / 2
-    return np.nanquantile(s, a, axis=0), np.nanquantile(s, 1 - a, axis=0)
-
-
-# ----------------------------------------------------------------------------------------------- public core fits
 def _kind(censored: np.ndarray, left: np.ndarray | None, left_mode: str) -> np.ndarray:
     k = np.where(np.asarray(censored, bool), 1, 0)
     if left is not None and left_mode == "censored":
@@ -291,32 +94,32 @@ def fit_group(logP: np.ndarray, logtau: np.ndarray, censored: np.ndarray, left: 
     x, y, kind = x[order], y[order], kind[order]
     first = None if first is None else first[order]
     last = None if last is None else last[order]
-    f, obs = _design(x, y, kind)
+    f, obs = design(x, y, kind)
     grp = np.zeros(x.size, dtype=np.int64)
     T = np.eye(3)
-    phi0 = _start(x, y, grp, 1, T)
-    phi, ll, conv, H = _newton(f, obs, grp, 1, T, np.ones((1, x.size)), phi0[None])
+    phi0 = start(x, y, grp, 1, T)
+    phi, ll, conv, H = newton(f, obs, grp, 1, T, np.ones((1, x.size)), phi0[None])
     if not conv[0]:
         return {**res, "status": "undetermined", "reason": "likelihood maximum not found (fit did not converge)"}
 
     def nat(ph: np.ndarray) -> np.ndarray:
         return np.array([ph[0] / ph[2], ph[1] / ph[2], 1.0 / ph[2]])
 
-    est, se = _wald(nat, phi[0], H[0])
+    est, se = wald(nat, phi[0], H[0])
     z = stats.norm.ppf(0.5 + LEVEL / 2)
     res.update(logC=float(est[0]), C=float(np.exp(est[0])), beta=float(est[1]), sigma=float(est[2]),
                loglik=float(ll[0]), beta_wald_lo=float(est[1] - z * se[1]), beta_wald_hi=float(est[1] + z * se[1]),
                logC_wald_lo=float(est[0] - z * se[0]), logC_wald_hi=float(est[0] + z * se[0]))
     # intercept-only model for Cox-Snell pseudo-R^2
     T0 = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
-    _, ll0, c0, _ = _newton(f, obs, grp, 1, T0, np.ones((1, x.size)), _start(x, y, grp, 1, T0)[None])
+    _, ll0, c0, _ = newton(f, obs, grp, 1, T0, np.ones((1, x.size)), start(x, y, grp, 1, T0)[None])
     if c0[0]:
         res["pseudo_r2"] = float(1 - np.exp(-2 * (ll[0] - ll0[0]) / x.size))
     res["ks_p"] = _ks_pit(x[obs], y[obs], est, None if first is None else first[obs],
                           None if last is None else last[obs])
     if bootstrap and n_boot > 0:
         rng = np.random.default_rng(seed)
-        W = _boot_weights(grp, n_boot, rng)
+        W = boot_weights(grp, n_boot, rng)
         # a replicate needs 2 observed points at 2 distinct P to identify the slope
         obs_w = W[:, obs]
         xo = x[obs]
@@ -324,10 +127,10 @@ def fit_group(logP: np.ndarray, logtau: np.ndarray, censored: np.ndarray, left: 
         nx = np.where(has, xo[None, :], np.nan)
         with np.errstate(all="ignore"):
             ident = (has.sum(1) >= 2) & (np.fmax.reduce(nx, 1) > np.fmin.reduce(nx, 1))
-        pb, _, cb, _ = _newton(f, obs, grp, 1, T, W, np.repeat(phi, n_boot, 0))
+        pb, _, cb, _ = newton(f, obs, grp, 1, T, W, np.repeat(phi, n_boot, 0))
         cb &= ident
         nb = np.stack([pb[:, 0] / pb[:, 2], pb[:, 1] / pb[:, 2], 1.0 / pb[:, 2]], axis=1)
-        lo, hi = _pct(nb, cb)
+        lo, hi = pct(nb, cb)
         res.update(logC_lo=float(lo[0]), logC_hi=float(hi[0]), beta_lo=float(lo[1]), beta_hi=float(hi[1]),
                    sigma_lo=float(lo[2]), sigma_hi=float(hi[2]), n_boot_ok=int(cb.sum()))
     return res
@@ -403,14 +206,14 @@ def fit_joint(gidx: np.ndarray, logP: np.ndarray, logtau: np.ndarray, censored: 
     g, x, y, kind = g[order], x[order], y[order], kind[order]
     G = keep_g.size
     r = int(remap[ref])
-    f, obs = _design(x, y, kind)
+    f, obs = design(x, y, kind)
     p = G + 2
     T = np.zeros((3 * G, p))
     for k in range(G):
         T[3 * k, k] = 1.0
         T[3 * k + 1, G] = 1.0
         T[3 * k + 2, G + 1] = 1.0
-    phi, ll, conv, H = _newton(f, obs, g, G, T, np.ones((1, x.size)), _start(x, y, g, G, T)[None])
+    phi, ll, conv, H = newton(f, obs, g, G, T, np.ones((1, x.size)), start(x, y, g, G, T)[None])
     if not conv[0]:
         return {**out, "status": "undetermined", "reason": "joint likelihood maximum not found"}
 
@@ -419,7 +222,7 @@ def fit_joint(gidx: np.ndarray, logP: np.ndarray, logtau: np.ndarray, censored: 
         return np.concatenate([(ph[..., G] / ph[..., G + 1])[..., None], (1 / ph[..., G + 1])[..., None],
                                a - a[..., r:r + 1]], axis=-1)
 
-    est, se = _wald(nat, phi[0], H[0])
+    est, se = wald(nat, phi[0], H[0])
     z = stats.norm.ppf(0.5 + LEVEL / 2)
     out.update(beta=float(est[0]), sigma=float(est[1]), loglik=float(ll[0]),
                beta_wald_lo=float(est[0] - z * se[0]), beta_wald_hi=float(est[0] + z * se[0]))
@@ -431,19 +234,19 @@ def fit_joint(gidx: np.ndarray, logP: np.ndarray, logtau: np.ndarray, censored: 
             Tf[3 * k, k] = 1.0
             Tf[3 * k + 1, G + k] = 1.0
             Tf[3 * k + 2, 2 * G] = 1.0
-        start = np.r_[phi[0, :G], np.full(G, phi[0, G]), phi[0, G + 1]]
-        _, llf, cf, _ = _newton(f, obs, g, G, Tf, np.ones((1, x.size)), start[None])
+        phi_free = np.r_[phi[0, :G], np.full(G, phi[0, G]), phi[0, G + 1]]
+        _, llf, cf, _ = newton(f, obs, g, G, Tf, np.ones((1, x.size)), phi_free[None])
         if cf[0]:
             lr = max(0.0, 2 * float(llf[0] - ll[0]))
             out.update(lr_stat=lr, lr_df=G - 1, lr_p=float(stats.chi2.sf(lr, G - 1)))
     lo = hi = np.full(est.size, np.nan)
     if n_boot > 0:
-        W = _boot_weights(g, n_boot, np.random.default_rng(seed))
-        pb, _, cb, _ = _newton(f, obs, g, G, T, W, np.repeat(phi, n_boot, 0))
+        W = boot_weights(g, n_boot, np.random.default_rng(seed))
+        pb, _, cb, _ = newton(f, obs, g, G, T, W, np.repeat(phi, n_boot, 0))
         # every kept group must keep an observed point in the replicate, else its intercept is unbounded
         nobs_b = np.stack([(W[:, (g == k) & obs]).sum(1) for k in range(G)], axis=1)
         cb &= np.all(nobs_b > 0, axis=1)
-        lo, hi = _pct(nat(pb), cb)
+        lo, hi = pct(nat(pb), cb)
         out.update(beta_lo=float(lo[0]), beta_hi=float(hi[0]), sigma_lo=float(lo[1]), sigma_hi=float(hi[1]),
                    n_boot_ok=int(cb.sum()))
     for k, g0 in enumerate(keep_g):
