@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from scipy import optimize, special, stats
 
 from analysis.onset import DEFAULT_THETAS, onsets as _onsets
+from analysis.covariates import covariate_matrix, fit_covariates
 from analysis.tobit import LEVEL, boot_weights, design, newton, pct, start, wald
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 
@@ -262,8 +263,8 @@ LAW_COLUMNS = ["scope", "onset", "metric", "theta", "tail", "L", "reference", "s
                "logC_lo", "logC_hi", "logC_wald_lo", "logC_wald_hi", "C", "shift", "shift_lo", "shift_hi",
                "shift_wald_lo", "shift_wald_hi", "sigma", "sigma_lo", "sigma_hi", "loglik", "pseudo_r2", "ks_p",
                "lr_stat", "lr_df", "lr_p", "n_boot_ok", "ols_beta", "ols_beta_lo", "ols_beta_hi", "ols_logC",
-               "ols_r2"]
-_STR = {"scope", "onset", "metric", "tail", "reference", "status", "reason"}
+               "ols_r2", "term", "coef", "coef_lo", "coef_hi", "coef_wald_lo", "coef_wald_hi"]
+_STR = {"scope", "onset", "metric", "tail", "reference", "status", "reason", "term"}
 _INT = {"L", "n_trials", "n_obs", "n_cens", "n_left", "lr_df", "n_boot_ok"}
 
 
@@ -291,12 +292,35 @@ def _reference(groups: list[tuple[str, int]]) -> int:
     return 0
 
 
+def _covariate_rows(base: dict[str, Any], covariates: Sequence[str], t: pa.Table, sel: np.ndarray,
+                    gcode: np.ndarray, G: int, x: np.ndarray, y: np.ndarray, kind: np.ndarray, n_boot: int,
+                    seed: int) -> list[dict[str, Any]]:
+    """Rows of the covariate law (``analysis.covariates``): one ``covariate_law`` row, one ``covariate`` per term."""
+    missing = [c for c in covariates if c not in t.column_names]
+    if missing:
+        raise KeyError(f"covariates {missing} are not columns of the onsets table; available: {t.column_names}")
+    values = {c: np.asarray(t.column(c).to_pylist(), object)[sel] for c in covariates}
+    Z, names, problem = covariate_matrix(values, gcode, G)
+    head = {**base, "scope": "covariate_law", "tail": "*", "L": None, "reference": " + ".join(covariates)}
+    if problem:
+        return [{**head, "status": "undetermined", "reason": problem}]
+    r = fit_covariates(gcode, Z, names, x, y, kind, n_boot=n_boot, seed=seed)
+    terms = r.pop("terms")
+    rows = [{**head, **r}]
+    rows += [{**base, "scope": "covariate", "tail": "*", "L": None, "reference": head["reference"],
+              "status": r["status"], "beta": r["beta"], "sigma": r["sigma"], **term} for term in terms]
+    return rows
+
+
 def fit_laws(onsets_table: pa.Table, theta: float | Sequence[float] | None = 0.5, n_boot: int = 200,
-             seed: int = 0, left_mode: str = "censored", joint: bool = True) -> pa.Table:
+             seed: int = 0, left_mode: str = "censored", joint: bool = True,
+             covariates: Sequence[str] = ()) -> pa.Table:
     """Per-(tail, L) Tobit laws plus the joint law, for every (onset, metric) in the table and the given theta(s).
 
     ``theta=None`` fits every threshold present. One row per fit (``LAW_COLUMNS``): ``scope`` is ``group``,
-    ``joint`` (common beta across groups) or ``shift`` (a group's intercept shift in the joint law).
+    ``joint`` (common beta across groups) or ``shift`` (a group's intercept shift in the joint law); with
+    ``covariates`` (onsets-table columns, e.g. ``entropy`` and ``entropy_tilt``) also ``covariate_law`` (common beta,
+    intercepts linear in the covariates, LR test against free intercepts) and one ``covariate`` row per term.
     """
     need = {"tail", "L", "P", "tau", "censored", "theta"}
     missing = need - set(onsets_table.column_names)
@@ -352,6 +376,9 @@ def fit_laws(onsets_table: pa.Table, theta: float | Sequence[float] | None = 0.5
                 else:
                     rows.append({**base, "scope": "shift", "tail": gt, "L": gL, "reference": refl,
                                  "status": j["status"], "beta": j["beta"], "sigma": j["sigma"], **sr})
+        if covariates and len(groups) > 1:
+            rows += _covariate_rows(base, covariates, t, sel, gcode, len(groups), x, y,
+                                    _kind(cen, left, left_mode), n_boot, seed + 20_000)
     return _laws_table(rows)
 
 
@@ -401,6 +428,26 @@ def _unfitted(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     return out
 
 
+def _print_covariates(rows: list[dict[str, Any]], console: Any) -> None:
+    """The covariate laws: each term's coefficient (its effect on log tau per unit) with intervals."""
+    if not rows:
+        return
+    from rich.table import Table
+
+    c = Table(title="Covariate law: log tau = c0 + sum_j c_j z_j + beta log P (common beta; LR vs free intercepts)")
+    for col in ("onset", "metric", "theta", "term", "coef [95% CI]", "Wald CI", "beta", "obs/cens", "LR p", "note"):
+        c.add_column(col)
+    for r in rows:
+        if r["scope"] == "covariate_law":
+            c.add_row(r["onset"], r["metric"], _fmt(r["theta"], 2), f"({r['reference']})", "", "",
+                      f"{_fmt(r['beta'])} [{_fmt(r['beta_lo'])}, {_fmt(r['beta_hi'])}]",
+                      f"{r['n_obs']}/{r['n_cens']}", _fmt(r["lr_p"], 2), r["reason"] or "")
+        else:
+            c.add_row("", "", "", r["term"], f"{_fmt(r['coef'])} [{_fmt(r['coef_lo'])}, {_fmt(r['coef_hi'])}]",
+                      f"[{_fmt(r['coef_wald_lo'])}, {_fmt(r['coef_wald_hi'])}]", "", "", "", "")
+    console.print(c)
+
+
 def print_laws(table: pa.Table, console: Any = None) -> None:
     """Print the laws as rich tables: one for group fits (with the naive OLS beside), one for the joint law.
     An onset with no law at any threshold (e.g. no generalization at this scale) gets one line, not empty rows."""
@@ -428,6 +475,7 @@ def print_laws(table: pa.Table, console: Any = None) -> None:
         console.print(g)
     for line in unfitted.values():
         console.print(line, highlight=False, soft_wrap=True)
+    _print_covariates([r for r in rows if r["scope"] in ("covariate_law", "covariate")], console)
     jr = [r for r in rows if r["scope"] in ("joint", "shift")]
     if not jr:
         return

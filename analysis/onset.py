@@ -30,7 +30,7 @@ from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 
 DEFAULT_THETAS: tuple[float, ...] = (0.1, 0.5, 0.9)
 TRIAL_COLUMNS = ("sweep", "status", "tail", "tail_family", "tail_a", "tail_levels", "L", "P", "seed",
-                 "budget_steps", "final_step")
+                 "budget_steps", "final_step", "entropy", "entropy_tilt", "train_mass")
 
 
 def extract_onsets(codes: np.ndarray, steps: np.ndarray, y: np.ndarray, thetas: Sequence[float],

@@ -42,6 +42,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("config_json", pa.string()),
         pa.field("entropy", pa.float64()),          # exact string entropy H(x) in nats
         pa.field("entropy_root", pa.float64()),     # its root-class part
+        pa.field("entropy_tilt", pa.float64()),     # where it sits: upper minus lower levels' per-node entropy
         pa.field("entropy_levels", pa.list_(pa.float64())),   # per production level: s**l H(p_l)
         pa.field("train_mass", pa.float64()),       # p(T), distinct training strings
         pa.field("twin_set_mass", pa.float64()),    # p(T'), NaN when the twin null is undefined

@@ -163,6 +163,15 @@ class GrammarSpec:
         return np.array([self.n_nodes(lvl) * self.levels[lvl].entropy(self.m) for lvl in range(self.L)])
 
     @property
+    def entropy_tilt(self) -> float:
+        """Where the diversity sits, in nats: the mean per-node rule entropy H(p_l) of the upper half of the
+        production levels (l < L/2) minus that of the lower half. > 0: more diverse near the root (a fat tail at
+        high levels); < 0: near the leaves; 0: the same at every level. 0 when L = 1."""
+        h = np.array([self.levels[lvl].entropy(self.m) for lvl in range(self.L)])
+        up = np.arange(self.L) < self.L / 2
+        return float(h[up].mean() - h[~up].mean()) if self.L > 1 else 0.0
+
+    @property
     def root_entropy(self) -> float:
         """Entropy in nats of the root class."""
         return self.root.entropy(self.n_c)

@@ -101,7 +101,7 @@ def data_columns(data: _Data) -> dict[str, Any]:
     """The trial-level facts of its grammar and data sets: exact entropy (total, root, per level) and the masses
     p(T), p(T'), p(H) that the nulls rest on, with the reason when the twin null is undefined."""
     spec, idx = data.grammar.spec, data.index
-    return {"entropy": spec.entropy, "entropy_root": spec.root_entropy,
+    return {"entropy": spec.entropy, "entropy_root": spec.root_entropy, "entropy_tilt": spec.entropy_tilt,
             "entropy_levels": [float(h) for h in spec.level_entropies()], "train_mass": float(idx.copy_baseline),
             "twin_set_mass": float(idx.twin_set_mass), "heldout_mass": float(idx.heldout_mass),
             "twin_note": idx.twin_note}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -116,3 +117,50 @@ def test_fit_store_reads_a_synthetic_store(tmp_path):
     assert set(laws["onset"].to_pylist()) == {"mem", "gen"}
     pq, csv = write_laws(laws, tmp_path / "out")
     assert pq.stat().st_size > 0 and csv.read_text().startswith('"scope"')
+
+
+def _covariate_onsets(seed: int, coef_tilt: float, coef_h: float, n_seeds: int = 6) -> pa.Table:
+    """Onsets drawn from log tau = 1 + coef_h * entropy + coef_tilt * tilt + log P + 0.25 eps over six groups whose
+    (entropy, tilt) vary independently, right-censored at a budget of 20,000 steps."""
+    rng = np.random.default_rng(seed)
+    groups = [("a", 6.0, -0.5), ("b", 6.0, 0.5), ("c", 7.0, -0.5), ("d", 7.0, 0.5), ("e", 6.5, 0.0), ("f", 7.5, 0.3)]
+    rows = []
+    for tail, h, tilt in groups:
+        for P in (32, 64, 128, 256):
+            for _ in range(n_seeds):
+                lt = 1 + coef_h * h + coef_tilt * tilt + np.log(P) + 0.25 * rng.standard_normal()
+                cens = lt > np.log(20_000)
+                rows.append(dict(onset="mem", metric="mem_twin", theta=0.5, tail=tail, L=3, P=P,
+                                 tau=float(min(np.exp(lt), 20_000)), censored=bool(cens), left_censored=False,
+                                 entropy=h, entropy_tilt=tilt))
+    return pa.Table.from_pylist(rows)
+
+
+def test_covariate_law_recovers_planted_coefficients():
+    on = _covariate_onsets(0, coef_tilt=0.8, coef_h=0.5)
+    laws = fit_laws(on, theta=0.5, n_boot=100, covariates=("entropy", "entropy_tilt")).to_pylist()
+    law = next(r for r in laws if r["scope"] == "covariate_law")
+    assert law["status"] == "ok" and law["n_cens"] > 0 and law["beta_lo"] - 0.05 <= 1.0 <= law["beta_hi"] + 0.05
+    terms = {r["term"]: r for r in laws if r["scope"] == "covariate"}
+    assert set(terms) == {"intercept", "entropy", "entropy_tilt"}
+    for name, truth in (("entropy", 0.5), ("entropy_tilt", 0.8)):
+        t = terms[name]
+        assert t["coef_lo"] - 0.05 <= truth <= t["coef_hi"] + 0.05, t
+        assert t["coef_wald_lo"] - 0.05 <= truth <= t["coef_wald_hi"] + 0.05, t
+    # the intercepts really are linear in the covariates: the LR test against free intercepts does not reject
+    assert law["lr_df"] == 6 - 1 - 2 and law["lr_p"] > 0.01
+    # with no placement effect planted, the tilt's interval covers 0
+    null = fit_laws(_covariate_onsets(1, coef_tilt=0.0, coef_h=0.5), theta=0.5, n_boot=100,
+                    covariates=("entropy", "entropy_tilt")).to_pylist()
+    tilt = next(r for r in null if r["scope"] == "covariate" and r["term"] == "entropy_tilt")
+    assert tilt["coef_lo"] < 0 < tilt["coef_hi"]
+
+
+def test_covariate_law_refuses_unidentified_covariates():
+    on = _covariate_onsets(0, 0.8, 0.5)
+    on = on.set_column(on.schema.get_field_index("entropy_tilt"), "entropy_tilt", on["entropy"])   # collinear
+    laws = fit_laws(on, theta=0.5, n_boot=0, covariates=("entropy", "entropy_tilt")).to_pylist()
+    law = next(r for r in laws if r["scope"] == "covariate_law")
+    assert law["status"] == "undetermined" and "collinear" in law["reason"]
+    with pytest.raises(KeyError, match="not columns of the onsets table"):
+        fit_laws(on, theta=0.5, n_boot=0, covariates=("placement",))
