@@ -277,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         if spec_module is not None and isinstance(e, spec_module.SpecError):
             print(f"memsweep: invalid spec: {e}", file=sys.stderr)
             return EXIT_USAGE
+        lease_module = sys.modules.get("sweeps.lease")  # another driver holds the sweep, or the store is unwritable
+        if lease_module is not None and isinstance(e, lease_module.RefusedToStart):
+            print(f"memsweep: {e}", file=sys.stderr)
+            return EXIT_USAGE
         raise
 
 
