@@ -3,8 +3,8 @@
 The lease is `<store root>/_lease/<sweep>.json` (readers of the store ignore `_`-prefixed folders), written whole
 through `pyarrow.fs` like the store's fragments (temporary file + rename on local disks and NFS, one put on object
 stores). It names its holder (host, pid, start time) and is renewed every `heartbeat_s` seconds; a lease not
-renewed for `ttl_s` seconds is stale, and so is one whose holder ran on this machine (same host and boot) and whose
-process is gone, so a killed driver's `--resume` need not wait for the timeout.
+renewed for `ttl_s` seconds is stale, and so is one whose holder ran on this machine (same host, boot and PID
+namespace) and whose process is gone, so a killed driver's `--resume` need not wait for the timeout.
 
 Acquiring is check, write, wait `settle_s`, read back: of two drivers that start at the same moment, the one whose
 write landed last keeps the lease and the other is refused. Neither object stores nor `pyarrow.fs` offer an
@@ -48,10 +48,12 @@ class StoreUnwritable(RefusedToStart):
     """The driver cannot write its lease: the store is read-only, full or unreachable."""
 
 
-def _boot_id() -> str:
+def _machine() -> str:
+    """This kernel boot and PID namespace ('' when unknown): a holder's pid can be checked only where they match
+    (containers on one host share the boot id and may share the host name, not the PID namespace)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
+            return f"{f.read().strip()}/{os.readlink('/proc/self/ns/pid')}"
     except OSError:
         return ""
 
@@ -72,8 +74,8 @@ def _proc_start(pid: int) -> str | None:
 
 
 def _holder_gone(info: dict[str, Any]) -> bool:
-    """True when the holder ran on this machine (same host and boot) and its process no longer exists."""
-    if info.get("host") != socket.gethostname() or not info.get("boot_id") or info.get("boot_id") != _boot_id():
+    """True when the holder ran on this machine (same host, boot and PID namespace) and its process is gone."""
+    if info.get("host") != socket.gethostname() or not info.get("machine") or info.get("machine") != _machine():
         return False
     start = _proc_start(int(info.get("pid", -1)))
     return start is None or (bool(start) and bool(info.get("proc_start")) and start != info.get("proc_start"))
@@ -163,7 +165,7 @@ class Lease:
         if cur is not None and cur[0].get("token") != self.token and not self.stale(*cur):
             raise self._refuse(*cur)
         self._info = {"sweep": self.sweep, "token": self.token, "host": socket.gethostname(), "pid": os.getpid(),
-                      "proc_start": _proc_start(os.getpid()) or "", "boot_id": _boot_id(), "ttl_s": self.ttl_s,
+                      "proc_start": _proc_start(os.getpid()) or "", "machine": _machine(), "ttl_s": self.ttl_s,
                       "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         try:
             self._write()

@@ -44,7 +44,7 @@ def test_second_driver_is_refused_while_the_first_holds_the_lease(tmp_path):
 def _write_foreign(lease: Lease, age_s: float, host: str = "elsewhere.example") -> None:
     """A lease of a driver on another machine whose last heartbeat was `age_s` ago."""
     Path(lease.path).parent.mkdir(parents=True, exist_ok=True)
-    info = {"token": "t" * 32, "host": host, "pid": 1, "boot_id": "x", "ttl_s": FAST["ttl_s"],
+    info = {"token": "t" * 32, "host": host, "pid": 1, "machine": "x", "ttl_s": FAST["ttl_s"],
             "started_at": "2025-01-01T00:00:00+00:00", "renewed_at": time.time() - age_s}
     Path(lease.path).write_text(json.dumps(info))
     os.utime(lease.path, (time.time() - age_s, time.time() - age_s))
