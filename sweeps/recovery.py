@@ -177,10 +177,8 @@ def try_mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None,
     try:
         return mark_failed(store_uri, sweep, trial_ids), ""
     except OSError as e:
-        msg = (f"could not mark failed trials {when} (store {store_uri}: {e}); the next `memsweep run --resume` "
-               "does it")
-        warnings.warn(f"memsweep: {msg}", RuntimeWarning, stacklevel=2)
-        return [], msg
+        return [], (f"could not mark failed trials {when} (store {store_uri}: {e}); the next `memsweep run` "
+                    "does it")
 
 
 def checkpoint_map(found: Mapping[str, tuple[int, str]]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -189,18 +190,6 @@ def test_errored_trial_resumes_from_its_checkpoint_and_nothing_is_unpickled(ray_
     assert raw_step_counts(spec.store, cfg.trial_id) == {s: 1 + (s == 56) for s in eval_schedule(200, 4, 10)}
 
 
-RO_DRIVER = """
-import json, sys
-from sweeps.runner import run_sweep
-from sweeps.spec import SweepSpec
-resume = sys.argv[2] == "1"
-res = run_sweep(SweepSpec.from_dict(json.loads(sys.argv[1])), workers=1, resume=resume, progress=False,
-                retry_backoff_s=0.5, compact=not resume)
-print("RESULT", json.dumps({"n_done": res.n_done, "n_failed": res.n_failed, "resumed": res.resumed,
-                            "errors": res.errors, "messages": res.messages}), flush=True)
-"""
-
-
 def _probe(d: Path) -> str | None:
     """The OS error (strerror) creating a file in `d` gets, or None when it can be written."""
     try:
@@ -236,62 +225,47 @@ def _read_only_method(scratch: Path) -> str:
     pytest.skip("cannot make a folder read-only here (root without CAP_LINUX_IMMUTABLE or chattr)")
 
 
-def _ro_driver(raw: dict, resume: bool, base: Path) -> subprocess.Popen:
-    env = dict(os.environ, RAY_TMPDIR=str(base / "ray"), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    return subprocess.Popen([sys.executable, "-c", RO_DRIVER, json.dumps(raw), "1" if resume else "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            cwd=Path(__file__).resolve().parents[1])
-
-
-def _finish(proc: subprocess.Popen, base: Path, timeout: float) -> tuple[dict, str]:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        kill_processes_under(str(base / "ray"))
-    assert proc.returncode == 0 and "RESULT" in out, out[-4000:]
-    return json.loads(out.split("RESULT", 1)[1].strip().splitlines()[0]), out
-
-
 @pytest.mark.slow
-def test_read_only_store_fails_with_a_message_and_resume_loses_nothing(tmp_path, request):
+def test_read_only_store_fails_with_a_message_and_resume_loses_nothing(ray_cluster, tmp_path, capfd):
     how = _read_only_method(tmp_path)
-    base = Path(tempfile.mkdtemp(prefix="rro", dir="/tmp"))  # short: Ray's socket paths have a length limit
-    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
-    raw = spec_dict(base, "ro", [8], 600)
-    store = base / "store"
-    (cfg,) = SweepSpec.from_dict(raw).trials()
-    proc = _ro_driver(raw, False, base)
+    spec = SweepSpec.from_dict(spec_dict(tmp_path, "ro", [8], 600))
+    store = Path(spec.store)
+    (cfg,) = spec.trials()
     frozen: list[Path] = []
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None and len(raw_rows(store, "curves", ["step"])) < 2:
-            time.sleep(0.1)  # two evaluations: two fragments per table, so the end-of-run compaction has work
-        assert proc.poll() is None, "the trial finished before the store could be made read-only"
-        # the store's tables become read-only mid-trial (its lease stays writable)
-        frozen = [d for d in [store, *store.rglob("*")] if d.is_dir() and "_lease" not in d.parts]
-        _set_read_only(frozen, True, how)
-        oserror = _probe(frozen[-1])
-        first, out = _finish(proc, base, 300)
-    finally:
-        _set_read_only(frozen, False, how)
-    assert (first["n_done"], first["n_failed"]) == (0, 1), out[-4000:]
-    why = first["errors"][cfg.trial_id]
-    assert "could not write to the store" in why and str(store) in why and oserror and oserror in why
-    assert f"memsweep: trial {cfg.trial_id} failed: " in out
-    assert any(m.startswith(f"could not compact store {store}") for m in first["messages"]), first["messages"]
-    assert any(m.startswith("could not mark failed trials") for m in first["messages"]), first["messages"]
+    seen: dict[str, str | None] = {}
 
-    second, out = _finish(_ro_driver(raw, True, base), base, 300)
-    assert (second["n_done"], second["n_failed"]) == (1, 0), out[-4000:]
-    c = second["resumed"][cfg.trial_id]
+    def freeze_mid_trial() -> None:  # after two evaluations: two fragments per table, so compaction has work
+        deadline = time.time() + 240
+        while time.time() < deadline and len(raw_rows(store, "curves", ["step"])) < 2:
+            time.sleep(0.05)
+        frozen.extend(d for d in [store, *store.rglob("*")] if d.is_dir() and "_lease" not in d.parts)
+        _set_read_only(frozen, True, how)  # the store's tables become read-only (its lease stays writable)
+        seen["oserror"] = _probe(frozen[-1])
+        seen["done"] = str(any(s == "done" for s, in raw_rows(store, "trials", ["status"])))
+
+    freezer = threading.Thread(target=freeze_mid_trial)
+    freezer.start()
+    try:
+        first = run_sweep(spec, workers=1, progress=False, retry_backoff_s=0.5)
+    finally:
+        freezer.join()
+        _set_read_only(frozen, False, how)
+    assert seen["done"] == "False", "the trial finished before the store could be made read-only"
+    assert (first.n_done, first.n_failed) == (0, 1)
+    why = first.errors[cfg.trial_id]
+    assert "could not write to the store" in why and str(store) in why and seen["oserror"] in why, why
+    assert f"memsweep: trial {cfg.trial_id} failed: {why}" in capfd.readouterr().err
+    assert any(m.startswith(f"could not compact store {store}") for m in first.messages), first.messages
+    assert any(m.startswith("could not mark failed trials") for m in first.messages), first.messages
+
+    second = run_sweep(spec, workers=1, progress=False, resume=True, compact=False)
+    assert (second.n_done, second.n_failed) == (1, 0)
+    c = second.resumed[cfg.trial_id]
     assert c > 0  # continued from the checkpoint the read-only store could not stop
     trials = raw_rows(store, "trials", ["attempt_ns", "status"])
     last = max(a for a, _ in trials)
-    first_attempt = min(a for a, _ in trials)
-    assert (first_attempt, "failed") in trials  # the resume first ended the attempt the store left `running`
-    assert Store(str(store)).read("trials").to_pylist()[0]["status"] == "done"
+    assert (min(a for a, _ in trials), "failed") in trials  # --resume first ended the attempt left `running`
+    assert Store(spec.store).read("trials").to_pylist()[0]["status"] == "done"
     rows = raw_rows(store, "curves", ["attempt_ns", "step"])
     k = max((s for a, s in rows if a != last), default=0)  # the last step the failed attempts wrote
     assert raw_step_counts(store, cfg.trial_id) == {s: 1 + (c < s <= k) for s in eval_schedule(600, 4, 10)}, \
