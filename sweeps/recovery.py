@@ -149,9 +149,11 @@ def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = No
     """Write `failed` for the latest attempt of every trial (of `trial_ids`, default all) the store says is
     `running`, as a later row of that same attempt (so the store's retry rule is unchanged). Returns the trial
     ids marked. Only a driver holding the sweep's lease may call this: no other driver can be running them."""
+    from analysis.schema import CFG_PREFIX, table_schema
     from analysis.store import Store
 
     store = Store(store_uri)
+    stored = set(table_schema("trials").names) - set(_WRITER_OWNED)  # not what the reader computes or the writer fills
     ids = None if trial_ids is None else sorted(set(trial_ids))
     if ids == []:
         return []
@@ -163,7 +165,7 @@ def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = No
     for row in rows:
         if row.get("status") != "running":
             continue
-        update = {k: [v] for k, v in row.items() if k not in _WRITER_OWNED}
+        update = {k: [v] for k, v in row.items() if k in stored or k.startswith(CFG_PREFIX)}
         update.update(status=["failed"], finished_at=[time.time()])
         with store.writer(sweep, row["trial_id"], attempt_ns=row["attempt_ns"],
                           resumed_from_step=row["resumed_from_step"] or 0) as w:
