@@ -96,3 +96,17 @@ def test_mark_failed_ends_the_latest_attempt_only_of_running_trials(tmp_path):
 @pytest.mark.parametrize("attempt, delay", [(1, 0.0), (2, 10.0), (3, 20.0), (4, 40.0), (9, 120.0)])
 def test_retry_delay_doubles_and_is_capped(attempt, delay):
     assert retry_delay(attempt, base=10.0, cap=120.0) == delay
+
+
+@pytest.mark.filterwarnings("ignore:`get_checkpoint` is meant:UserWarning")
+def test_trial_refuses_a_checkpoint_owned_by_another_trial(tmp_path):
+    """The trial's own check of the driver's RESUME_FROM path (outside a Tune session: no Tune checkpoint)."""
+    from sweeps.recovery import resume_checkpoint
+
+    cfg = _trial(tmp_path)
+    mine = _ckpt(tmp_path / "tune", "rc", f"{cfg.trial_id}_aaaaa_00000", 0, 10, cfg.trial_id)
+    other = _ckpt(tmp_path / "tune", "rc", f"{cfg.trial_id}_bbbbb_00000", 0, 10, "rc-other")
+    assert resume_checkpoint(cfg, None) is None
+    assert resume_checkpoint(cfg, str(mine)).path == str(mine)
+    with pytest.warns(RuntimeWarning, match="belongs to"):
+        assert resume_checkpoint(cfg, str(other)) is None
