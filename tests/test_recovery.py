@@ -110,3 +110,23 @@ def test_trial_refuses_a_checkpoint_owned_by_another_trial(tmp_path):
     assert resume_checkpoint(cfg, str(mine)).path == str(mine)
     with pytest.warns(RuntimeWarning, match="belongs to"):
         assert resume_checkpoint(cfg, str(other)) is None
+
+
+def test_optuna_points_carry_their_resume_checkpoint(tmp_path):
+    """Optuna modes build each trial's config in optuna_space: the trial of a point with a checkpoint gets it."""
+    import optuna
+
+    from sweeps.runner import _axis_labels, optuna_space
+    from sweeps.trial import RESUME_FROM
+
+    raw = dict(load_spec("tiny").raw)
+    raw.update(name="rc", mode="optuna-grid", store=str(tmp_path / "store"),
+               optuna={"journal": str(tmp_path / "j.journal")})
+    raw["axes"] = {"tail": [{"family": "uniform"}], "P": [4, 8], "seed": [0]}
+    spec = SweepSpec.from_dict(raw)
+    labels = _axis_labels(spec)
+    ids = {t.P: t.trial_id for t in spec.trials()}
+    out = {P: optuna_space(optuna.trial.FixedTrial({n: (P if n == "data.P" else v[0]) for n, v in labels.items()}),
+                           spec, True, {}, {ids[8]: "/ckpt/of/8"}) for P in (4, 8)}
+    assert out[8]["trial"]["trial_id"] == ids[8] and out[8][RESUME_FROM] == "/ckpt/of/8"
+    assert RESUME_FROM not in out[4]
