@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", _cmd_run, "run a sweep (a spec file or a preset name) on Ray Tune")
     p.add_argument("spec", metavar="SPEC", help="YAML spec file or preset name (see `memsweep presets`)")
     _add_run_options(p)
-    p.add_argument("--resume", action="store_true", help="resume the interrupted Tune experiment of this sweep")
+    p.add_argument("--resume", action="store_true", help="continue unfinished trials from their latest checkpoints (finished ones are always skipped)")
     p.add_argument("--store", default=None, metavar="URI", help="write to this store instead of the spec's")
 
     p = add("validate", _cmd_validate, "check a spec without running it; print its trial count and grid")
@@ -280,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         spec_module = sys.modules.get("sweeps.spec")
         if spec_module is not None and isinstance(e, spec_module.SpecError):
             print(f"memsweep: invalid spec: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        lease_module = sys.modules.get("sweeps.lease")  # another driver holds the sweep, or the store is unwritable
+        if lease_module is not None and isinstance(e, lease_module.RefusedToStart):
+            print(f"memsweep: {e}", file=sys.stderr)
             return EXIT_USAGE
         raise
 

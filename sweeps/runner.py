@@ -1,22 +1,31 @@
 """Run a sweep on Ray Tune: an embedded local Ray or an existing cluster, grid or Optuna-driven.
 
 Resume, retry and idempotence (end to end):
+- One driver per sweep: `run_sweep` holds the sweep's lease in the store (sweeps.lease) from start to end,
+  renewed by a heartbeat; a second driver on the same sweep and store is refused (LeaseHeld, naming the holder)
+  unless the lease is stale (not renewed for its TTL, or its holder's process on this machine is gone). The lease
+  is released at the end, on errors and on Ctrl-C.
 - The store is the source of truth. A trial whose `trials` row is `done`/`stopped` is never trained again: the
   runner leaves it out before Tune starts (counted as skipped), and `run_trial` itself re-checks the store when it
-  starts, even with a Tune checkpoint (this catches trials finished after Tune's last experiment snapshot).
-  So running the same spec twice, with or without `resume`, only runs what is unfinished; to re-run finished
-  trials use a new sweep name or a new store.
+  starts. So running the same spec twice, with or without `resume`, only runs what is unfinished; to re-run
+  finished trials use a new sweep name or a new store.
 - Within one invocation, a trial whose process dies is retried by Tune (FailureConfig(max_failures=3)) from its
-  latest Tune checkpoint (`tune.get_checkpoint()`); the new attempt writes with `resumed_from_step` = that step, and
-  the store drops the dead attempt's rows past it.
-- grid mode with `resume=True` and a restorable Tune experiment under the storage path (the latest
-  `<name>` or `<name>-<time>` directory): `tune.Tuner.restore(..., resume_unfinished=True, restart_errored=True)`,
-  so unfinished trials continue from their last Tune checkpoint. Without one (or with `resume=False`) a fresh Tune
-  experiment runs the trials the store does not list as finished, from scratch (`resumed_from_step=0`
-  supersedes any partial rows).
+  latest Tune checkpoint (`tune.get_checkpoint()`), after a backoff (`retry_backoff_s`, doubling per retry, capped;
+  a callback passes each start's number to the trial); the new attempt writes with `resumed_from_step` = that
+  step, and the store drops the dead attempt's rows past it.
+- Every invocation is a fresh Tune experiment (`<name>`, then `<name>-<time>`); Tune's experiment state
+  (`tuner.pkl`, searcher state, `params.pkl`: pickles a store writer could replace) is never loaded. With
+  `resume=True`, each unfinished trial continues from its newest checkpoint in the sweep's earlier experiments
+  that the store covers without a gap (sweeps.recovery: directory listings and JSON only; the trainer state is
+  loaded with `torch.load(weights_only=True)`), whether its earlier run was interrupted or errored; without one,
+  or with `resume=False`, it starts from step 0 (`resumed_from_step=0` supersedes its partial rows).
+- The store never keeps saying `running` for a trial no driver runs: at start the lease holder marks its sweep's
+  `running` trials `failed` (their driver is gone), and after Tune returns it marks the trials Tune reports as
+  errored `failed` (a killed process cannot), best effort: when the store is not writable, a message says so and
+  the next run does it. Trial errors are returned (SweepResult.errors) and printed one line each; a failed
+  end-of-run compaction is a message (SweepResult.messages), the rows stay intact.
 - Optuna modes continue the study in a journal file (`JournalStorage(JournalFileBackend)`, study name
-  `<sweep>:<mode>`) on every invocation; Tune experiments are always fresh there, so unfinished trials restart
-  from step 0. Trials a killed driver left RUNNING in the journal are marked FAIL first.
+  `<sweep>:<mode>`) on every invocation. Trials a killed driver left RUNNING in the journal are marked FAIL first.
   optuna-grid (study `<name>:optuna-grid:<hash of the axes>`): a fresh study on a store without finished points
   lets `GridSampler` hand out each grid point once (trial number i -> grid point i); otherwise the runner
   enqueues exactly the grid points with neither a COMPLETE Optuna trial nor a finished store
@@ -32,13 +41,18 @@ import dataclasses
 import functools
 import math
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ray import tune
+
+from sweeps import recovery
+from sweeps.lease import TTL_S, Lease
 from sweeps.spec import SweepSpec, TrialConfig
-from sweeps.trial import DONE_STATUSES, run_trial
+from sweeps.trial import ATTEMPT, DONE_STATUSES, RESUME_FROM, RETRY_BACKOFF, run_trial
 
 MODES = ("grid", "optuna-grid", "optuna-boundary")
 # Tune warns when checkpoints (one per evaluation) force frequent experiment snapshots; that is by design here.
@@ -55,6 +69,9 @@ class SweepResult:
     n_skipped: int
     experiment_path: str | None  # the Tune experiment directory (None when nothing had to run)
     store: str  # the store URI
+    resumed: dict[str, int] = dataclasses.field(default_factory=dict)  # trial id -> checkpoint step it resumed from
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)   # trial id -> why it failed (last line)
+    messages: list[str] = dataclasses.field(default_factory=list)      # what went wrong around the trials
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -135,44 +152,49 @@ def _trial_dirname(trial: Any) -> str:
     return f"{_trial_name(trial)}_{trial.trial_id}"
 
 
-def _experiment_name(storage_path: str, name: str, resume: bool) -> tuple[str, bool]:
-    """(experiment name, restore?) — the latest restorable `<name>[-<time>]` when resuming, else a fresh name."""
-    from ray import tune
+def _experiment_name(storage_path: str, name: str) -> str:
+    """A fresh Tune experiment name: `<name>` for the sweep's first, else `<name>-<time>[-k]` (never an existing
+    one: Tune's state of an earlier experiment is never loaded, see the module docstring)."""
+    import pyarrow.fs as pafs
 
-    if _is_local(storage_path):
-        root = _local(storage_path)
-        dirs = sorted((p for p in root.glob(f"{name}*") if p.is_dir() and (p.name == name or
-                       p.name.startswith(name + "-"))), key=lambda p: p.stat().st_mtime)
-        if resume:
-            for p in reversed(dirs):
-                if tune.Tuner.can_restore(str(p)):
-                    return p.name, True
-        if not dirs:
-            return name, False
-    elif resume and tune.Tuner.can_restore(f"{storage_path.rstrip('/')}/{name}"):
-        return name, True
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", False
+    fs, root = pafs.FileSystem.from_uri(storage_path) if not _is_local(storage_path) else \
+        (pafs.LocalFileSystem(), str(_local(storage_path)))
+    sel = pafs.FileSelector(root.rstrip("/"), allow_not_found=True)
+    taken = {i.base_name for i in fs.get_file_info(sel)}
+    if not any(recovery.experiment_pattern(name).match(t) for t in taken):
+        return name
+    base = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    k, out = 1, base
+    while out in taken:
+        k += 1
+        out = f"{base}-{k}"
+    return out
 
 
-def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int) -> Any:
-    """RunConfig shared by every mode: retries, latest-2 checkpoints, live progress, quiet Tune output."""
-    from ray import tune
+class StartCounter(tune.Callback):
+    """Before Tune restarts a failed trial, put that start's number (ATTEMPT) into its config, which Tune hands to
+    the new trainable; run_trial waits `retry_delay(ATTEMPT)` before it starts."""
 
-    callbacks = []
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        trial.config[ATTEMPT] = int(trial.num_failures) + 1
+
+
+def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int,
+                max_failures: int = MAX_FAILURES) -> Any:
+    """RunConfig shared by every mode: retries (with backoff), latest-2 checkpoints, live progress, quiet output."""
+    callbacks: list[Any] = [StartCounter()]
     if progress:
         from sweeps.progress import LiveProgress
 
         callbacks.append(LiveProgress(total=n_total, title=spec.name))
     return tune.RunConfig(
         name=name, storage_path=storage_path, verbose=0, callbacks=callbacks,
-        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
 
 
 def _trainable(spec: SweepSpec) -> Any:
-    from ray import tune
-
     cpu, gpu = _resources(spec)
     return tune.with_resources(run_trial, {"cpu": cpu, "gpu": gpu})
 
@@ -188,26 +210,27 @@ def _trial_ids(results: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- modes
-def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
-              workers: int | None, resume: bool, progress: bool, extra: Mapping[str, Any]) -> tuple[Any, list[str]]:
-    """Grid mode: every remaining trial once, through tune.grid_search (or a restored Tune experiment)."""
-    from ray import tune
+def _resume_path(resume_from: Mapping[str, str], spec: Any) -> str | None:
+    """tune.sample_from hook: the checkpoint the trial of this grid point continues from (None: from step 0)."""
+    return resume_from.get(spec["config"]["trial"]["trial_id"])
 
+
+def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
+              workers: int | None, progress: bool, extra: Mapping[str, Any], resume_from: Mapping[str, str],
+              max_failures: int) -> tuple[Any, list[str]]:
+    """Grid mode: every remaining trial once, through tune.grid_search, in a fresh Tune experiment."""
     todo = [t for t in trials if t.trial_id not in done_before]
-    name, restore = _experiment_name(storage_path, spec.name, resume)
-    path = f"{storage_path.rstrip('/')}/{name}"
-    if restore:
-        tuner = tune.Tuner.restore(path, trainable=_trainable(spec), resume_unfinished=True,
-                                   restart_errored=True)
-        return tuner.fit(), [t.trial_id for t in todo]
     if not todo:
         return None, []
     space = {"trial": tune.grid_search([t.to_dict() for t in todo]), **extra}
+    if resume_from:
+        space[RESUME_FROM] = tune.sample_from(functools.partial(_resume_path, dict(resume_from)))
+    name = _experiment_name(storage_path, spec.name)
     tuner = tune.Tuner(
         _trainable(spec), param_space=space,
         tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=True, trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_dirname),
-        run_config=_run_config(spec, name, storage_path, progress, len(todo)),
+        run_config=_run_config(spec, name, storage_path, progress, len(todo), max_failures),
     )
     return tuner.fit(), [t.trial_id for t in todo]
 
@@ -235,13 +258,17 @@ def _point_of(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def optuna_space(ot_trial: Any, spec: SweepSpec, categorical_sampler: bool, extra: Mapping[str, Any]) -> dict:
-    """Optuna define-by-run space over the spec's axes (one categorical per axis) -> {"trial": that point's trial}.
+def optuna_space(ot_trial: Any, spec: SweepSpec, categorical_sampler: bool, extra: Mapping[str, Any],
+                 resume_from: Mapping[str, str] | None = None) -> dict:
+    """Optuna define-by-run space over the spec's axes (one categorical per axis) -> {"trial": that point's trial}
+    (plus the checkpoint it continues from, if `resume_from` has one).
 
     Module level (pickled by reference through functools.partial) so Tune can checkpoint the searcher."""
     labels = _axis_labels(spec)
     params = {name: ot_trial.suggest_categorical(name, values) for name, values in labels.items()}
     out: dict[str, Any] = {"trial": spec.trial_for(_point_of(spec, params)).to_dict(), **extra}
+    if resume_from and out["trial"]["trial_id"] in resume_from:
+        out[RESUME_FROM] = resume_from[out["trial"]["trial_id"]]
     if not categorical_sampler:
         o = spec.optuna
         out["boundary"] = {"metric": o.metric, "theta": float(o.theta), "target_step": int(o.target_step)}
@@ -322,11 +349,10 @@ def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int
 
 
 def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
-                workers: int | None, progress: bool, extra: Mapping[str, Any], journal: str | None
-                ) -> tuple[Any, list[str]]:
+                workers: int | None, progress: bool, extra: Mapping[str, Any], resume_from: Mapping[str, str],
+                max_failures: int, journal: str | None) -> tuple[Any, list[str]]:
     """optuna-grid / optuna-boundary: OptunaSearch over a define-by-run space, persisted in a journal."""
     import optuna
-    from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
     storage = _journal(journal or journal_path(spec, storage_path))
@@ -347,15 +373,16 @@ def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str
         n = max(0, int(spec.optuna.trials) - n_complete)
     if n == 0:
         return None, []
-    space = functools.partial(optuna_space, spec=spec, categorical_sampler=grid, extra=dict(extra))
+    space = functools.partial(optuna_space, spec=spec, categorical_sampler=grid, extra=dict(extra),
+                              resume_from=dict(resume_from))
     search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, study_name=name_of_study,
                           storage=storage)
-    name, _ = _experiment_name(storage_path, spec.name, resume=False)
+    name = _experiment_name(storage_path, spec.name)
     tuner = tune.Tuner(
         _trainable(spec),
         tune_config=tune.TuneConfig(search_alg=search, num_samples=n, max_concurrent_trials=workers, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
-        run_config=_run_config(spec, name, storage_path, progress, n),
+        run_config=_run_config(spec, name, storage_path, progress, n, max_failures),
     )
     return tuner.fit(), []
 
@@ -363,41 +390,104 @@ def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str
 # ---------------------------------------------------------------------------------------------------- entry
 def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None = None, resume: bool = False,
               progress: bool = True, *, storage_path: str | None = None, journal: str | None = None,
-              extra_config: Mapping[str, Any] | None = None, compact: bool = True) -> SweepResult:
+              extra_config: Mapping[str, Any] | None = None, compact: bool = True, max_failures: int = MAX_FAILURES,
+              retry_backoff_s: float | None = None, lease_ttl_s: float = TTL_S) -> SweepResult:
     """Run every unfinished trial of `spec` on Ray Tune and return what happened (see the module docstring).
 
     workers: concurrent trials (and, for an embedded Ray, num_cpus = workers * cpu per trial); address: join an
-    existing cluster ("auto" or "host:port") instead of starting one; storage_path: Tune's experiment root
-    (default `<store parent>/tune`; must be shared on a cluster); journal: the Optuna journal file; extra_config:
-    keys added to every trial's Tune config (test and debug hooks such as `_crash_at_step`); compact: merge the
-    sweep's small store fragments at the end (readers return the same rows, only faster).
+    existing cluster ("auto" or "host:port") instead of starting one; resume: continue unfinished trials from
+    their checkpoints in the sweep's earlier Tune experiments; storage_path: Tune's experiment root (default
+    `<store parent>/tune`; must be shared on a cluster); journal: the Optuna journal file; extra_config: keys
+    added to every trial's Tune config (test and debug hooks such as `_crash_at_step`); compact: merge the sweep's
+    small store fragments at the end (readers return the same rows, only faster); max_failures: Tune's retries of a
+    failed trial; retry_backoff_s: wait before a trial's first retry (doubling per retry, default
+    sweeps.recovery.RETRY_BACKOFF_S); lease_ttl_s: how long this driver's lease outlives its last heartbeat.
+    Raises sweeps.lease.LeaseHeld when another live driver runs this sweep, StoreUnwritable when the store cannot
+    take the lease.
     """
     _validate(spec, workers)
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
+        raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
     trials = spec.trials()
     if not trials:
         raise ValueError(f"sweep {spec.name!r} expands to no trials")
     storage_path = storage_path or default_storage_path(spec.store)
+    extra = dict(extra_config or {})
+    if retry_backoff_s is not None:
+        extra[RETRY_BACKOFF] = float(retry_backoff_s)
+    lease = Lease(spec.store, spec.name, ttl_s=lease_ttl_s).acquire()
+    try:
+        return _run_leased(spec, trials, workers, address, resume, progress, storage_path, journal, extra, compact,
+                           max_failures)
+    finally:
+        lease.release()
+
+
+def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None, address: str | None, resume: bool,
+                progress: bool, storage_path: str, journal: str | None, extra: dict[str, Any], compact: bool,
+                max_failures: int) -> SweepResult:
+    """run_sweep's work while this driver holds the sweep's lease."""
     if _is_local(storage_path):
         _local(storage_path).mkdir(parents=True, exist_ok=True)
+    messages = []
+    _, msg = recovery.try_mark_failed(spec.store, spec.name, None, "left running by an earlier driver")
+    messages += [msg] if msg else []
     done_before = finished_trials(spec.store, spec.name)
+    unfinished = [t for t in trials if t.trial_id not in done_before]
+    found = recovery.resume_checkpoints(spec.store, storage_path, spec.name, unfinished) if resume else {}
+    resume_from = recovery.checkpoint_map(found)
     started = _ensure_ray(address, workers, _resources(spec)[0])
-    extra = dict(extra_config or {})
     try:
         if spec.mode == "grid":
-            results, planned = _run_grid(spec, trials, done_before, storage_path, workers, resume, progress, extra)
+            results, planned = _run_grid(spec, trials, done_before, storage_path, workers, progress, extra,
+                                         resume_from, max_failures)
         else:
             results, planned = _run_optuna(spec, trials, done_before, storage_path, workers, progress, extra,
-                                           journal)
+                                           resume_from, max_failures, journal)
     finally:
         if started:
             import ray
 
             ray.shutdown()
+    errors = _errors(results)
+    if errors:
+        _, msg = recovery.try_mark_failed(spec.store, spec.name, errors, "that Tune reported errored")
+        messages += [msg] if msg else []
     if compact:
-        from analysis.store import Store
+        messages += _compact(spec)
+    out = _result(spec, results, planned, done_before, trials)
+    out.resumed = {tid: step for tid, (step, _) in found.items()}
+    out.errors, out.messages = errors, messages
+    for tid, why in errors.items():
+        print(f"memsweep: trial {tid} failed: {why}", file=sys.stderr)
+    for msg in messages:
+        print(f"memsweep: {msg}", file=sys.stderr)
+    return out
 
+
+def _errors(results: Any) -> dict[str, str]:
+    """{memsweep trial id: the last line of its error} for the trials Tune reports as errored."""
+    out: dict[str, str] = {}
+    for r in results or []:
+        tid = (r.config or {}).get("trial", {}).get("trial_id")
+        if tid and r.error is not None:
+            err = getattr(r.error, "cause", None) or r.error
+            lines = [ln for ln in str(err).strip().splitlines() if ln.strip()] or [type(err).__name__]
+            out[tid] = lines[-1].strip()
+    return out
+
+
+def _compact(spec: SweepSpec) -> list[str]:
+    """Merge the sweep's store fragments; a failure is a message (the fragments, and so every row, stay as they
+    are), not an exception."""
+    from analysis.store import Store
+
+    try:
         Store(spec.store).compact(sweep=spec.name)
-    return _result(spec, results, planned, done_before, trials)
+    except Exception as e:  # noqa: BLE001 - compaction is an optimization; what it could not merge stays readable
+        return [f"could not compact store {spec.store} ({type(e).__name__}: {e}); nothing is lost, the readers "
+                f"merge its fragments; run `memsweep compact {spec.store}` when it is writable"]
+    return []
 
 
 def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[str],

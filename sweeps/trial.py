@@ -37,6 +37,12 @@ DONE_STATUSES = ("done", "stopped")
 # right after the rows of the first evaluation at or past this step are flushed (before its checkpoint).
 CRASH_AT_STEP = "_crash_at_step"
 CRASH_MARKER = "_crash_marker"
+# Driver-set keys of the Tune config (sweeps.runner): a checkpoint to continue from when Tune has none (resume
+# across drivers, see sweeps.recovery), this start's number within the driver's run (1 = first, set by the
+# runner's retry callback), and the first retry's backoff in seconds (doubling per retry, capped).
+RESUME_FROM = "_resume_from"
+ATTEMPT = "_attempt"
+RETRY_BACKOFF = "_retry_backoff_s"
 
 ReportFn = Callable[[dict[str, Any], str], None]
 
@@ -390,31 +396,44 @@ def _allotted() -> tuple[float, float]:
 
 
 def run_trial(config: dict) -> None:
-    """Tune function trainable: config = {"trial": TrialConfig.to_dict(), optional hooks}.
+    """Tune function trainable: config = {"trial": TrialConfig.to_dict(), optional driver keys and hooks}.
 
-    Resumes from tune.get_checkpoint() on a retry; skips (reporting nothing, or for optuna-boundary the summary
-    rebuilt from the store) a trial the store says is finished.
+    A retry (ATTEMPT > 1) first waits `retry_delay`. Resumes from tune.get_checkpoint() on a retry, else from the
+    driver's RESUME_FROM checkpoint; skips (reporting nothing, or for optuna-boundary the summary rebuilt from the
+    store) a trial the store says is finished. Store write failures are raised as StoreUnavailable.
     """
     from ray import tune
+
+    from sweeps.recovery import OWNER_FILE, RETRY_BACKOFF_S, resume_checkpoint, retry_delay, store_error
 
     if "trial" not in config:
         raise ValueError(f"run_trial needs config['trial'] (a TrialConfig.to_dict()); got keys {sorted(config)}")
     cfg = TrialConfig.from_dict(config["trial"])
-    if finished_in_store(cfg):  # also when Tune restored it with a checkpoint from a stale experiment snapshot
+    attempt = int(config.get(ATTEMPT, 1))
+    time.sleep(retry_delay(attempt, float(config.get(RETRY_BACKOFF, RETRY_BACKOFF_S))))
+    if finished_in_store(cfg):  # the store is the source of truth: a finished trial is never trained again
         if "boundary" in config:  # Optuna needs the objective of a re-proposed point: recompute it, no retraining
             tune.report(stored_summary(cfg, config["boundary"]))
         return
-    ckpt = tune.get_checkpoint()
+    ckpt = resume_checkpoint(cfg, config.get(RESUME_FROM))
     cpus, gpus = _allotted()
     torch.set_num_threads(max(1, int(cpus)))
     device = pick_device(gpus)
     hooks = {k: config[k] for k in (CRASH_AT_STEP, CRASH_MARKER, "boundary") if k in config}
+    owner = json.dumps({"sweep": cfg.sweep, "trial_id": cfg.trial_id})
 
     def report(metrics: dict[str, Any], directory: str) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        Path(directory, OWNER_FILE).write_text(owner)  # lets a later driver check whose checkpoint this is
+        tune.report({**metrics, "attempt": attempt}, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    if ckpt is None:
-        train_trial(cfg, report, None, device=device, hooks=hooks)
-        return
-    with ckpt.as_directory() as d:
-        train_trial(cfg, report, d, device=device, hooks=hooks)
+    try:
+        if ckpt is None:
+            train_trial(cfg, report, None, device=device, hooks=hooks)
+            return
+        with ckpt.as_directory() as d:
+            train_trial(cfg, report, d, device=device, hooks=hooks)
+    except OSError as e:
+        err = store_error(cfg, e)
+        if err is e:
+            raise
+        raise err from e

@@ -1,5 +1,6 @@
 """cluster.yaml: valid for Ray's cluster launcher (checked offline against Ray's own schema), installs this
-project on every node, and has GPU worker nodes."""
+project on every node, has GPU worker nodes, and is locked down: token auth, dashboard on localhost, SSH only
+through the user's security group, S3 access to the store's bucket only."""
 from __future__ import annotations
 
 import json
@@ -39,6 +40,66 @@ def test_setup_installs_this_project(cluster):
     mounts = cluster.get("file_mounts", {})
     assert mounts.get("~/memsweep") == "." or "git clone" in setup
     assert "MEMSWEEP_STORE=s3://" in setup
+
+
+def _start_commands(cluster: dict) -> list[str]:
+    return cluster["head_start_ray_commands"] + cluster["worker_start_ray_commands"]
+
+
+def test_ray_token_authentication_on_every_node(cluster):
+    starts = [c for c in _start_commands(cluster) if " start " in c]
+    assert len(starts) == 2 and all("RAY_AUTH_MODE=token" in c for c in starts)
+    assert "export RAY_AUTH_MODE=token" in "\n".join(cluster["setup_commands"])  # drivers run via `ray exec`
+    # the token is the user's secret, copied from their machine to where Ray reads it; never from the repository
+    assert cluster["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    header = (ROOT / "cluster.yaml").read_text().split("cluster_name:")[0]
+    assert "ray get-auth-token --generate" in header and "RAY_AUTH_MODE=token" in header
+
+
+def test_dashboard_only_on_localhost(cluster):
+    (head_start,) = [c for c in cluster["head_start_ray_commands"] if "--head" in c]
+    assert "--dashboard-host=127.0.0.1" in head_start
+    assert "ray dashboard cluster.yaml" in (ROOT / "cluster.yaml").read_text()
+
+
+def test_ssh_only_through_the_users_security_group(cluster):
+    """Ray's default security group opens SSH to 0.0.0.0/0; a node type with SecurityGroupIds does not get it."""
+    for name, t in cluster["available_node_types"].items():
+        assert t["node_config"].get("SecurityGroupIds") == ["sg-CHANGE-ME"], name
+    setup = (ROOT / "cluster" / "aws-setup.sh").read_text()
+    assert '--port 22 --cidr "$CIDR"' in setup and "0.0.0.0/0" not in setup
+
+
+def _bucket(cluster: dict) -> str:
+    setup = "\n".join(cluster["setup_commands"])
+    return setup.split("MEMSWEEP_STORE=s3://", 1)[1].split("/", 1)[0]
+
+
+@pytest.mark.parametrize("node", ["head", "worker"])
+def test_s3_access_is_scoped_to_the_store_bucket(cluster, node):
+    bucket = _bucket(cluster)
+    name = f"memsweep-{node}"
+    node_type = cluster["head_node_type"] if node == "head" else next(
+        n for n in cluster["available_node_types"] if n != cluster["head_node_type"])
+    assert cluster["available_node_types"][node_type]["node_config"]["IamInstanceProfile"] == {"Name": name}
+    policy = json.loads((ROOT / "cluster" / f"iam-{node}-policy.json").read_text())
+    s3 = [st for st in policy["Statement"] if any(a.startswith("s3:") for a in _list(st["Action"]))]
+    assert s3 and all(st["Effect"] == "Allow" for st in policy["Statement"])
+    for st in s3:
+        assert all(a.startswith("s3:") and "*" not in a for a in _list(st["Action"])), st
+        assert set(_list(st["Resource"])) <= {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}, st
+    others = [st for st in policy["Statement"] if st not in s3]
+    if node == "worker":
+        assert others == []
+    else:  # the head launches workers: EC2, and passing only the worker's role
+        passes = [st for st in others if "iam:PassRole" in _list(st["Action"])]
+        assert len(passes) == 1 and all(r.endswith("/memsweep-worker") for r in _list(passes[0]["Resource"]))
+        assert all(a.startswith(("ec2:", "iam:PassRole", "iam:GetInstanceProfile")) for st in others
+                   for a in _list(st["Action"]))
+
+
+def _list(x) -> list:
+    return x if isinstance(x, list) else [x]
 
 
 def test_gpu_workers_autoscale(cluster):

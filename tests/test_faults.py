@@ -1,13 +1,17 @@
-"""Faults: a trial process killed mid-run is retried from its checkpoint; a killed driver resumes with --resume."""
+"""Faults: a trial process killed mid-run is retried (after a backoff) from its checkpoint; a killed driver resumes
+with --resume; an errored trial resumes from its checkpoint without anything being unpickled from Tune's
+directories; a read-only store fails trials with a message and --resume afterwards loses and doubles nothing."""
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from analysis.store import Store
 from models import eval_schedule
 from sweeps.runner import run_sweep
 from sweeps.spec import SweepSpec, load_spec
+from raw_store import raw_rows, raw_step_counts
 from ray_procs import kill_processes_under
 
 pytestmark = pytest.mark.ray
@@ -39,7 +44,7 @@ def steps_of(store: Store, sweep: str, trial_id: str) -> list[int]:
 def test_killed_trial_is_retried_from_its_checkpoint(ray_cluster, tmp_path):
     spec = SweepSpec.from_dict(spec_dict(tmp_path, "crash", [8], 200))
     marker = tmp_path / "crashed"
-    res = run_sweep(spec, workers=1, progress=False,
+    res = run_sweep(spec, workers=1, progress=False, retry_backoff_s=1.0,
                     extra_config={"_crash_at_step": 50, "_crash_marker": str(marker)})
     assert marker.read_text() == "56"  # the process died right after flushing step 56, before its checkpoint
     assert (res.n_done, res.n_failed) == (1, 0)
@@ -48,6 +53,13 @@ def test_killed_trial_is_retried_from_its_checkpoint(ray_cluster, tmp_path):
     row = store.read("trials", sweep="crash").to_pylist()[0]
     assert row["status"] == "done" and row["attempts"] == 2
     assert row["resumed_from_step"] == 32  # the last checkpoint before the crash
+    # the restart knew it was the second start of the trial, and waited its backoff before starting
+    reported = [json.loads(line) for f in Path(res.experiment_path).glob("*/result.json")
+                for line in f.read_text().splitlines() if line.strip()]
+    attempt_at = {r["step"]: r["attempt"] for r in reported}  # (Tune's log may miss a line of the dead process)
+    assert {a for s, a in attempt_at.items() if s < 56} == {1} and {56, 100, 178, 200} <= set(attempt_at)
+    assert {a for s, a in attempt_at.items() if s >= 56} == {2}
+    assert row["started_at"].timestamp() - marker.stat().st_mtime >= 1.0
     # one row per step, no gaps, although step 56 was written by both attempts
     assert steps_of(store, "crash", t.trial_id) == eval_schedule(200, 4, 10)
     levels = store.read("level_curves", sweep="crash", columns=["step", "level"]).to_pylist()
@@ -138,3 +150,123 @@ def test_unreadable_checkpoint_restarts_the_trial_from_scratch(tmp_path):
     assert steps_of(store, "torn", cfg.trial_id) == eval_schedule(60, 4, 10)
     row = store.read("trials", sweep="torn").to_pylist()[0]
     assert row["attempts"] == 2 and row["resumed_from_step"] == 0 and row["status"] == "done"
+
+
+class _Hostile:
+    """Unpickling this runs code: it writes a marker file (what a replaced tuner.pkl on shared storage could do)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('pwned')",)
+
+
+def test_errored_trial_resumes_from_its_checkpoint_and_nothing_is_unpickled(ray_cluster, tmp_path):
+    spec = SweepSpec.from_dict(spec_dict(tmp_path, "rs", [8], 200))
+    (cfg,) = spec.trials()
+    crash = tmp_path / "crashed"
+    res = run_sweep(spec, workers=1, progress=False, max_failures=0, compact=False,
+                    extra_config={"_crash_at_step": 50, "_crash_marker": str(crash)})
+    assert (res.n_done, res.n_failed, crash.read_text()) == (0, 1, "56")  # killed after flushing 56: errored
+    store = Store(spec.store)
+    assert store.read("trials", sweep="rs").to_pylist()[0]["status"] == "failed"  # marked by the driver
+
+    pwned, probe = tmp_path / "pwned", tmp_path / "probe"
+    pickle.loads(pickle.dumps(_Hostile(str(probe))))
+    assert probe.exists()  # the payload really runs when unpickled
+    experiment = Path(res.experiment_path)
+    pickles = [*experiment.rglob("*.pkl"), experiment / "searcher-state-2025-01-01_00-00-00.pkl"]
+    assert experiment / "tuner.pkl" in pickles and any(p.name == "params.pkl" for p in pickles)
+    for p in pickles:
+        p.write_bytes(pickle.dumps(_Hostile(str(pwned))))
+
+    res = run_sweep(spec, workers=1, progress=False, resume=True, compact=False)
+    assert not pwned.exists()
+    assert (res.n_done, res.n_failed, res.resumed) == (1, 0, {cfg.trial_id: 32})
+    row = Store(spec.store).read("trials", sweep="rs").to_pylist()[0]
+    assert (row["status"], row["resumed_from_step"], row["attempts"]) == ("done", 32, 2)
+    # on the raw files: every step once, except 56, which the dead attempt wrote before its checkpoint
+    assert raw_step_counts(spec.store, cfg.trial_id) == {s: 1 + (s == 56) for s in eval_schedule(200, 4, 10)}
+
+
+def _probe(d: Path) -> str | None:
+    """The OS error (strerror) creating a file in `d` gets, or None when it can be written."""
+    try:
+        (d / ".probe").write_text("x")
+    except OSError as e:
+        return e.strerror
+    (d / ".probe").unlink()
+    return None
+
+
+def _set_read_only(dirs: list[Path], on: bool, how: str) -> None:
+    for d in dirs:
+        if how == "chattr":
+            subprocess.run(["chattr", "+i" if on else "-i", str(d)], check=True, capture_output=True)
+        else:
+            d.chmod(0o555 if on else 0o777)
+
+
+def _read_only_method(scratch: Path) -> str:
+    """How this machine can make a folder refuse new files: chmod (a normal user), or chattr +i (root ignores
+    modes; needs CAP_LINUX_IMMUTABLE and ext2/3/4, xfs or btrfs); skip when neither works."""
+    for how in ("chmod", "chattr"):
+        d = scratch / how
+        d.mkdir()
+        try:
+            _set_read_only([d], True, how)
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        blocked = _probe(d)
+        _set_read_only([d], False, how)
+        if blocked:
+            return how
+    pytest.skip("cannot make a folder read-only here (root without CAP_LINUX_IMMUTABLE or chattr)")
+
+
+@pytest.mark.slow
+def test_read_only_store_fails_with_a_message_and_resume_loses_nothing(ray_cluster, tmp_path, capfd):
+    how = _read_only_method(tmp_path)
+    spec = SweepSpec.from_dict(spec_dict(tmp_path, "ro", [8], 600))
+    store = Path(spec.store)
+    (cfg,) = spec.trials()
+    frozen: list[Path] = []
+    seen: dict[str, str | None] = {}
+
+    def freeze_mid_trial() -> None:  # after two evaluations: two fragments per table, so compaction has work
+        deadline = time.time() + 240
+        while time.time() < deadline and len(raw_rows(store, "curves", ["step"])) < 2:
+            time.sleep(0.05)
+        frozen.extend(d for d in [store, *store.rglob("*")] if d.is_dir() and "_lease" not in d.parts)
+        _set_read_only(frozen, True, how)  # the store's tables become read-only (its lease stays writable)
+        seen["oserror"] = _probe(frozen[-1])
+        seen["done"] = str(any(s == "done" for s, in raw_rows(store, "trials", ["status"])))
+
+    freezer = threading.Thread(target=freeze_mid_trial)
+    freezer.start()
+    try:
+        first = run_sweep(spec, workers=1, progress=False, retry_backoff_s=0.5)
+    finally:
+        freezer.join()
+        _set_read_only(frozen, False, how)
+    assert seen["done"] == "False", "the trial finished before the store could be made read-only"
+    assert (first.n_done, first.n_failed) == (0, 1)
+    why = first.errors[cfg.trial_id]
+    assert "could not write to the store" in why and str(store) in why and seen["oserror"] in why, why
+    assert f"memsweep: trial {cfg.trial_id} failed: {why}" in capfd.readouterr().err
+    assert any(m.startswith(f"could not compact store {store}") for m in first.messages), first.messages
+    assert any(m.startswith("could not mark failed trials") for m in first.messages), first.messages
+
+    second = run_sweep(spec, workers=1, progress=False, resume=True, compact=False)
+    assert (second.n_done, second.n_failed) == (1, 0)
+    c = second.resumed[cfg.trial_id]
+    assert c > 0  # continued from the checkpoint the read-only store could not stop
+    trials = raw_rows(store, "trials", ["attempt_ns", "status"])
+    last = max(a for a, _ in trials)
+    assert (min(a for a, _ in trials), "failed") in trials  # --resume first ended the attempt left `running`
+    assert Store(spec.store).read("trials").to_pylist()[0]["status"] == "done"
+    rows = raw_rows(store, "curves", ["attempt_ns", "step"])
+    k = max((s for a, s in rows if a != last), default=0)  # the last step the failed attempts wrote
+    assert raw_step_counts(store, cfg.trial_id) == {s: 1 + (c < s <= k) for s in eval_schedule(600, 4, 10)}, \
+        (c, k, trials, rows)
