@@ -12,6 +12,13 @@ def _check_int(name: str, value: object, lo: int) -> None:
         raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {lo}")
 
 
+def check_pack_size(K: object, what: str = "pack size") -> int:
+    """K, the number of members trained together in one vectorized step: a positive integer (1 = a lone trial)."""
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+        raise ValueError(f"{what} {K!r} is invalid: a pack has an integer number of members >= 1 (1 = a lone trial)")
+    return K
+
+
 def _check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name}={value!r} is invalid: expected True or False")
