@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .packed import (PackedEmbedding, PackedLayerNorm, PackedLinear, PackedPosition, PackedQKV, member_dropout,
-                     pack_size)
+                     norm_linear, pack_size)
 from .rng import MemberRNG
 
 
@@ -48,7 +48,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, K: int, p: float, rng: MemberRNG 
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block with fused QKV (no causal mask)."""
+    """Pre-LayerNorm transformer block (no causal mask); each LayerNorm is folded into the maps after it."""
 
     def __init__(self, K: int, width: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -63,10 +63,10 @@ class Block(nn.Module):
     def forward(self, x: Tensor, rng: MemberRNG | None = None) -> Tensor:
         K, B, d, C = x.shape
         H = self.heads
-        q, k, v = (y.view(K * B, d, H, C // H).transpose(1, 2) for y in self.qkv(self.ln1(x)))
+        q, k, v = (y.view(K * B, d, H, C // H).transpose(1, 2) for y in norm_linear(x, self.ln1, self.qkv))
         a = attention(q, k, v, K, self.dropout, rng, self.training)          # (K*B, H, d, C/H)
         x = x + member_dropout(self.proj(a.transpose(1, 2).reshape(K, B, d, C)), self.dropout, rng, self.training)
-        h = self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        h = self.fc2(F.gelu(norm_linear(x, self.ln2, self.fc1)[0]))
         return x + member_dropout(h, self.dropout, rng, self.training)
 
 
@@ -95,7 +95,7 @@ class Transformer(nn.Module):
         h = member_dropout(h, self.dropout, rng, self.training)
         for block in self.blocks:
             h = block(h, rng)
-        return self.head(self.ln(h))
+        return norm_linear(h, self.ln, self.head)[0]
 
     @property
     def K(self) -> int:
@@ -113,7 +113,8 @@ class PointwiseBlock(nn.Module):
         self.fc2 = PackedLinear(K, 2 * width, width)
 
     def forward(self, x: Tensor, rng: MemberRNG | None = None) -> Tensor:
-        return x + member_dropout(self.fc2(F.gelu(self.fc1(self.ln(x)))), self.dropout, rng, self.training)
+        h = self.fc2(F.gelu(norm_linear(x, self.ln, self.fc1)[0]))
+        return x + member_dropout(h, self.dropout, rng, self.training)
 
 
 class TreeConv(nn.Module):
@@ -166,7 +167,7 @@ class TreeConv(nn.Module):
                 h = h + temb
             for block in self.up_mix[i]:
                 h = block(h, rng)
-        return self.head(self.ln(h))
+        return norm_linear(h, self.ln, self.head)[0]
 
     @property
     def K(self) -> int:

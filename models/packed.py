@@ -44,6 +44,9 @@ class PackedLinear(Packed):
             self.weight[k] = w.T
             self.bias[k] = b
 
+    def maps(self) -> list[tuple[Tensor, Tensor]]:
+        return [(self.weight, self.bias)]
+
     def forward(self, x: Tensor) -> Tensor:
         K, n_in, n_out = self.weight.shape
         y = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(K, -1, n_in), self.weight)
@@ -66,6 +69,9 @@ class PackedQKV(Packed):
             for i in range(3):
                 self.weight[i][k] = w[i * C:(i + 1) * C].T
                 self.bias[i][k] = b[i * C:(i + 1) * C]
+
+    def maps(self) -> list[tuple[Tensor, Tensor]]:
+        return list(zip(self.weight, self.bias))
 
     def forward(self, x: Tensor) -> list[Tensor]:
         K, C = self.bias[0].shape
@@ -133,6 +139,17 @@ class PackedLayerNorm(Packed):
         K, C = self.weight.shape
         shape = (K, *[1] * (x.dim() - 2), C)
         return torch.addcmul(self.bias.view(shape), F.layer_norm(x, (C,), eps=self.eps), self.weight.view(shape))
+
+
+def norm_linear(x: Tensor, ln: PackedLayerNorm, lin: PackedLinear | PackedQKV) -> list[Tensor]:
+    """`lin(ln(x))` with the LayerNorm's per-member affine folded into the linear maps that follow it:
+    (n g + b) W + c = n (g W) + (b W + c). The same function, computed with weight-sized operations instead of a
+    pass over the activations (forward and backward) for the affine. One output per map of `lin`."""
+    K, C = ln.weight.shape
+    n = F.layer_norm(x, (C,), eps=ln.eps).reshape(K, -1, C)
+    g, b = ln.weight.unsqueeze(2), ln.bias.unsqueeze(1)                 # (K, C, 1), (K, 1, C)
+    return [torch.baddbmm(torch.baddbmm(c.unsqueeze(1), b, w), n, g * w).view(*x.shape[:-1], w.shape[2])
+            for w, c in lin.maps()]
 
 
 def member_dropout(x: Tensor, p: float, rng: MemberRNG | None, training: bool) -> Tensor:
