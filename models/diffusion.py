@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import Transformer, TreeConv
-from .config import ModelConfig, check_pack_size
+from .config import ModelConfig, check_member_seeds
 from .packed import init_members, pack_size
 from .rng import MemberRNG
 
@@ -214,16 +214,10 @@ def _member_seeds(seed: int | Sequence[int] | None) -> list[int | None]:
     if seed is None:
         return [None]
     if isinstance(seed, int) and not isinstance(seed, bool):
-        seeds = [seed]
-    elif isinstance(seed, Sequence) and not isinstance(seed, str):
-        check_pack_size(len(seed), what="the number of seeds")
-        seeds = list(seed)
-    else:
-        raise ValueError(f"seed={seed!r} is invalid: expected an integer seed, a sequence of member seeds, or None")
-    bad = [x for x in seeds if isinstance(x, bool) or not isinstance(x, int) or x < 0]
-    if bad:
-        raise ValueError(f"seed {bad[0]!r} is invalid: member seeds are integers >= 0")
-    return seeds
+        return check_member_seeds([seed])
+    if isinstance(seed, Sequence) and not isinstance(seed, str):
+        return check_member_seeds(seed)
+    raise ValueError(f"seed={seed!r} is invalid: expected an integer seed, a sequence of member seeds, or None")
 
 
 def _backbone(cfg: ModelConfig, n_in: int, v: int, d: int, s: int, L: int, K: int) -> nn.Module:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .config import TrainConfig
+from .config import TrainConfig, check_member_seeds
 from .diffusion import Diffusion
 from .memory import MemoryEstimate, estimate_memory
 from .rng import MemberRNG
@@ -62,7 +62,7 @@ class Trainer:
         self.device = _check_device(cfg.device)
         K = model.K
         tokens = _member_tokens(train_tokens, K, model.v, model.d)
-        self.seeds = _member_list("seeds", [cfg.seed] if seeds is None and K == 1 else seeds, K)
+        self.seeds = check_member_seeds(_member_list("seeds", [cfg.seed] if seeds is None and K == 1 else seeds, K))
         self.member_ids = [str(m) for m in _member_list("member_ids", member_ids or [str(k) for k in range(K)], K)]
         if len(set(self.member_ids)) != K:
             raise ValueError(f"member_ids {self.member_ids} repeat an id: each member needs its own")
@@ -218,7 +218,7 @@ class Trainer:
     def sample_members(self, n: int, steps: int | None, seeds: Sequence[int]) -> Tensor:
         """n generated strings per member (K, n, d) long on the device from `eval_model`; member k's are a
         function of its weights and `seeds[k]` alone."""
-        rng = MemberRNG(_member_list("seeds", seeds, self.K), self.device)
+        rng = MemberRNG(check_member_seeds(_member_list("seeds", seeds, self.K)), self.device)
         m = self.eval_model
         was_training = m.training
         m.eval()
@@ -239,7 +239,7 @@ class Trainer:
         if x.dim() != 3 or x.shape[0] != self.K or x.shape[2] != self.model.d or x.shape[1] < 1:
             raise ValueError(f"tokens has shape {tuple(x.shape)}: expected (K={self.K}, n >= 1, d={self.model.d})")
         seeds = [seed] * self.K if isinstance(seed, int) else seed
-        rng = MemberRNG(_member_list("seeds", seeds, self.K), self.device)
+        rng = MemberRNG(check_member_seeds(_member_list("seeds", seeds, self.K)), self.device)
         m = self.eval_model
         was_training = m.training
         m.eval()

@@ -316,6 +316,8 @@ def test_bad_packs_are_refused() -> None:
         Trainer(model, data, TCFG)
     with pytest.raises(ValueError, match=r"seeds has 2 entries for a pack of K=3"):
         Trainer(model, data, TCFG, seeds=[0, 1])
+    with pytest.raises(ValueError, match=r"seed -1 is invalid: member seeds are integers >= 0"):
+        Trainer(model, data, TCFG, seeds=[0, -1, 2])
     with pytest.raises(ValueError, match=r"repeat an id"):
         Trainer(model, data, TCFG, seeds=[0, 1, 2], member_ids=["a", "b", "a"])
     tr = Trainer(model, data, TCFG, seeds=[0, 1, 2], member_ids=["a", "b", "c"])
