@@ -28,7 +28,7 @@ class Packed(nn.Module):
 
 
 class PackedLinear(Packed):
-    """K linear maps y = x W + b: weight (K, in, out) (member k's slice is `nn.Linear.weight.T`), bias (K, out).
+    """K linear maps y = x W + b: weight (K, in, out) (member k's slice is `nn.Linear.weight.T`), bias (K, 1, out).
 
     The weight is stored input-major so that the gradient `x^T dy` lands in the parameter's own layout (no copy
     when autograd accumulates it)."""
@@ -36,7 +36,7 @@ class PackedLinear(Packed):
     def __init__(self, K: int, n_in: int, n_out: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(K, n_in, n_out))
-        self.bias = nn.Parameter(torch.empty(K, n_out))
+        self.bias = nn.Parameter(torch.empty(K, 1, n_out))          # broadcasts over a member's rows
 
     def reset_member(self, k: int) -> None:
         w, b = _linear_init(self.weight.shape[1], self.weight.shape[2])
@@ -49,7 +49,7 @@ class PackedLinear(Packed):
 
     def forward(self, x: Tensor) -> Tensor:
         K, n_in, n_out = self.weight.shape
-        y = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(K, -1, n_in), self.weight)
+        y = torch.baddbmm(self.bias, x.reshape(K, -1, n_in), self.weight)
         return y.view(*x.shape[:-1], n_out)
 
 
@@ -60,7 +60,7 @@ class PackedQKV(Packed):
     def __init__(self, K: int, width: int) -> None:
         super().__init__()
         self.weight = nn.ParameterList(nn.Parameter(torch.empty(K, width, width)) for _ in range(3))
-        self.bias = nn.ParameterList(nn.Parameter(torch.empty(K, width)) for _ in range(3))
+        self.bias = nn.ParameterList(nn.Parameter(torch.empty(K, 1, width)) for _ in range(3))
 
     def reset_member(self, k: int) -> None:
         C = self.weight[0].shape[1]
@@ -74,9 +74,9 @@ class PackedQKV(Packed):
         return list(zip(self.weight, self.bias))
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        K, C = self.bias[0].shape
+        K, _, C = self.bias[0].shape
         x2 = x.reshape(K, -1, C)
-        return [torch.baddbmm(b.unsqueeze(1), x2, w).view(x.shape) for w, b in zip(self.weight, self.bias)]
+        return [torch.baddbmm(b, x2, w).view(x.shape) for w, b in zip(self.weight, self.bias)]
 
 
 def _linear_init(n_in: int, n_out: int) -> tuple[Tensor, Tensor]:
@@ -148,7 +148,7 @@ def norm_linear(x: Tensor, ln: PackedLayerNorm, lin: PackedLinear | PackedQKV) -
     K, C = ln.weight.shape
     n = F.layer_norm(x, (C,), eps=ln.eps).reshape(K, -1, C)
     g, b = ln.weight.unsqueeze(2), ln.bias.unsqueeze(1)                 # (K, C, 1), (K, 1, C)
-    return [torch.baddbmm(torch.baddbmm(c.unsqueeze(1), b, w), n, g * w).view(*x.shape[:-1], w.shape[2])
+    return [torch.baddbmm(torch.baddbmm(c, b, w), n, g * w).view(*x.shape[:-1], w.shape[2])
             for w, c in lin.maps()]
 
 
