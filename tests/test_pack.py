@@ -78,7 +78,7 @@ def test_member_in_pack_of_8_equals_the_trial_alone(name: str) -> None:
     pack_samples = pack.sample_members(64, sample_steps, [1000 + k for k in range(8)])
     pack_held = pack.eval_losses(held, seed=5)
 
-    for k in range(8):
+    for k in (0, 3, 7):             # first, middle and last member, P = 4, 5 and 9 (alone runs cost time)
         alone = Trainer(build_model(mcfg, V, D, S, L, seed=SEEDS[k]), member_data(k), TCFG, seeds=[SEEDS[k]])
         assert all(torch.equal(init[n][k], p[0]) for n, p in alone.model.named_parameters()), "initial weights"
         log = record(alone)
