@@ -11,7 +11,10 @@ mini-batches calling `.item()`, and a sampler that loops over mini-batches of 64
 Sampling: both use the same K = d step ancestral sampler; ours generates all strings in one batch on the device.
 
 Training data is random strings (models never see the grammar; throughput does not depend on it).
-Prints steps/s and samples/s for both, their ratios, and PASS/MISS for the target: >= 2x the baseline's steps/s.
+Prints steps/s and samples/s for both and their ratios. The former target (>= 2x the baseline's steps/s) is retired
+(issue 13): both loops are bound by the same network, and the throughput lever is packing many trials into one
+step, measured by benchmarks/pack_bench.py. Our trainer here is a pack of K = 1 (one trial), the baseline drives
+the same K = 1 network through its lone member.
 
 On CPU it also profiles where a step of ours goes: the network's matrix multiplies (aten mm/addmm/bmm) are the same
 arithmetic in both loops, so `baseline step / 2 - GEMM time` is what a 2x loop may spend on everything else.
@@ -34,7 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models import ModelConfig, TrainConfig, Trainer, build_model, eval_schedule  # noqa: E402
+from models import MemberRNG, ModelConfig, TrainConfig, Trainer, build_model, eval_schedule  # noqa: E402
 
 V, S, L, P, LR = 16, 2, 3, 64, 1e-3
 D = S ** L
@@ -48,6 +51,7 @@ def baseline_train(model, train: torch.Tensor, held: torch.Tensor, steps: int, e
     loader = DataLoader(TensorDataset(F.one_hot(train, V).float()), batch_size=batch, shuffle=True, drop_last=True)
     held_loader = DataLoader(TensorDataset(F.one_hot(held, V).float()), batch_size=batch)
     opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    rng = MemberRNG([0], dev)                        # the network is a pack of one member: one generator
     running: list[float] = []
     step = 0
     t0 = time.perf_counter()
@@ -55,7 +59,7 @@ def baseline_train(model, train: torch.Tensor, held: torch.Tensor, steps: int, e
         for (xb,) in loader:
             model.train()
             x0 = xb.to(dev).argmax(-1)
-            loss = model.loss(x0)
+            loss = model.loss(x0[None], rng)[0]
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -69,7 +73,7 @@ def baseline_train(model, train: torch.Tensor, held: torch.Tensor, steps: int, e
                 with torch.no_grad():
                     tot = n = 0
                     for (hb,) in held_loader:
-                        tot += model.loss(hb.to(dev).argmax(-1)).item() * hb.shape[0]
+                        tot += model.loss(hb.to(dev).argmax(-1)[None], rng)[0].item() * hb.shape[0]
                         n += hb.shape[0]
                     _held_loss = tot / n
             if step >= steps:
@@ -90,7 +94,7 @@ def baseline_sample(model, n: int, steps: int, dev: str) -> torch.Tensor:
         for i in range(steps):
             t, s = 1.0 - i / steps, 1.0 - (i + 1) / steps
             ids = state.argmax(-1)
-            probs = torch.softmax(model.net(ids, torch.full((b,), t, device=dev)), -1)
+            probs = torch.softmax(model.net(ids[None], torch.full((1, b), t, device=dev))[0], -1)
             x0 = torch.multinomial(probs.reshape(-1, V), 1).view(b, D)
             masked = state[..., V] > 0.5
             unmask = masked & (torch.rand(b, D, device=dev) < (t - s) / t)
@@ -203,7 +207,7 @@ def main() -> None:
         print(f"a 2x loop has {base_ms / 2:.2f} ms per step: {base_ms / 2 - gemm:.2f} ms beside the GEMMs, where "
               f"ours spends {ours_ms - gemm:.2f} ms (attention, GELU, LayerNorm, loss, AdamW, op dispatch); "
               f"GEMMs alone would allow at most {base_ms / gemm:.2f}x")
-    print(f"train steps/s ratio {ratio:.2f} (target >= 2.0): {'PASS' if ratio >= 2.0 else 'MISS'}")
+    print(f"train steps/s ratio {ratio:.2f} (the 2x target is retired: packs are the lever, see pack_bench.py)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Model and training configurations: frozen dataclasses of plain values, validated on construction."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PROCESSES = ("masked", "uniform")
@@ -10,6 +11,24 @@ BACKBONES = ("transformer", "tree_conv")
 def _check_int(name: str, value: object, lo: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {lo}")
+
+
+def check_pack_size(K: object, what: str = "pack size") -> int:
+    """K, the number of members trained together in one vectorized step: a positive integer (1 = a lone trial)."""
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+        raise ValueError(f"{what} {K!r} is invalid: a pack has an integer number of members >= 1 (1 = a lone trial)")
+    return K
+
+
+def check_member_seeds(seeds: object) -> list[int]:
+    """A pack's member seeds: a non-empty sequence of integers >= 0, one per member."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise ValueError(f"seeds={seeds!r} is invalid: expected a sequence of member seeds (integers >= 0)")
+    check_pack_size(len(seeds), what="the number of seeds")
+    bad = [x for x in seeds if isinstance(x, bool) or not isinstance(x, int) or x < 0]
+    if bad:
+        raise ValueError(f"seed {bad[0]!r} is invalid: member seeds are integers >= 0")
+    return list(seeds)
 
 
 def _check_bool(name: str, value: object) -> None:

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 import torch
 
-from models import (ModelConfig, TrainConfig, Trainer, TreeConv, Transformer, UniformDiffusion, build_model,
-                    eval_schedule)
+from models import (MemberRNG, ModelConfig, TrainConfig, Trainer, TreeConv, Transformer, UniformDiffusion,
+                    build_model, eval_schedule)
 
 torch.set_num_threads(1)
 
@@ -25,11 +25,11 @@ def copy_frac(x: torch.Tensor, train: torch.Tensor) -> float:
 # ---------------------------------------------------------------------------------------------- shapes, samplers
 @pytest.mark.parametrize("time_cond", [True, False])
 def test_backbone_shapes(time_cond: bool) -> None:
-    x, t = tokens(5, v=9, d=9), torch.rand(5)
-    tr = Transformer(n_in=9, v=7, d=9, width=32, depth=2, heads=4, time_cond=time_cond)
-    tc = TreeConv(n_in=9, v=7, s=3, L=2, width=32, depth=2, time_cond=time_cond)
-    assert tr(x, t).shape == (5, 9, 7)
-    assert tc(x, t).shape == (5, 9, 7)
+    x, t = tokens(10, v=9, d=9).view(2, 5, 9), torch.rand(2, 5)          # a pack of K=2 members, 5 strings each
+    tr = Transformer(n_in=9, v=7, d=9, width=32, depth=2, heads=4, time_cond=time_cond, K=2)
+    tc = TreeConv(n_in=9, v=7, s=3, L=2, width=32, depth=2, time_cond=time_cond, K=2)
+    assert tr(x, t).shape == (2, 5, 9, 7)
+    assert tc(x, t).shape == (2, 5, 9, 7)
 
 
 def test_tree_conv_receptive_field_follows_tree() -> None:
@@ -37,8 +37,8 @@ def test_tree_conv_receptive_field_follows_tree() -> None:
     root path cut (L=1 down/up), outputs in another subtree do not depend on it; here we check the U-Net skip
     structure keeps position-specific outputs (no global pooling): different positions give different logits."""
     net = TreeConv(n_in=V, v=V, s=S, L=L, width=16, depth=1, time_cond=False)
-    x = tokens(2)
-    out = net(x, torch.zeros(2))
+    x = tokens(2)[None]
+    out = net(x, torch.zeros(1, 2))[0]
     assert not torch.allclose(out[:, 0], out[:, 1])
 
 
@@ -46,14 +46,14 @@ def test_tree_conv_receptive_field_follows_tree() -> None:
 @pytest.mark.parametrize("backbone", ["transformer", "tree_conv"])
 def test_model_loss_and_sampler(process: str, backbone: str) -> None:
     m = build_model(ModelConfig(process=process, backbone=backbone, width=16, heads=2), V, D, S, L, seed=0)
-    loss = m.loss(tokens(4), generator=torch.Generator().manual_seed(0))
-    assert loss.dim() == 0 and torch.isfinite(loss) and loss.item() > 0
+    loss = m.loss(tokens(4)[None], MemberRNG([0]))
+    assert loss.shape == (1,) and torch.isfinite(loss).all() and loss.item() > 0
     for steps in (1, 3, None):
-        x = m.sample(16, steps, torch.Generator().manual_seed(0))
-        assert x.shape == (16, D) and x.dtype == torch.long
+        x = m.sample(16, steps, MemberRNG([0]))
+        assert x.shape == (1, 16, D) and x.dtype == torch.long
         assert int(x.min()) >= 0 and int(x.max()) < V          # no mask token (id V) left, only symbols
-    a = m.sample(8, 4, torch.Generator().manual_seed(3))
-    b = m.sample(8, 4, torch.Generator().manual_seed(3))
+    a = m.sample(8, 4, MemberRNG([3]))
+    b = m.sample(8, 4, MemberRNG([3]))
     assert torch.equal(a, b)
 
 
@@ -217,4 +217,4 @@ def test_checkpoint_is_weights_only_loadable(tmp_path) -> None:
     tr.save(tmp_path / "c.pt")
     state = torch.load(tmp_path / "c.pt", weights_only=True)
     assert state["step"] == 5 and state["config"] == dataclasses.asdict(tr.cfg)
-    assert isinstance(state["gen"], torch.Tensor)
+    assert state["members"] == ["0"] and isinstance(state["gens"][0], torch.Tensor)
