@@ -212,27 +212,9 @@ def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str],
     return tuner.fit(), [t.trial_id for t in todo]
 
 
-def _label(value: Any) -> Any:
-    """An Optuna-storable label of an axis value: the value itself when primitive, else its canonical JSON."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    from sweeps.spec import _canon
-
-    return _canon(value)
-
-
 def _axis_labels(spec: SweepSpec) -> dict[str, list[Any]]:
-    """{axis name: labels of its values} — the Optuna search space over the spec's axes."""
-    return {name: [_label(v) for v in values] for name, values in spec.axes}
-
-
-def _point_of(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Map Optuna params (axis labels) back to a grid point {axis name: value}."""
-    out = {}
-    for name, values in spec.axes:
-        labels = [_label(v) for v in values]
-        out[name] = values[labels.index(params[name])]
-    return out
+    """{axis name: readable labels of its values} (e.g. "power(a=1)@0" for a tail): the Optuna search space."""
+    return {a.name: a.labels for a in spec.axes}
 
 
 def optuna_space(ot_trial: Any, spec: SweepSpec, categorical_sampler: bool, extra: Mapping[str, Any]) -> dict:
@@ -241,7 +223,9 @@ def optuna_space(ot_trial: Any, spec: SweepSpec, categorical_sampler: bool, extr
     Module level (pickled by reference through functools.partial) so Tune can checkpoint the searcher."""
     labels = _axis_labels(spec)
     params = {name: ot_trial.suggest_categorical(name, values) for name, values in labels.items()}
-    out: dict[str, Any] = {"trial": spec.trial_for(_point_of(spec, params)).to_dict(), **extra}
+    trial = spec.trial_for(spec.point_of_labels(params))
+    ot_trial.set_user_attr("trial_id", trial.trial_id)  # joins the study with the store
+    out: dict[str, Any] = {"trial": trial.to_dict(), **extra}
     if not categorical_sampler:
         o = spec.optuna
         out["boundary"] = {"metric": o.metric, "theta": float(o.theta), "target_step": int(o.target_step)}
@@ -306,7 +290,7 @@ def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int
     if not trials and not done_before.intersection(ids):
         return target  # fresh study, fresh store: GridSampler maps trial number i to grid point i, each once
     key = lambda params: tuple(params.get(n) for n in spec.axis_names)  # noqa: E731
-    labels = [{n: _label(v) for n, v in p.items()} for p in points]
+    labels = [spec.labels_of(p) for p in points]
     finished = {key(t.params) for t in trials if t.state == TrialState.COMPLETE}
     finished |= {key(lab) for lab, tid in zip(labels, ids) if tid in done_before}
     waiting = [key(t.system_attrs.get("fixed_params", {})) for t in trials if t.state == TrialState.WAITING]

@@ -219,11 +219,11 @@ class _Loop:
         if self._heldout is None:  # once per attempt, not once per evaluation
             self._heldout = torch.as_tensor(self.data.heldout, dtype=torch.long, device=trainer.device)
         ev = evaluate_step(self.cfg, trainer, self.data, step, self._heldout)
-        copy_frac = float(ev.scalars.get("copy_frac", math.nan))
+        stop_value = float(ev.scalars.get(self.cfg.stop_metric, math.nan))
         metric = (self.hooks.get("boundary") or {}).get("metric", "copy_frac")
         self.curve.append((int(step), float(ev.scalars.get(metric, math.nan))))
         theta = self.cfg.theta_stop
-        self.streak = self.streak + 1 if (theta is not None and copy_frac >= theta) else 0
+        self.streak = self.streak + 1 if (theta is not None and stop_value >= theta) else 0
         self.stopped = theta is not None and self.streak >= self.cfg.stop_patience
         wall = time.time() - self.wall0
         if self.writer is not None:

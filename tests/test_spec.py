@@ -210,7 +210,7 @@ def test_many_mistakes_one_error(tmp_path):
     assert any("impossible grammar" in p for p in problems)
     assert any(p.startswith("store:") and "file, not a directory" in p for p in problems)
     assert any(p.startswith("resources.cpu") for p in problems)
-    assert any(p.startswith("resources.gpu") for p in problems)
+    assert any(p.startswith("resources: gpu=1.5") for p in problems)
     assert any(p.startswith("stop.theta") for p in problems)
     assert any(p.startswith("axes.P[1]") and "repeats" in p for p in problems)
     assert any(p.startswith("axes.seed") for p in problems)
