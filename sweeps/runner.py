@@ -33,10 +33,11 @@ import functools
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweeps.interrupt import SigintGuard
 from sweeps.spec import SweepSpec, TrialConfig
 from sweeps.trial import DONE_STATUSES, run_trial
 
@@ -55,6 +56,8 @@ class SweepResult:
     n_skipped: int
     experiment_path: str | None  # the Tune experiment directory (None when nothing had to run)
     store: str  # the store URI
+    n_interrupted: int = 0  # trials stopped by Ctrl-C (they continue with --resume)
+    interrupted: bool = False  # the user stopped the sweep (Ctrl-C)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -154,11 +157,13 @@ def _experiment_name(storage_path: str, name: str, resume: bool) -> tuple[str, b
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", False
 
 
-def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int) -> Any:
-    """RunConfig shared by every mode: retries, latest-2 checkpoints, live progress, quiet Tune output."""
+def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int,
+                callbacks: Sequence[Any] = ()) -> Any:
+    """RunConfig shared by every mode: retries, latest-2 checkpoints, live progress, the caller's Tune callbacks,
+    quiet Tune output."""
     from ray import tune
 
-    callbacks = []
+    callbacks = list(callbacks)
     if progress:
         from sweeps.progress import LiveProgress
 
@@ -189,7 +194,8 @@ def _trial_ids(results: Any) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- modes
 def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
-              workers: int | None, resume: bool, progress: bool, extra: Mapping[str, Any]) -> tuple[Any, list[str]]:
+              workers: int | None, resume: bool, progress: bool, extra: Mapping[str, Any],
+              callbacks: Sequence[Any] = ()) -> tuple[Any, list[str]]:
     """Grid mode: every remaining trial once, through tune.grid_search (or a restored Tune experiment)."""
     from ray import tune
 
@@ -207,7 +213,7 @@ def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str],
         _trainable(spec), param_space=space,
         tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=True, trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_dirname),
-        run_config=_run_config(spec, name, storage_path, progress, len(todo)),
+        run_config=_run_config(spec, name, storage_path, progress, len(todo), callbacks),
     )
     return tuner.fit(), [t.trial_id for t in todo]
 
@@ -306,8 +312,8 @@ def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int
 
 
 def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
-                workers: int | None, progress: bool, extra: Mapping[str, Any], journal: str | None
-                ) -> tuple[Any, list[str]]:
+                workers: int | None, progress: bool, extra: Mapping[str, Any], journal: str | None,
+                callbacks: Sequence[Any] = ()) -> tuple[Any, list[str]]:
     """optuna-grid / optuna-boundary: OptunaSearch over a define-by-run space, persisted in a journal."""
     import optuna
     from ray import tune
@@ -339,7 +345,7 @@ def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str
         _trainable(spec),
         tune_config=tune.TuneConfig(search_alg=search, num_samples=n, max_concurrent_trials=workers, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
-        run_config=_run_config(spec, name, storage_path, progress, n),
+        run_config=_run_config(spec, name, storage_path, progress, n, callbacks),
     )
     return tuner.fit(), []
 
@@ -347,31 +353,37 @@ def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str
 # ---------------------------------------------------------------------------------------------------- entry
 def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None = None, resume: bool = False,
               progress: bool = True, *, storage_path: str | None = None, journal: str | None = None,
-              extra_config: Mapping[str, Any] | None = None, compact: bool = True) -> SweepResult:
+              extra_config: Mapping[str, Any] | None = None, compact: bool = True,
+              callbacks: Sequence[Any] = ()) -> SweepResult:
     """Run every unfinished trial of `spec` on Ray Tune and return what happened (see the module docstring).
 
     workers: concurrent trials (and, for an embedded Ray, num_cpus = workers * cpu per trial); address: join an
     existing cluster ("auto" or "host:port") instead of starting one; storage_path: Tune's experiment root
     (default `<store parent>/tune`; must be shared on a cluster); journal: the Optuna journal file; extra_config:
     keys added to every trial's Tune config (test and debug hooks such as `_crash_at_step`); compact: merge the
-    sweep's small store fragments at the end (readers return the same rows, only faster).
+    sweep's small store fragments at the end (readers return the same rows, only faster); callbacks: Ray Tune
+    callbacks added to the run (e.g. ray.air.integrations.wandb.WandbLoggerCallback; see the README).
+    Ctrl-C stops the sweep gracefully (sweeps.interrupt): the result says `interrupted`, with the trials it stopped.
     """
     _validate(spec, workers)
     trials = spec.trials()
     if not trials:
         raise ValueError(f"sweep {spec.name!r} expands to no trials")
     storage_path = storage_path or default_storage_path(spec.store)
+    _check_paths(spec, storage_path, journal)
     if _is_local(storage_path):
         _local(storage_path).mkdir(parents=True, exist_ok=True)
     done_before = finished_trials(spec.store, spec.name)
     started = _ensure_ray(address, workers, _resources(spec)[0])
     extra = dict(extra_config or {})
     try:
-        if spec.mode == "grid":
-            results, planned = _run_grid(spec, trials, done_before, storage_path, workers, resume, progress, extra)
-        else:
-            results, planned = _run_optuna(spec, trials, done_before, storage_path, workers, progress, extra,
-                                           journal)
+        with SigintGuard() as guard:
+            if spec.mode == "grid":
+                results, planned = _run_grid(spec, trials, done_before, storage_path, workers, resume, progress,
+                                             extra, callbacks)
+            else:
+                results, planned = _run_optuna(spec, trials, done_before, storage_path, workers, progress, extra,
+                                               journal, callbacks)
     finally:
         if started:
             import ray
@@ -381,17 +393,34 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
         from analysis.store import Store
 
         Store(spec.store).compact(sweep=spec.name)
-    return _result(spec, results, planned, done_before, trials)
+    return _result(spec, results, planned, done_before, trials, guard.hit)
+
+
+def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> None:
+    """Refuse to start when Tune's directory or the Optuna journal cannot be created (a SpecError, before Ray);
+    the effective spec is then recorded in the store (sweeps.spec.storage.record_spec)."""
+    from sweeps.spec import SpecError
+    from sweeps.spec.storage import check_run_paths, record_spec
+
+    journal = journal or (journal_path(spec, storage_path) if spec.mode != "grid" else None)
+    problems = check_run_paths(spec, storage_path, journal)
+    if problems:
+        raise SpecError(problems, spec.source)
+    record_spec(spec)
 
 
 def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[str],
-            trials: list[TrialConfig]) -> SweepResult:
-    """Count finished / failed / skipped trials from the store (the source of truth) and the Tune results."""
+            trials: list[TrialConfig], interrupted: bool = False) -> SweepResult:
+    """Count finished / failed / interrupted / skipped trials from the store (the source of truth) and the Tune
+    results: after a Ctrl-C, an unfinished trial without a Tune error was interrupted, not failed."""
     ran = set(planned) | (set(_trial_ids(results)) if results is not None else set())
     ran -= done_before
     done_after = finished_trials(spec.store, spec.name)
     skipped = done_before & {t.trial_id for t in trials} if spec.mode != "optuna-boundary" else set()
     n_done = len(ran & done_after)
+    unfinished = ran - done_after
+    errored = {(r.config or {}).get("trial", {}).get("trial_id") for r in results or () if r.error is not None}
+    failed = unfinished & errored if interrupted else unfinished
     path = getattr(results, "experiment_path", None) if results is not None else None
-    return SweepResult(n_done=n_done, n_failed=len(ran - done_after), n_skipped=len(skipped),
-                       experiment_path=path, store=str(spec.store))
+    return SweepResult(n_done=n_done, n_failed=len(failed), n_skipped=len(skipped), experiment_path=path,
+                       store=str(spec.store), n_interrupted=len(unfinished - failed), interrupted=interrupted)

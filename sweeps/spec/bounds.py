@@ -36,53 +36,64 @@ def n_params(model: Any, v: int, d: int, s: int, L: int) -> int:
     return n_in * w + time + L * per_level + head
 
 
+# What drives each part of an estimate: the spec keys named in a refusal, so it says which value to lower.
+DRIVERS = {
+    "weights, gradients, Adam": ("model.width", "model.depth"),
+    "training activations": ("train.batch_size", "model.width", "model.depth"),
+    "sampling activations": ("eval.n_gen", "model.width"),
+    "training and held-out tokens": ("data.P", "data.heldout"),
+    "data sets and their index": ("data.P", "data.heldout", "eval.n_gen"),
+    "training": ("train.steps", "train.batch_size", "model.width"),
+    "evaluation": ("eval.n_gen", "train.evals_per_decade", "model.width"),
+}
+_VALUES = {"model.width": lambda t: t.model.width, "model.depth": lambda t: t.model.depth,
+           "train.batch_size": lambda t: t.train.batch_size, "train.steps": lambda t: t.train.steps,
+           "train.evals_per_decade": lambda t: t.train.evals_per_decade, "eval.n_gen": lambda t: t.n_gen,
+           "data.P": lambda t: t.P, "data.heldout": lambda t: t.heldout}
+
+
 @dataclass(frozen=True)
 class Estimate:
-    """Memory (bytes, by part) and a lower bound on the time of one trial."""
+    """Memory (bytes, by part) and a lower bound on the time (seconds, by part) of one trial."""
 
     params: int
     device: dict[str, float] = field(default_factory=dict)   # on the trial's device (the GPU, or RAM on CPU)
     host: dict[str, float] = field(default_factory=dict)     # in the trial's process besides the device parts
-    seconds: float = 0.0
+    time: dict[str, float] = field(default_factory=dict)
 
     @property
-    def device_bytes(self) -> float:
-        return sum(self.device.values())
-
-    @property
-    def host_bytes(self) -> float:
-        return sum(self.host.values())
+    def seconds(self) -> float:
+        return sum(self.time.values())
 
 
 def estimate(trial: Any, gpu: float) -> Estimate:
     """Memory and minimum time of `trial` (a TrialConfig) on a GPU share `gpu` (0: CPU)."""
+    from models import eval_schedule
+
     g, m, t = trial.grammar, trial.model, trial.train
     d, v, w, B, n = g.d, g.v, m.width, t.batch_size, trial.n_gen
     N = n_params(m, v, d, g.s, g.L)
     transformer = m.backbone == "transformer"
     layers = m.depth if transformer else 2 * g.L * m.depth
-    per_layer = lambda b: 2 * (34 * d * b * w + (5 * m.heads * d * d * b if transformer else 0))  # noqa: E731
+    per_layer = 2 * (34 * d * B * w + (5 * m.heads * d * d * B if transformer else 0))
     device = {
         "weights, gradients, Adam": FLOAT * N * (4 + (t.ema > 0)),
-        "training activations": layers * per_layer(B) + 3 * FLOAT * B * d * v,
+        "training activations": layers * per_layer + 3 * FLOAT * B * d * v,
         "sampling activations": 2 * FLOAT * n * d * (w + v) + (FLOAT * m.heads * n * d * d if transformer else 0),
         "training and held-out tokens": TOKEN * d * (trial.P + trial.heldout),
     }
     host = {"data sets and their index": 4 * TOKEN * d * (trial.P + trial.heldout + n)}
-    matmul = (m.depth * 12 * w * w + w * v) if transformer else (w * v + w * w)
-    step_flops = 6 * matmul * B * d
-    from models import eval_schedule
-
-    evals = len(eval_schedule(t.steps, t.evals_per_decade, t.first_eval)) if t.steps < 10**15 else 15 * 8
-    calls = d if trial.sample_steps is None else trial.sample_steps
-    eval_flops = evals * calls * 2 * matmul * n * d
+    matmul = (m.depth * 12 * w * w + w * v) if transformer else (w * v + w * w)  # weights every token meets
     peak = PEAK_FLOPS["cuda"] * max(gpu, 1.0) if gpu > 0 else PEAK_FLOPS["cpu"]
-    seconds = t.steps * max(MIN_STEP_SECONDS, step_flops / peak) + eval_flops / peak
-    return Estimate(N, device, host, seconds)
+    evals = len(eval_schedule(min(t.steps, 10**15), t.evals_per_decade, t.first_eval))
+    calls = d if trial.sample_steps is None else trial.sample_steps
+    time = {"training": t.steps * max(MIN_STEP_SECONDS, 6 * matmul * B * d / peak),
+            "evaluation": evals * calls * max(MIN_STEP_SECONDS, 2 * matmul * n * d / peak)}
+    return Estimate(N, device, host, time)
 
 
 def _size(x: float) -> str:
-    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", GiB), ("MiB", 2**20)):
+    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", GiB), ("MiB", 2**20), ("KiB", 2**10)):
         if x >= scale:
             return f"{x / scale:.3g} {unit}"
     return f"{x:.0f} B"
@@ -95,9 +106,11 @@ def _duration(s: float) -> str:
     return f"{s:.0f} s"
 
 
-def _parts(parts: dict[str, float]) -> str:
-    big = sorted(parts.items(), key=lambda kv: -kv[1])[:2]
-    return ", ".join(f"{name} {_size(b)}" for name, b in big)
+def _why(trial: Any, parts: dict[str, float], show: Any) -> str:
+    """The largest part, its size and the values that drive it."""
+    name, amount = max(parts.items(), key=lambda kv: kv[1])
+    values = ", ".join(f"{k}={_VALUES[k](trial):,}" for k in DRIVERS[name])
+    return f"mostly {name}: {show(amount)} at {values}"
 
 
 def problems(trial: Any, gpu: float, device_limit: float | None = None, host_limit: float | None = None
@@ -115,12 +128,13 @@ def problems(trial: Any, gpu: float, device_limit: float | None = None, host_lim
     for what, parts, limit, unit in checks:
         need = sum(parts.values())
         if need > limit:
-            out.append((what, f"needs ~{_size(need)} of {what} ({_parts(parts)}; {e.params:,} parameters), over "
-                              f"the limit of {_size(limit)} per trial ({unit}; sweeps/spec/bounds.py)"))
+            out.append((what, f"needs ~{_size(need)} of {what} ({_why(trial, parts, _size)}; {e.params:,} "
+                              f"parameters), over the limit of {_size(limit)} per trial ({unit}; "
+                              "sweeps/spec/bounds.py)"))
     if e.seconds > MAX_TRIAL_SECONDS:
         peak = PEAK_FLOPS["cuda" if gpu > 0 else "cpu"]
-        out.append(("time", f"needs at least {_duration(e.seconds)} ({trial.train.steps:,} steps at <= "
-                            f"{1 / MIN_STEP_SECONDS:,.0f} steps/s and {peak:.2g} FLOP/s), over the limit of "
+        out.append(("time", f"needs at least {_duration(e.seconds)} ({_why(trial, e.time, _duration)}; at most "
+                            f"{peak:.2g} FLOP/s and {1 / MIN_STEP_SECONDS:,.0f} steps/s), over the limit of "
                             f"{_duration(MAX_TRIAL_SECONDS)} per trial (sweeps/spec/bounds.py)"))
     return out
 

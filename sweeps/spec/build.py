@@ -237,10 +237,16 @@ class _Builder:
             ids[trial_id] = point
         self.problems += list(dict.fromkeys(fixed))
         for msg, points in failures.values():
-            where = ", ".join(f"{Axis(k, ()).alias}={show(v)}" for k, v in points[0].items())
+            if len(points) == spec.n_trials > 1:
+                self.fail(f"all {len(points)} grid points, e.g. {{{_where(points[0])}}}: {msg}")
+                continue
             n = len(points) - 1
             more = f" (and {n} more point{'s' if n > 1 else ''})" if n else ""
-            self.fail(f"axes point {{{where}}}{more}: {msg}")
+            self.fail(f"axes point {{{_where(points[0])}}}{more}: {msg}")
+
+
+def _where(point: Mapping[str, Any]) -> str:
+    return ", ".join(f"{Axis(k, ()).alias}={show(v)}" for k, v in point.items())
 
 
 # The settings each check of a point depends on: a problem no axis can change is reported once, without a point.

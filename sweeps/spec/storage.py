@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def creatable_dir(p: Path) -> str | None:
             return f"{str(p)!r} exists and is not a directory"
         if not os.access(p, os.W_OK | os.X_OK):
             return f"{str(p)!r} is not writable"
-        return None
+        return _probe(p, p)
     parent = p.parent
     while not parent.exists() and not parent.is_symlink():
         parent = parent.parent
@@ -64,6 +65,16 @@ def creatable_dir(p: Path) -> str | None:
         return f"{str(p)!r} cannot be created: {str(parent)!r} is a file, not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"{str(p)!r} cannot be created: {str(parent)!r} is not writable"
+    return _probe(p, parent)
+
+
+def _probe(p: Path, parent: Path) -> str | None:
+    """Make and remove an empty directory in `parent`: permission bits do not tell everything (root ignores
+    them, read-only mounts and pseudo file systems such as /proc refuse anyway)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".memsweep-probe-", dir=parent))
+    except OSError as e:
+        return f"{str(p)!r} cannot be created in {str(parent)!r}: {e.strerror or e}"
     return None
 
 
@@ -127,3 +138,33 @@ def check_access(uri: str, timeout: float = ACCESS_TIMEOUT_S) -> list[str]:
     why = (r.stdout.strip() or r.stderr.strip().splitlines()[-1:] or ["unknown error"])
     why = why if isinstance(why, str) else why[0]
     return [f"store: {uri!r} is not accessible ({why}); {hint}"]
+
+
+# ------------------------------------------------------------------------------------------ the spec copy
+SPECS_DIR = "_specs"  # under the store root; the leading '_' makes Arrow's dataset discovery skip it
+
+
+def spec_copy_uri(spec: Any) -> str:
+    """Where the effective spec of a sweep is kept: `<store>/_specs/<name>-<hash of its YAML>.yaml`, one file per
+    distinct effective spec the sweep ran with (overrides included)."""
+    import hashlib
+
+    digest = hashlib.sha1(spec.to_yaml().encode()).hexdigest()[:8]
+    return f"{str(spec.store).rstrip('/')}/{SPECS_DIR}/{spec.name}-{digest}.yaml"
+
+
+def record_spec(spec: Any) -> str:
+    """Write the effective spec (spec.to_yaml()) next to the sweep's data, once; returns its URI."""
+    import pyarrow.fs as pafs
+
+    uri = spec_copy_uri(spec)
+    if is_local(uri):
+        fs, path = pafs.LocalFileSystem(), str(local_path(uri))
+    else:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        header = f"# effective spec of sweep {spec.name!r} (source: {spec.source or 'a dict'})\n"
+        with fs.open_output_stream(path) as out:
+            out.write((header + spec.to_yaml()).encode())
+    return uri
