@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from analysis.registry import DEFAULT_MEM_METRIC, MEM_METRICS
+from sweeps.launch import EXIT_INTERRUPTED, load, print_spec, resume_command, run
 
 DESCRIPTION = ("Sweeps that measure when and what discrete diffusion models memorize on Random Hierarchy Model "
                "strings. New here? `memsweep demo --out runs/demo` runs a small sweep, fits the onset laws and "
@@ -25,7 +26,6 @@ DESCRIPTION = ("Sweeps that measure when and what discrete diffusion models memo
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -37,43 +37,6 @@ def _console() -> Any:
     """Rich console; wide when stdout is not a terminal, so tables in logs are not squeezed to 80 columns."""
     from rich.console import Console
     return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-
-
-# Ray Tune's own console output is replaced by sweeps.progress: the legacy reporter at verbose=0 prints no
-# experiment banner, and the checkpoint-sync warning is noise for trials that checkpoint at every evaluation.
-RAY_QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-                 "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _load(args: argparse.Namespace, spec_arg: str | None = None) -> Any:
-    """The validated spec of a file path or preset name, with the overrides and --store applied."""
-    from sweeps.spec import load_spec
-
-    spec = load_spec(spec_arg or args.spec, getattr(args, "overrides", ()))
-    return spec.with_store(args.store) if getattr(args, "store", None) else spec
-
-
-def _preflight(spec: Any, local: bool) -> None:
-    """Everything a run needs that the spec alone cannot tell, checked before any work: the store is reachable
-    (remote stores: a bounded-time probe), Tune's directory and the Optuna journal can be created, and, for a
-    run on this machine, every trial fits its memory. SpecError listing the problems."""
-    from sweeps.runner import default_storage_path, journal_path
-    from sweeps.spec import SpecError, bounds, check_access
-    from sweeps.spec.storage import check_run_paths
-
-    tune_dir = default_storage_path(spec.store)
-    journal = journal_path(spec, tune_dir) if spec.mode != "grid" else None
-    problems = check_access(spec.store) + check_run_paths(spec, tune_dir, journal)
-    if local:
-        device, host = bounds.local_limits(spec.resources.gpu)
-        seen = set()
-        for trial in spec.trials():
-            for kind, msg in bounds.problems(trial, spec.resources.gpu, device, host):
-                if kind not in seen:
-                    seen.add(kind)
-                    problems.append(f"on this machine, trial {trial.trial_id} {msg.replace('per trial', 'here')}")
-    if problems:
-        raise SpecError(problems, spec.source)
 
 
 def _existing_store(uri: str, sweep: str | None = None) -> Any:
@@ -96,22 +59,6 @@ def _existing_store(uri: str, sweep: str | None = None) -> Any:
     if sweep is not None and sweep not in sweeps:
         raise UserError(f"no sweep {sweep!r} in the store {uri!r}; its sweeps: {', '.join(sweeps)}")
     return store
-
-
-def _print_spec(spec: Any, console: Any) -> None:
-    """Name, mode, store, resources and the grid of a spec, then the effective spec as compact YAML."""
-    console.print(f"[bold]{spec.name}[/bold]: {spec.description}" if spec.description else f"[bold]{spec.name}[/bold]")
-    console.print(f"  mode {spec.mode}, store {spec.store}", highlight=False)
-    res = spec.resources
-    console.print(f"  per trial: cpu {res['cpu']:g}, gpu {res['gpu']:g}")
-    grid = spec.grid_summary()
-    sizes = " x ".join(f"{len(values)} {name}" for name, values in grid)
-    console.print(f"  {spec.n_trials} trials = {sizes}")
-    for name, values in grid:
-        console.print(f"    {name}: {', '.join(values)}", highlight=False)
-    console.print("  effective spec:", highlight=False)
-    for line in spec.to_yaml().splitlines():
-        console.print(f"    {line}", highlight=False, markup=False)
 
 
 def _write_table(table: Any, out: str) -> Path:
@@ -150,56 +97,6 @@ def _report(store_uri: str, out_dir: str, sweep: str | None) -> Path:
     return path if path.suffix == ".html" else path / "index.html"
 
 
-def _resume_command(args: argparse.Namespace) -> str:
-    """The command that continues this invocation's sweep: the same arguments plus --resume."""
-    argv = ["memsweep", args.command]
-    if args.command == "run":
-        argv.append(args.spec)
-    else:
-        argv += ["--out", args.out] + (["--spec", args.spec] if args.spec != "demo" else [])
-    argv += list(args.overrides)
-    for flag in ("store", "workers", "address"):
-        if getattr(args, flag, None) is not None:
-            argv += [f"--{flag}", str(getattr(args, flag))]
-    return shlex.join(argv + ["--resume"])
-
-
-def _all_finished(spec: Any) -> bool:
-    """Whether the store lists every trial of a grid-like spec as finished (optuna-boundary: never known)."""
-    from sweeps.runner import finished_trials
-
-    if spec.mode == "optuna-boundary":
-        return False
-    return {t.trial_id for t in spec.trials()} <= finished_trials(spec.store, spec.name)
-
-
-def _run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
-    """Run a spec through the runner; prints what happened; returns the SweepResult (None: nothing to resume)."""
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    if args.resume and _all_finished(spec):
-        console.print(f"{spec.name}: all {spec.n_trials} trials are already finished in {spec.store}; nothing to "
-                      "resume", highlight=False)
-        return None
-    _print_spec(spec, console)
-    _preflight(spec, local=args.address is None)
-    from sweeps.runner import run_sweep
-    from sweeps.spec.storage import spec_copy_uri
-
-    console.print(f"  effective spec kept at {spec_copy_uri(spec)}", highlight=False)
-    result = run_sweep(spec, workers=args.workers, address=args.address, resume=args.resume,
-                       progress=not args.no_progress)
-    if result.interrupted:
-        console.print(f"{spec.name}: interrupted: {result.n_done} trials finished, {result.n_interrupted} "
-                      f"interrupted, {result.n_failed} failed; their rows up to the last evaluation are in "
-                      f"{result.store}", highlight=False)
-        console.print(f"resume with: {_resume_command(args)}", highlight=False, markup=False)
-        raise SystemExit(EXIT_INTERRUPTED)
-    console.print(f"{spec.name}: {result.n_done} trials finished, {result.n_failed} failed, "
-                  f"{result.n_skipped} already in the store; store {result.store}", highlight=False)
-    return result
-
-
 # ----------------------------------------------------------------------------------------------- commands
 def _cmd_version(args: argparse.Namespace) -> int:
     print(_dist_version("memsweep"))
@@ -216,16 +113,18 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    spec = _load(args)
-    _print_spec(spec, _console())
-    _preflight(spec, local=False)
+    from sweeps.launch import preflight
+
+    spec = load(args)
+    print_spec(spec, _console())
+    preflight(spec, local=False)
     print("ok")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     console = _console()
-    result = _run(_load(args), args, console)
+    result = run(load(args), args, console)
     return EXIT_FAILED if result is not None and result.n_failed else 0
 
 
@@ -274,8 +173,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     console = _console()
     out = Path(args.out).expanduser().absolute()
-    spec = _load(args).with_store(str(out / "store"))
-    result = _run(spec, args, console)
+    spec = load(args).with_store(str(out / "store"))
+    result = run(spec, args, console)
     _fit(spec.store, spec.name, [0.1, 0.5, 0.9], DEFAULT_MEM_METRIC, console)
     index = _report(spec.store, str(out / "report"), spec.name)
     console.print(f"report (figures, laws.csv, laws.parquet): {index}", highlight=False)
@@ -404,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memsweep: interrupted", file=sys.stderr)
         if args.command in ("run", "demo"):
-            print(f"resume with: {_resume_command(args)}", file=sys.stderr)
+            print(f"resume with: {resume_command(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SystemExit as e:
         if e.code == EXIT_INTERRUPTED:

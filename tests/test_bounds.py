@@ -65,10 +65,10 @@ def test_every_preset_is_within_bounds():
 def test_a_machine_smaller_than_the_limits_is_checked_for_a_local_run(tmp_path, monkeypatch):
     """`memsweep run` on this machine compares each trial with this machine's memory, not only the absolute
     limits (here a pretend machine of 64 MiB, which the 1e6-string training set overflows)."""
-    from sweeps import cli
+    from sweeps import launch
 
     spec = _spec(tmp_path, grammar=BIG_GRAMMAR, axes={"P": [10**6]})
-    cli._preflight(spec, local=False)
+    launch.preflight(spec, local=False)
     monkeypatch.setattr(bounds, "local_limits", lambda gpu: (64 * 2**20, 64 * 2**20))
     with pytest.raises(SpecError, match=r"on this machine, trial b-\w+ needs ~.* of RAM .*over the limit of 64 MiB"):
-        cli._preflight(spec, local=True)
+        launch.preflight(spec, local=True)

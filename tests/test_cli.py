@@ -212,7 +212,8 @@ def test_validate_prints_the_effective_spec_with_overrides(tmp_path):
 
 
 def test_demo_takes_overrides_and_a_resume_flag(tmp_path):
-    from sweeps.cli import _load, _parse, _resume_command
+    from sweeps.cli import _parse
+    from sweeps.launch import load as _load, resume_command as _resume_command
     args = _parse(["demo", "--out", str(tmp_path), "train.steps=100", "--workers", "1", "axes.P=[8]"])
     assert args.overrides == ["train.steps=100", "axes.P=[8]"]
     spec = _load(args)
