@@ -404,9 +404,13 @@ def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> Non
 
     journal = journal or (journal_path(spec, storage_path) if spec.mode != "grid" else None)
     problems = check_run_paths(spec, storage_path, journal)
+    if not problems:
+        try:
+            record_spec(spec)
+        except OSError as e:
+            problems.append(f"store: cannot write the effective spec into {spec.store!r}: {e}")
     if problems:
         raise SpecError(problems, spec.source)
-    record_spec(spec)
 
 
 def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[str],
