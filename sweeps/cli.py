@@ -10,8 +10,6 @@ with status 1; Ctrl-C exits with 130 after printing the command that resumes the
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import sys
 from importlib.metadata import version as _dist_version
 from pathlib import Path

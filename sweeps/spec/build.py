@@ -173,7 +173,8 @@ class _Builder:
         labels = [label(v) for v in parsed]
         for i, lab in enumerate(labels):
             if labels.index(lab) != i:
-                self.fail(f"{path}: two values share the label {lab!r}; write them so their labels differ")
+                self.fail(f"{path}: two values share the label {lab!r} (what tables and Optuna call them); make them "
+                          "differ in a printed digit")
         return parsed
 
     def _fixed_in_yaml(self, canon: str) -> bool:
@@ -296,7 +297,7 @@ def _single_builders(v: Mapping[str, Any]) -> dict[str, Any]:
         if grammar() is not None:
             check_data(section, grammar())
 
-    return {"grammar": lambda: GrammarSpec(**v["grammar"]), "tail": lambda: v["tail"].resolved_levels(v["grammar"]["L"]),
-            "data": data, "model": lambda: ModelConfig(**v["model"]),
-            "train": lambda: TrainConfig(**v["train"], seed=v["seed"]), "eval": lambda: EvalSection(**v["eval"]),
+    return {"grammar": lambda: GrammarSpec(**v["grammar"]),
+            "tail": lambda: v["tail"].resolved_levels(v["grammar"]["L"]), "data": data,
+            "model": lambda: ModelConfig(**v["model"]), "train": lambda: TrainConfig(**v["train"], seed=v["seed"]), "eval": lambda: EvalSection(**v["eval"]),
             "stop": lambda: StopSection(**v["stop"])}
