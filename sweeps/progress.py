@@ -276,7 +276,9 @@ class LiveProgress(tune.Callback):
         for status in ("running", "queued", "retrying", "done", "failed", "interrupted"):
             if c[status] or status in ("running", "queued", "done"):
                 text.append(f"{status} {c[status]}  ", style=STYLES[status])
-        text.append(f"elapsed {fmt_duration(self.elapsed())}  ETA {fmt_duration(self.eta())}")
+        text.append(f"elapsed {fmt_duration(self.elapsed())}")
+        if not self._closed:  # the final state has nothing left to estimate
+            text.append(f"  ETA {fmt_duration(self.eta())}")
         return text
 
     def render(self) -> Group:
