@@ -1,19 +1,22 @@
 """`memsweep` command line: a thin layer over sweeps/ and analysis/.
 
 Subcommands: run, validate, presets, status, compact, fit, report, demo, version. Heavy modules (ray, torch,
-pyarrow) are imported inside the subcommands so `memsweep --help` stays fast. Spec mistakes print as a clean
-list (no traceback) and exit with status 2; a sweep with failed trials exits with status 1.
+pyarrow) are imported inside the subcommands so `memsweep --help` stays fast. `run`, `validate` and `demo` take
+Hydra-style overrides after the spec (`memsweep run demo train.steps=2000 axes.P=[8,16]`, see
+sweeps.spec.overrides), validated like the YAML. Mistakes (spec, arguments, an unusable store) print as a clean
+message without a traceback and exit with status 2, before any work starts; a sweep with failed trials exits
+with status 1; Ctrl-C exits with 130 after printing the command that resumes the sweep.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any, Callable
 
 from analysis.registry import DEFAULT_MEM_METRIC, MEM_METRICS
+from sweeps.launch import EXIT_INTERRUPTED, load, print_spec, resume_command, run
 
 DESCRIPTION = ("Sweeps that measure when and what discrete diffusion models memorize on Random Hierarchy Model "
                "strings. New here? `memsweep demo --out runs/demo` runs a small sweep, fits the onset laws and "
@@ -34,40 +37,26 @@ def _console() -> Any:
     return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
-# Ray Tune's own console output is replaced by sweeps.progress: the legacy reporter at verbose=0 prints no
-# experiment banner, and the checkpoint-sync warning is noise for trials that checkpoint at every evaluation.
-RAY_QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-                 "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _load(spec_arg: str, store: str | None = None) -> Any:
-    """The validated spec of a file path or preset name, with the store optionally overridden."""
-    from sweeps.spec import load_spec
-    spec = load_spec(spec_arg)
-    return spec.with_store(store) if store else spec
-
-
-def _existing_store(uri: str) -> Any:
-    """A Store for `uri`; UserError when it is a local path that does not exist (a typo, usually)."""
-    if "://" not in uri or uri.startswith("file://"):
-        path = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
-        if not path.is_dir():
-            raise UserError(f"no store at {str(path)!r} (not a directory)")
+def _existing_store(uri: str, sweep: str | None = None) -> Any:
+    """A Store for `uri` that holds data (of `sweep`, if given); UserError naming what is there instead."""
+    local = "://" not in uri or uri.startswith("file://")
+    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+    if local and not path.is_dir():
+        raise UserError(f"no store at {str(path)!r} (not a directory)")
     from analysis.store import Store
-    return Store(uri)
 
-
-def _print_spec(spec: Any, console: Any) -> None:
-    """Name, mode, store, resources and the grid of a spec."""
-    console.print(f"[bold]{spec.name}[/bold]: {spec.description}" if spec.description else f"[bold]{spec.name}[/bold]")
-    console.print(f"  mode {spec.mode}, store {spec.store}")
-    res = spec.resources
-    console.print(f"  per trial: cpu {res['cpu']:g}, gpu {res['gpu']:g}")
-    grid = spec.grid_summary()
-    sizes = " x ".join(f"{len(values)} {name}" for name, values in grid)
-    console.print(f"  {spec.n_trials} trials = {sizes}")
-    for name, values in grid:
-        console.print(f"    {name}: {', '.join(values)}", highlight=False)
+    store = Store(uri)
+    try:
+        sweeps = store.sweeps()
+    except OSError as e:
+        raise UserError(f"cannot read the store {uri!r}: {e}") from None
+    if not sweeps:
+        inner = [p for p in sorted(path.iterdir()) if p.is_dir() and Store(str(p)).sweeps()] if local else []
+        hint = f"; did you mean {str(inner[0])!r}?" if inner else " (a store is what `memsweep run` writes)"
+        raise UserError(f"{uri!r} is not a store with data: no table of any sweep is there{hint}")
+    if sweep is not None and sweep not in sweeps:
+        raise UserError(f"no sweep {sweep!r} in the store {uri!r}; its sweeps: {', '.join(sweeps)}")
+    return store
 
 
 def _write_table(table: Any, out: str) -> Path:
@@ -89,7 +78,7 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
     """Onsets from the store, laws per (tail, L) and joint, printed; returns the laws table."""
     from analysis.fits import fit_laws, print_laws
     from analysis.onset import onsets
-    store = _existing_store(store_uri)
+    store = _existing_store(store_uri, sweep)
     table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric)
     if table.num_rows == 0:
         raise UserError(f"no onsets in {store_uri!r}" + (f" for sweep {sweep!r}" if sweep else "")
@@ -102,21 +91,8 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
 def _report(store_uri: str, out_dir: str, sweep: str | None) -> Path:
     """Write the HTML report; returns the path of its index.html."""
     from analysis.report import write_report
-    path = Path(write_report(_existing_store(store_uri), out_dir, sweep=sweep))
+    path = Path(write_report(_existing_store(store_uri, sweep), out_dir, sweep=sweep))
     return path if path.suffix == ".html" else path / "index.html"
-
-
-def _run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
-    """Run a spec through the runner; prints what happened; returns the SweepResult."""
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    from sweeps.runner import run_sweep
-    _print_spec(spec, console)
-    result = run_sweep(spec, workers=args.workers, address=args.address, resume=getattr(args, "resume", False),
-                       progress=not args.no_progress)
-    console.print(f"{spec.name}: {result.n_done} trials finished, {result.n_failed} failed, "
-                  f"{result.n_skipped} already in the store; store {result.store}", highlight=False)
-    return result
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -135,16 +111,19 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    spec = _load(args.spec, args.store)
-    _print_spec(spec, _console())
+    from sweeps.launch import preflight
+
+    spec = load(args)
+    print_spec(spec, _console())
+    preflight(spec, local=False)
     print("ok")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     console = _console()
-    result = _run(_load(args.spec, args.store), args, console)
-    return EXIT_FAILED if result.n_failed else 0
+    result = run(load(args), args, console)
+    return EXIT_FAILED if result is not None and result.n_failed else 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -166,10 +145,21 @@ def _cmd_compact(args: argparse.Namespace) -> int:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     console = _console()
+    if args.out:
+        _out_dir_ok(args.out)
     laws = _fit(args.store, args.sweep, args.theta or [0.5], args.metric, console)
     if args.out:
         console.print(f"laws written to {_write_table(laws, args.out)}")
     return 0
+
+
+def _out_dir_ok(out: str) -> None:
+    """UserError when the folder of an output file cannot be made (checked before a long computation)."""
+    from sweeps.spec.storage import creatable_dir
+
+    why = creatable_dir(Path(out).expanduser().absolute().parent)
+    if why:
+        raise UserError(f"--out {out!r}: {why}")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -181,8 +171,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     console = _console()
     out = Path(args.out).expanduser().absolute()
-    spec = _load(args.spec, str(out / "store"))
-    result = _run(spec, args, console)
+    spec = load(args).with_store(str(out / "store"))
+    result = run(spec, args, console)
     _fit(spec.store, spec.name, [0.1, 0.5, 0.9], DEFAULT_MEM_METRIC, console)
     index = _report(spec.store, str(out / "report"), spec.name)
     from analysis.report import HEADLINE_FILE
@@ -190,7 +180,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for line in (index.parent / HEADLINE_FILE).read_text().splitlines():
         console.print(f"  - {line}", highlight=False, soft_wrap=True)
     console.print(f"report (figures, laws.csv, laws.parquet): {index}", highlight=False)
-    return EXIT_FAILED if result.n_failed else 0
+    return EXIT_FAILED if result is not None and result.n_failed else 0
 
 
 # ------------------------------------------------------------------------------------------------- parser
@@ -205,10 +195,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    """argparse type for an onset threshold: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; a threshold is a fraction in (0, 1]") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1]; a threshold is a fraction of the curve's range "
+                                         "(e.g. 0.5)")
+    return value
+
+
+def _table_file(text: str) -> str:
+    """argparse type for --out of `fit`: a .parquet or .csv file name (refused before fitting)."""
+    if Path(text).suffix not in (".parquet", ".csv"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a .parquet or .csv file name")
+    return text
+
+
+OVERRIDES_HELP = ("overrides of the spec, Hydra style: KEY=VALUE (value parsed as YAML) or ~KEY, e.g. "
+                  "train.steps=2000 axes.P=[8,16] model.width=128 ~stop")
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_positive_int, default=None, help="trials at once (default: as many as fit)")
     p.add_argument("--address", default=None, help="join a running Ray cluster: 'auto' or HOST:PORT")
     p.add_argument("--no-progress", action="store_true", help="no live table (Ray's own output is still quiet)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue unfinished trials from their latest checkpoints (finished ones are always skipped)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,12 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", _cmd_run, "run a sweep (a spec file or a preset name) on Ray Tune")
     p.add_argument("spec", metavar="SPEC", help="YAML spec file or preset name (see `memsweep presets`)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     _add_run_options(p)
-    p.add_argument("--resume", action="store_true", help="continue unfinished trials from their latest checkpoints (finished ones are always skipped)")
     p.add_argument("--store", default=None, metavar="URI", help="write to this store instead of the spec's")
 
-    p = add("validate", _cmd_validate, "check a spec without running it; print its trial count and grid")
+    p = add("validate", _cmd_validate, "check a spec without running it; print its trial count, grid and the "
+                                       "effective spec, and check that its store is reachable")
     p.add_argument("spec", metavar="SPEC", help="YAML spec file or preset name")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     p.add_argument("--store", default=None, metavar="URI", help="validate with this store instead of the spec's")
 
     p = add("presets", _cmd_presets, "list the shipped presets")
@@ -244,11 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("fit", _cmd_fit, "fit onset laws tau = C * P**beta per (tail, L) and jointly; print them")
     p.add_argument("store", metavar="STORE", help="store path or URI")
     p.add_argument("--sweep", default=None, help="only this sweep (default: every sweep in the store)")
-    p.add_argument("--theta", type=float, action="append", default=None,
-                   help="onset threshold; repeat for several (default 0.5)")
+    p.add_argument("--theta", type=_fraction, action="append", default=None,
+                   help="onset threshold in (0, 1]; repeat for several (default 0.5)")
     p.add_argument("--metric", default=DEFAULT_MEM_METRIC, choices=MEM_METRICS,
                    help="curve whose threshold crossing defines the onset")
-    p.add_argument("--out", default=None, metavar="FILE", help="also write the laws table (.parquet or .csv)")
+    p.add_argument("--out", type=_table_file, default=None, metavar="FILE",
+                   help="also write the laws table (.parquet or .csv)")
 
     p = add("report", _cmd_report, "write the HTML report (figures + index.html) of a store")
     p.add_argument("store", metavar="STORE", help="store path or URI")
@@ -257,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", _cmd_demo, "run the demo preset into DIR/store, fit and print the laws, write DIR/report")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     _add_run_options(p)
     p.add_argument("--spec", default="demo", help=argparse.SUPPRESS)  # e.g. `--spec tiny` for a quick check
 
@@ -264,8 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse; overrides may come anywhere after the spec, between options (argparse stops a positional list at
+    the first option, so the rest arrive as unknown arguments and are added here)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(x.startswith("-") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return args.func(args)
     except UserError as e:
@@ -273,7 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("memsweep: interrupted", file=sys.stderr)
-        return 130
+        if args.command in ("run", "demo"):
+            print(f"resume with: {resume_command(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as e:
+        if e.code == EXIT_INTERRUPTED:
+            return EXIT_INTERRUPTED
+        raise
     except Exception as e:
         # A SpecError can only come from sweeps.spec, already imported by then; not importing it up front
         # keeps `memsweep --help` and `version` free of torch.

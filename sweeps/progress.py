@@ -23,7 +23,8 @@ from rich.text import Text
 # stdout redirection; written inside the live region they leave a stale copy of the table on screen.
 TUNE_LOGGER = "ray.tune"
 
-STYLES = {"queued": "dim", "running": "cyan", "retrying": "yellow", "done": "green", "failed": "bold red"}
+STYLES = {"queued": "dim", "running": "cyan", "retrying": "yellow", "done": "green", "failed": "bold red",
+          "interrupted": "magenta"}
 
 
 @dataclass
@@ -272,10 +273,12 @@ class LiveProgress(tune.Callback):
         total = self.total if self.total is not None else len(self.rows)
         text = Text(f"{self.title}: ", style="bold")
         text.append(f"{c['done'] + c['failed']}/{total} finished  ")
-        for status in ("running", "queued", "retrying", "done", "failed"):
+        for status in ("running", "queued", "retrying", "done", "failed", "interrupted"):
             if c[status] or status in ("running", "queued", "done"):
                 text.append(f"{status} {c[status]}  ", style=STYLES[status])
-        text.append(f"elapsed {fmt_duration(self.elapsed())}  ETA {fmt_duration(self.eta())}")
+        text.append(f"elapsed {fmt_duration(self.elapsed())}")
+        if not self._closed:  # the final state has nothing left to estimate
+            text.append(f"  ETA {fmt_duration(self.eta())}")
         return text
 
     def render(self) -> Group:
@@ -284,7 +287,7 @@ class LiveProgress(tune.Callback):
         for col, justify in (("trial", "left"), ("config", "left"), ("status", "left"), ("step", "right"),
                              ("copy_frac", "right"), ("time", "right")):
             table.add_column(col, justify=justify, no_wrap=True)
-        order = {"running": 0, "retrying": 1, "failed": 2, "done": 3, "queued": 4}
+        order = {"running": 0, "retrying": 1, "interrupted": 2, "failed": 3, "done": 4, "queued": 5}
         now = self.clock()
         rows = sorted(self.rows.values(), key=lambda r: (order[r.status], -(r.finished or r.started or 0.0)))
         for r in rows[: self.max_rows]:
@@ -323,14 +326,23 @@ class LiveProgress(tune.Callback):
     def summary(self) -> str:
         """One line: how many trials finished, failed, and the wall time."""
         c = self.counts()
-        return (f"{self.title}: {c['done']} done, {c['failed']} failed, {c['queued'] + c['running']} unfinished, "
+        stopped = f"{c['interrupted']} interrupted, " if c["interrupted"] else ""
+        return (f"{self.title}: {c['done']} done, {c['failed']} failed, {stopped}"
+                f"{c['queued'] + c['running'] + c['retrying']} unfinished, "
                 f"wall time {fmt_duration(self.elapsed())}")
 
     def close(self) -> None:
-        """Stop the live display (showing its final state) and print the summary and any failures."""
+        """Stop the live display (showing its final state) and print the summary and any failures. Trials still
+        running when the experiment ends were stopped unfinished (Ctrl-C): they are shown as interrupted."""
         if self._closed:
             return
         self._closed = True
+        for row in self.rows.values():
+            if row.status in ("running", "retrying"):
+                row.status = "interrupted"
+                row.finished = self.clock()
+                if not self.use_live:
+                    self._print_line(row)
         if self._live is not None:
             self._live.update(self.render(), refresh=True)
             self._live.stop()

@@ -50,6 +50,7 @@ from typing import Any
 from ray import tune
 
 from sweeps import recovery
+from sweeps.interrupt import SigintGuard
 from sweeps.lease import TTL_S, Lease
 from sweeps.spec import SweepSpec, TrialConfig
 from sweeps.trial import ATTEMPT, DONE_STATUSES, RESUME_FROM, RETRY_BACKOFF, run_trial
@@ -72,6 +73,8 @@ class SweepResult:
     resumed: dict[str, int] = dataclasses.field(default_factory=dict)  # trial id -> checkpoint step it resumed from
     errors: dict[str, str] = dataclasses.field(default_factory=dict)   # trial id -> why it failed (last line)
     messages: list[str] = dataclasses.field(default_factory=list)      # what went wrong around the trials
+    n_interrupted: int = 0  # trials stopped by Ctrl-C (they continue with --resume)
+    interrupted: bool = False  # the user stopped the sweep (Ctrl-C)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -180,9 +183,10 @@ class StartCounter(tune.Callback):
 
 
 def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int,
-                max_failures: int = MAX_FAILURES) -> Any:
-    """RunConfig shared by every mode: retries (with backoff), latest-2 checkpoints, live progress, quiet output."""
-    callbacks: list[Any] = [StartCounter()]
+                max_failures: int = MAX_FAILURES, callbacks: Sequence[Any] = ()) -> Any:
+    """RunConfig shared by every mode: retries (with backoff), latest-2 checkpoints, live progress, the caller's Tune
+    callbacks, quiet output."""
+    callbacks = [StartCounter(), *callbacks]
     if progress:
         from sweeps.progress import LiveProgress
 
@@ -217,7 +221,7 @@ def _resume_path(resume_from: Mapping[str, str], spec: Any) -> str | None:
 
 def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
               workers: int | None, progress: bool, extra: Mapping[str, Any], resume_from: Mapping[str, str],
-              max_failures: int) -> tuple[Any, list[str]]:
+              max_failures: int, callbacks: Sequence[Any] = ()) -> tuple[Any, list[str]]:
     """Grid mode: every remaining trial once, through tune.grid_search, in a fresh Tune experiment."""
     todo = [t for t in trials if t.trial_id not in done_before]
     if not todo:
@@ -230,32 +234,14 @@ def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str],
         _trainable(spec), param_space=space,
         tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=True, trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_dirname),
-        run_config=_run_config(spec, name, storage_path, progress, len(todo), max_failures),
+        run_config=_run_config(spec, name, storage_path, progress, len(todo), max_failures, callbacks),
     )
     return tuner.fit(), [t.trial_id for t in todo]
 
 
-def _label(value: Any) -> Any:
-    """An Optuna-storable label of an axis value: the value itself when primitive, else its canonical JSON."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    from sweeps.spec import _canon
-
-    return _canon(value)
-
-
 def _axis_labels(spec: SweepSpec) -> dict[str, list[Any]]:
-    """{axis name: labels of its values} — the Optuna search space over the spec's axes."""
-    return {name: [_label(v) for v in values] for name, values in spec.axes}
-
-
-def _point_of(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Map Optuna params (axis labels) back to a grid point {axis name: value}."""
-    out = {}
-    for name, values in spec.axes:
-        labels = [_label(v) for v in values]
-        out[name] = values[labels.index(params[name])]
-    return out
+    """{axis name: readable labels of its values} (e.g. "power(a=1)@0" for a tail): the Optuna search space."""
+    return {a.name: a.labels for a in spec.axes}
 
 
 def optuna_space(ot_trial: Any, spec: SweepSpec, categorical_sampler: bool, extra: Mapping[str, Any],
@@ -266,7 +252,9 @@ def optuna_space(ot_trial: Any, spec: SweepSpec, categorical_sampler: bool, extr
     Module level (pickled by reference through functools.partial) so Tune can checkpoint the searcher."""
     labels = _axis_labels(spec)
     params = {name: ot_trial.suggest_categorical(name, values) for name, values in labels.items()}
-    out: dict[str, Any] = {"trial": spec.trial_for(_point_of(spec, params)).to_dict(), **extra}
+    trial = spec.trial_for(spec.point_of_labels(params))
+    ot_trial.set_user_attr("trial_id", trial.trial_id)  # joins the study with the store
+    out: dict[str, Any] = {"trial": trial.to_dict(), **extra}
     if resume_from and out["trial"]["trial_id"] in resume_from:
         out[RESUME_FROM] = resume_from[out["trial"]["trial_id"]]
     if not categorical_sampler:
@@ -333,7 +321,7 @@ def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int
     if not trials and not done_before.intersection(ids):
         return target  # fresh study, fresh store: GridSampler maps trial number i to grid point i, each once
     key = lambda params: tuple(params.get(n) for n in spec.axis_names)  # noqa: E731
-    labels = [{n: _label(v) for n, v in p.items()} for p in points]
+    labels = [spec.labels_of(p) for p in points]
     finished = {key(t.params) for t in trials if t.state == TrialState.COMPLETE}
     finished |= {key(lab) for lab, tid in zip(labels, ids) if tid in done_before}
     waiting = [key(t.system_attrs.get("fixed_params", {})) for t in trials if t.state == TrialState.WAITING]
@@ -350,7 +338,7 @@ def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int
 
 def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
                 workers: int | None, progress: bool, extra: Mapping[str, Any], resume_from: Mapping[str, str],
-                max_failures: int, journal: str | None) -> tuple[Any, list[str]]:
+                max_failures: int, journal: str | None, callbacks: Sequence[Any] = ()) -> tuple[Any, list[str]]:
     """optuna-grid / optuna-boundary: OptunaSearch over a define-by-run space, persisted in a journal."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
@@ -382,7 +370,7 @@ def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str
         _trainable(spec),
         tune_config=tune.TuneConfig(search_alg=search, num_samples=n, max_concurrent_trials=workers, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
-        run_config=_run_config(spec, name, storage_path, progress, n, max_failures),
+        run_config=_run_config(spec, name, storage_path, progress, n, max_failures, callbacks),
     )
     return tuner.fit(), []
 
@@ -391,7 +379,8 @@ def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str
 def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None = None, resume: bool = False,
               progress: bool = True, *, storage_path: str | None = None, journal: str | None = None,
               extra_config: Mapping[str, Any] | None = None, compact: bool = True, max_failures: int = MAX_FAILURES,
-              retry_backoff_s: float | None = None, lease_ttl_s: float = TTL_S) -> SweepResult:
+              retry_backoff_s: float | None = None, lease_ttl_s: float = TTL_S,
+              callbacks: Sequence[Any] = ()) -> SweepResult:
     """Run every unfinished trial of `spec` on Ray Tune and return what happened (see the module docstring).
 
     workers: concurrent trials (and, for an embedded Ray, num_cpus = workers * cpu per trial); address: join an
@@ -401,8 +390,10 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
     added to every trial's Tune config (test and debug hooks such as `_crash_at_step`); compact: merge the sweep's
     small store fragments at the end (readers return the same rows, only faster); max_failures: Tune's retries of a
     failed trial; retry_backoff_s: wait before a trial's first retry (doubling per retry, default
-    sweeps.recovery.RETRY_BACKOFF_S); lease_ttl_s: how long this driver's lease outlives its last heartbeat.
-    Raises sweeps.lease.LeaseHeld when another live driver runs this sweep, StoreUnwritable when the store cannot
+    sweeps.recovery.RETRY_BACKOFF_S); lease_ttl_s: how long this driver's lease outlives its last heartbeat;
+    callbacks: Ray Tune callbacks added to the run (e.g. ray.air.integrations.wandb.WandbLoggerCallback; see the
+    README). Ctrl-C stops the sweep gracefully (sweeps.interrupt): the result says `interrupted`, with the trials
+    it stopped. Raises sweeps.lease.LeaseHeld when another live driver runs this sweep, StoreUnwritable when the store cannot
     take the lease.
     """
     _validate(spec, workers)
@@ -415,17 +406,18 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
     extra = dict(extra_config or {})
     if retry_backoff_s is not None:
         extra[RETRY_BACKOFF] = float(retry_backoff_s)
+    _check_paths(spec, storage_path, journal)
     lease = Lease(spec.store, spec.name, ttl_s=lease_ttl_s).acquire()
     try:
         return _run_leased(spec, trials, workers, address, resume, progress, storage_path, journal, extra, compact,
-                           max_failures)
+                           max_failures, callbacks)
     finally:
         lease.release()
 
 
 def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None, address: str | None, resume: bool,
                 progress: bool, storage_path: str, journal: str | None, extra: dict[str, Any], compact: bool,
-                max_failures: int) -> SweepResult:
+                max_failures: int, callbacks: Sequence[Any] = ()) -> SweepResult:
     """run_sweep's work while this driver holds the sweep's lease."""
     if _is_local(storage_path):
         _local(storage_path).mkdir(parents=True, exist_ok=True)
@@ -438,12 +430,13 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     resume_from = recovery.checkpoint_map(found)
     started = _ensure_ray(address, workers, _resources(spec)[0])
     try:
-        if spec.mode == "grid":
-            results, planned = _run_grid(spec, trials, done_before, storage_path, workers, progress, extra,
-                                         resume_from, max_failures)
-        else:
-            results, planned = _run_optuna(spec, trials, done_before, storage_path, workers, progress, extra,
-                                           resume_from, max_failures, journal)
+        with SigintGuard() as guard:
+            if spec.mode == "grid":
+                results, planned = _run_grid(spec, trials, done_before, storage_path, workers, progress, extra,
+                                             resume_from, max_failures, callbacks)
+            else:
+                results, planned = _run_optuna(spec, trials, done_before, storage_path, workers, progress, extra,
+                                               resume_from, max_failures, journal, callbacks)
     finally:
         if started:
             import ray
@@ -455,7 +448,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
         messages += [msg] if msg else []
     if compact:
         messages += _compact(spec)
-    out = _result(spec, results, planned, done_before, trials)
+    out = _result(spec, results, planned, done_before, trials, guard.hit)
     out.resumed = {tid: step for tid, (step, _) in found.items()}
     out.errors, out.messages = errors, messages
     for tid, why in errors.items():
@@ -490,14 +483,35 @@ def _compact(spec: SweepSpec) -> list[str]:
     return []
 
 
+def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> None:
+    """Refuse to start when Tune's directory or the Optuna journal cannot be created (a SpecError, before Ray);
+    the effective spec is then recorded in the store (sweeps.spec.storage.record_spec)."""
+    from sweeps.spec import SpecError
+    from sweeps.spec.storage import check_run_paths, record_spec
+
+    journal = journal or (journal_path(spec, storage_path) if spec.mode != "grid" else None)
+    problems = check_run_paths(spec, storage_path, journal)
+    if not problems:
+        try:
+            record_spec(spec)
+        except OSError as e:
+            problems.append(f"store: cannot write the effective spec into {spec.store!r}: {e}")
+    if problems:
+        raise SpecError(problems, spec.source)
+
+
 def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[str],
-            trials: list[TrialConfig]) -> SweepResult:
-    """Count finished / failed / skipped trials from the store (the source of truth) and the Tune results."""
+            trials: list[TrialConfig], interrupted: bool = False) -> SweepResult:
+    """Count finished / failed / interrupted / skipped trials from the store (the source of truth) and the Tune
+    results: after a Ctrl-C, an unfinished trial without a Tune error was interrupted, not failed."""
     ran = set(planned) | (set(_trial_ids(results)) if results is not None else set())
     ran -= done_before
     done_after = finished_trials(spec.store, spec.name)
     skipped = done_before & {t.trial_id for t in trials} if spec.mode != "optuna-boundary" else set()
     n_done = len(ran & done_after)
+    unfinished = ran - done_after
+    errored = {(r.config or {}).get("trial", {}).get("trial_id") for r in results or () if r.error is not None}
+    failed = unfinished & errored if interrupted else unfinished
     path = getattr(results, "experiment_path", None) if results is not None else None
-    return SweepResult(n_done=n_done, n_failed=len(ran - done_after), n_skipped=len(skipped),
-                       experiment_path=path, store=str(spec.store))
+    return SweepResult(n_done=n_done, n_failed=len(failed), n_skipped=len(skipped), experiment_path=path,
+                       store=str(spec.store), n_interrupted=len(unfinished - failed), interrupted=interrupted)

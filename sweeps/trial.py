@@ -32,6 +32,8 @@ from sweeps.spec import TrialConfig
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "trial_state.json"
 DONE_STATUSES = ("done", "stopped")
+# The store's trial id in every Tune result (Tune overwrites a metric named `trial_id` with its own id).
+STORE_ID_KEY = "memsweep_trial_id"
 
 # Test-only fault hooks, read from the Tune config (never from TrialConfig): kill the trial's own process once,
 # right after the rows of the first evaluation at or past this step are flushed (before its checkpoint).
@@ -237,11 +239,11 @@ class _Loop:
         if self._heldout is None:  # once per attempt, not once per evaluation
             self._heldout = torch.as_tensor(self.data.heldout, dtype=torch.long, device=trainer.device)
         ev = evaluate_step(self.cfg, trainer, self.data, step, self._heldout)
-        copy_frac = float(ev.scalars.get("copy_frac", math.nan))
+        stop_value = float(ev.scalars.get(self.cfg.stop_metric, math.nan))
         metric = (self.hooks.get("boundary") or {}).get("metric", "copy_frac")
         self.curve.append((int(step), float(ev.scalars.get(metric, math.nan))))
         theta = self.cfg.theta_stop
-        self.streak = self.streak + 1 if (theta is not None and copy_frac >= theta) else 0
+        self.streak = self.streak + 1 if (theta is not None and stop_value >= theta) else 0
         self.stopped = theta is not None and self.streak >= self.cfg.stop_patience
         wall = time.time() - self.wall0
         if self.writer is not None:
@@ -261,7 +263,7 @@ class _Loop:
 
     def _extra(self, step: int) -> dict[str, Any]:
         """Trial-level report fields: progress, stop flag, where it ran, the boundary objective if asked for."""
-        out: dict[str, Any] = {"trial_id": self.cfg.trial_id, "stopped": self.stopped,
+        out: dict[str, Any] = {STORE_ID_KEY: self.cfg.trial_id, "stopped": self.stopped,
                                "budget_steps": int(self.cfg.train.steps), "node_id": _node_id()}
         b = self.hooks.get("boundary")
         if b:
@@ -380,7 +382,7 @@ def stored_summary(cfg: TrialConfig, boundary: Mapping[str, Any]) -> dict[str, A
     last = {k: t.column(k).to_pylist()[-1] for k in (*OBJECTIVE_METRICS, "valid_frac")} if steps else {}
     value, obj = boundary_objective(list(zip(steps, t.column(metric).to_pylist())), float(boundary["theta"]),
                                     int(boundary["target_step"]))
-    return summary(steps[-1] if steps else 0, last, {"trial_id": cfg.trial_id, "from_store": True,
+    return summary(steps[-1] if steps else 0, last, {STORE_ID_KEY: cfg.trial_id, "from_store": True,
                                                      "boundary_value": value, "boundary_obj": obj})
 
 

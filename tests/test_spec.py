@@ -1,16 +1,16 @@
-"""Sweep specs: presets, grid expansion, trial ids, round trips, validation messages, and the progress view."""
+"""Sweep specs: presets, grid expansion, trial ids, round trips, validation messages, stop metric, tail conventions."""
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
 
+from analysis.registry import DEFAULT_MEM_METRIC
 from models import ModelConfig, TrainConfig
 from rhm import GrammarSpec, RuleDist
 from sweeps.spec import (SpecError, SweepSpec, TailSpec, TrialConfig, load_spec, preset_descriptions, preset_names,
@@ -210,7 +210,7 @@ def test_many_mistakes_one_error(tmp_path):
     assert any("impossible grammar" in p for p in problems)
     assert any(p.startswith("store:") and "file, not a directory" in p for p in problems)
     assert any(p.startswith("resources.cpu") for p in problems)
-    assert any(p.startswith("resources.gpu") for p in problems)
+    assert any(p.startswith("resources: gpu=1.5") for p in problems)
     assert any(p.startswith("stop.theta") for p in problems)
     assert any(p.startswith("axes.P[1]") and "repeats" in p for p in problems)
     assert any(p.startswith("axes.seed") for p in problems)
@@ -311,102 +311,116 @@ def test_points_and_trial_for(tmp_path):
     assert [name for name, _ in spec.grid_summary()] == ["tail", "P", "seed"]
 
 
-# ------------------------------------------------------------------------------------------- progress view
-def _fake_trials(n: int):
-    return [SimpleNamespace(trial_id=f"tune{i}", config={"trial": t.to_dict()}, last_result={}, status="PENDING")
-            for i, t in enumerate(load_spec("tiny").trials()[:n])]
 
 
-def _progress(live: bool):
-    from rich.console import Console
-    from sweeps.progress import LiveProgress
-    buf = io.StringIO()
-    clock = [0.0]
-    cb = LiveProgress(console=Console(file=buf, force_terminal=live, width=160), clock=lambda: clock[0],
-                      refresh_s=0.0, title="tiny")
-    return cb, buf, clock
+# ------------------------------------------------------------------------------------------ the tree
+def test_sections_read_like_the_yaml(tmp_path):
+    """A section is its dataclass's fields: the YAML's value, else the dataclass default, else MISSING (axis)."""
+    from sweeps.spec import MISSING
+    spec = SweepSpec.from_dict(_good(tmp_path))
+    assert spec.model.width == 32 and spec.model.dropout == 0.0           # set / ModelConfig default
+    assert spec.data.heldout == 4 and spec.data.unique is True
+    assert spec.data.P is MISSING and "data.P" in spec.axis_names          # supplied per point by the axis
+    assert spec.stop.metric == DEFAULT_MEM_METRIC and spec.resources.cpu == 1.0
+    with pytest.raises(AttributeError, match="keys: process, backbone, width"):
+        spec.model.widht
 
 
-def test_progress_bookkeeping_and_plain_lines():
-    trials = _fake_trials(4)
-    cb, buf, clock = _progress(live=False)
-    cb.setup(total_num_samples=4)
-    assert cb.counts()["queued"] == 4 and cb.eta() is None
-    cb.on_trial_start(0, trials, trials[0])
-    cb.on_trial_start(0, trials, trials[1])
-    clock[0] = 10.0
-    cb.on_trial_result(1, trials, trials[0], {"step": 100, "copy_frac": 0.5})
-    assert cb.counts() == {"queued": 2, "running": 2, "retrying": 0, "done": 0, "failed": 0}
-    assert buf.getvalue() == ""  # nothing printed until a trial finishes
-    clock[0] = 20.0
-    trials[0].last_result = {"step": 200, "copy_frac": 0.95}
-    cb.on_trial_complete(2, trials, trials[0])
-    row = cb.rows["tune0"]
-    assert (row.status, row.step, row.copy_frac, row.duration(20.0)) == ("done", 200, 0.95, 20.0)
-    assert row.key == trials[0].config["trial"]["trial_id"] and "P=4" in row.label and row.budget == 200
-    cb.on_trial_recover(2, trials, trials[1])
-    assert cb.counts()["retrying"] == 1
-    cb.on_trial_error(3, trials, trials[1])
-    # 2 queued x mean 20 s over the 2 slots seen running
-    assert cb.eta() == pytest.approx(20.0)
-    cb.on_experiment_end(trials)
-    lines = buf.getvalue().strip().splitlines()
-    assert lines[0].startswith("[1/4] done") and "copy_frac=0.950" in lines[0]
-    assert lines[1].startswith("[2/4] failed")
-    assert "1 done, 1 failed" in lines[2] and "failed:" in lines[3]
-    assert len(lines) == 4
-    assert "\x1b[" not in buf.getvalue()
+@pytest.mark.parametrize("name", PRESETS)
+def test_effective_spec_round_trips(name):
+    """to_dict() / to_yaml() give the spec back: the same trials, ids included."""
+    spec = _preset(name)
+    again = SweepSpec.from_dict(spec.to_dict())
+    via_yaml = SweepSpec.from_dict(yaml.safe_load(spec.to_yaml()))
+    ids = [t.trial_id for t in spec.trials()]
+    assert [t.trial_id for t in again.trials()] == ids == [t.trial_id for t in via_yaml.trials()]
+    assert again.trials() == spec.trials()
+    assert len(spec.to_yaml().splitlines()) <= 20  # compact: one line per section and per axis
 
 
-def test_progress_live_table_renders():
-    trials = _fake_trials(2)
-    cb, buf, clock = _progress(live=True)
-    cb.setup(total_num_samples=2)
-    cb.on_trial_start(0, trials, trials[0])
-    clock[0] = 5.0
-    cb.on_trial_result(1, trials, trials[0], {"step": 50, "copy_frac": 0.25})
-    assert cb.eta() is None  # one trial still queued and none finished: no duration to go by
-    cb.total = 1
-    assert cb.eta() == pytest.approx(15.0)  # 150 steps left at 10 steps/s
-    cb.total = 2
-    text = buf.getvalue()
-    assert "50/200" in text and "0.250" in text and "running" in text
-    trials[0].last_result = {"step": 200, "copy_frac": 1.0}
-    cb.on_trial_complete(2, trials, trials[0])
-    cb.on_experiment_end(trials)
-    assert "1 done, 0 failed" in buf.getvalue()
-    cb.on_experiment_end(trials)  # idempotent
-    assert buf.getvalue().count("1 done, 0 failed") == 1
+def test_trial_ids_unchanged_for_specs_that_keep_the_old_behaviour(tmp_path):
+    """Ids published before stop.metric existed: a trial without early stop, or stopping on copy_frac (the old
+    rule), keeps its id; stopping on another metric is another trial."""
+    d = _good(tmp_path, axes={"P": [4]})
+    assert SweepSpec.from_dict(d).trials()[0].trial_id == "t-7fe2d2e9e3"  # computed by the code before the split
+    d["stop"] = {"theta": 0.9, "patience": 2, "metric": "copy_frac"}
+    assert SweepSpec.from_dict(d).trials()[0].trial_id == "t-b8ae126694"
+    d["stop"]["metric"] = "mem_excess"
+    assert SweepSpec.from_dict(d).trials()[0].trial_id != "t-b8ae126694"
 
 
-def test_progress_live_view_mutes_tune_info_logs_until_closed():
-    """Tune's INFO lines, written inside the live region, leave a stale copy of the table on screen."""
-    import logging
-    from sweeps.progress import TUNE_LOGGER
-    logger = logging.getLogger(TUNE_LOGGER)
-    before = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        cb, buf, clock = _progress(live=True)
-        cb.setup(total_num_samples=1)
-        assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
-        cb.close()
-        assert logger.level == logging.INFO
-        plain, _, _ = _progress(live=False)
-        plain.setup(total_num_samples=1)          # no live table, nothing to protect: logs stay as they are
-        assert logger.isEnabledFor(logging.INFO)
-        plain.close()
-    finally:
-        logger.setLevel(before)
+# ------------------------------------------------------------------------------------------ stop metric
+def test_stop_metric_is_validated_and_carried(tmp_path):
+    from analysis.registry import OBJECTIVE_METRICS
+    for metric in OBJECTIVE_METRICS:
+        t = SweepSpec.from_dict(_good(tmp_path, stop={"theta": 0.5, "metric": metric})).trials()[0]
+        assert t.stop_metric == metric and TrialConfig.from_dict(t.to_dict()).stop_metric == metric
+    with pytest.raises(SpecError, match="stop.metric: 'copy_fract' is not one of .*did you mean 'copy_frac'"):
+        SweepSpec.from_dict(_good(tmp_path, stop={"theta": 0.5, "metric": "copy_fract"}))
 
 
-def test_progress_pickles_like_tune_needs():
-    """Tune pickles its RunConfig (with the callbacks) into the experiment directory."""
-    import pickle
-    trials = _fake_trials(1)
-    cb, buf, clock = _progress(live=True)
-    cb.setup(total_num_samples=1)
-    cb.on_trial_start(0, trials, trials[0])
-    back = pickle.loads(pickle.dumps(cb))
-    assert back.rows["tune0"].status == "running" and back.total == 1 and back._live is None
-    cb.close()
+@pytest.mark.parametrize("metric", ["copy_frac", "mem_excess"])
+def test_early_stop_follows_the_stop_metric(tmp_path, metric):
+    """The trial stops at the first evaluation where `metric` has been >= theta at `patience` consecutive
+    evaluations, read off the metric's own reported series (on P=8 of a P_max=16 grammar, where copy_baseline is
+    0.5, copy_frac and mem_excess cross 0.5 at different evaluations: reading the wrong metric stops elsewhere)."""
+    import torch
+    from sweeps.trial import train_trial
+    torch.set_num_threads(1)
+    raw = dict(_raw("tiny"), store=str(tmp_path / "store"))
+    raw["axes"] = {"P": [8]}
+    raw["train"] = {**raw["train"], "steps": 1000}
+    raw["stop"] = {"theta": 0.5, "patience": 2, "metric": metric}
+    (cfg,) = SweepSpec.from_dict(raw).trials()
+    seen: list[dict] = []
+    out = train_trial(cfg, report=lambda m, d: seen.append(dict(m)), write_store=False)
+
+    def stop_step(name: str) -> int | None:
+        streak = 0
+        for m in seen:
+            streak = streak + 1 if m[name] >= 0.5 else 0
+            if streak >= 2:
+                return m["step"]
+        return None
+
+    other = "mem_excess" if metric == "copy_frac" else "copy_frac"
+    expected = stop_step(metric)
+    assert expected is not None and expected != stop_step(other)
+    assert out.status == "stopped" and out.final_step == expected == seen[-1]["step"]
+
+
+# ------------------------------------------------------------------------------------------ tail conventions
+@pytest.mark.parametrize("zipf_a, a", [(1.0, 2.0), (0.0, 1.0), (-0.5, 0.5), (1.5, 2.5)])
+def test_zipf_convention_round_trips(tmp_path, zipf_a, a):
+    """{family: power, zipf_a: z} (f_k ~ k**-(1+z), Cagnetta, Kang & Wyart 2025) is the tail a = 1 + z: the same
+    trial id and store label as writing `a`; the trial's tail reads back in both conventions."""
+    ours = SweepSpec.from_dict(_good(tmp_path, axes={"P": [4], "tail": [{"family": "power", "a": a}]}))
+    zipf = SweepSpec.from_dict(_good(tmp_path, axes={"P": [4], "tail": [{"family": "power", "zipf_a": zipf_a}]}))
+    (t1,), (t2,) = ours.trials(), zipf.trials()
+    assert t1.trial_id == t2.trial_id and t1.tail.label == t2.tail.label == f"power(a={a:g})"
+    assert t2.tail.a == pytest.approx(a) and t2.tail.zipf_a == pytest.approx(zipf_a)
+    assert TailSpec.zipf(zipf_a) == t2.tail == TailSpec.from_dict({"family": "power", "zipf_a": zipf_a})
+    probs = t2.tail.rule_dist().probs(8)
+    k = np.arange(1, 9)
+    assert probs == pytest.approx(k ** -(1 + zipf_a) / (k ** -(1 + zipf_a)).sum())   # f_k ~ k^-(1+zipf_a)
+    assert SweepSpec.from_dict(yaml.safe_load(zipf.to_yaml())).trials()[0].trial_id == t1.trial_id
+
+
+@pytest.mark.parametrize("tail, needle", [
+    ({"family": "power", "a": 2, "zipf_a": 1}, "give either a"),
+    ({"family": "power", "zipf_a": -1.5}, "a = 1 + zipf_a = -0.5 < 0"),
+    ({"family": "exp", "zipf_a": 1}, "needs family: power"),
+    ({"family": "power", "zipf_a": "x"}, "zipf_a must be a finite number"),
+])
+def test_zipf_convention_mistakes(tmp_path, tail, needle):
+    with pytest.raises(SpecError) as e:
+        SweepSpec.from_dict(_good(tmp_path, axes={"P": [4], "tail": [tail]}))
+    assert any(p.startswith("axes.tail[0]") and needle in p for p in e.value.problems), e.value.problems
+    with pytest.raises(SpecError, match="grammar.root"):  # the root weights share the parser
+        SweepSpec.from_dict(_good(tmp_path, grammar={**_good(tmp_path)["grammar"], "root": tail}))
+
+
+def test_tail_parameters_a_family_does_not_use_are_ignored():
+    """A power law's xi and an exponential's a do not change the distribution, so they do not make another trial."""
+    assert TailSpec("power", a=1, xi=3) == TailSpec("power", a=1)
+    assert TailSpec("exp", a=2, xi=3) == TailSpec("exp", xi=3)
