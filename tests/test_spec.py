@@ -424,3 +424,29 @@ def test_tail_parameters_a_family_does_not_use_are_ignored():
     """A power law's xi and an exponential's a do not change the distribution, so they do not make another trial."""
     assert TailSpec("power", a=1, xi=3) == TailSpec("power", a=1)
     assert TailSpec("exp", a=2, xi=3) == TailSpec("exp", xi=3)
+
+
+# ------------------------------------------------------------------------------------------ a law elsewhere
+def test_tail_rest_puts_a_second_law_on_the_other_levels(tmp_path):
+    from rhm import RuleDist
+    from sweeps.spec.tail import TailSpec
+
+    axes = {"P": [4], "seed": [0]}
+    raw = {"family": "power", "a": 1, "levels": [0], "rest": {"family": "power", "zipf_a": 1.5}}
+    (t,) = SweepSpec.from_dict(_good(tmp_path, tail=raw, axes=axes)).trials()
+    assert t.tail.label == "power(a=1)@0/power(a=2.5)"
+    assert t.grammar.levels == (RuleDist("power", a=1.0), RuleDist("power", a=2.5))
+    assert TrialConfig.from_dict(t.to_dict()) == t
+    # uniform elsewhere, written out or not, is one trial
+    plain = SweepSpec.from_dict(_good(tmp_path, tail={"family": "power", "a": 1, "levels": [0]},
+                                      axes=axes)).trials()[0]
+    same = SweepSpec.from_dict(_good(tmp_path, tail={"family": "power", "a": 1, "levels": [0], "rest": "uniform"},
+                                     axes=axes)).trials()[0]
+    assert plain.trial_id == same.trial_id and "rest" not in plain.tail.to_dict()
+    assert plain.trial_id != t.trial_id
+    with pytest.raises(SpecError, match="rest is the law of the levels the tail does not list"):
+        SweepSpec.from_dict(_good(tmp_path, tail={"family": "power", "a": 1, "rest": {"family": "exp"}}, axes=axes))
+    with pytest.raises(SpecError, match="unknown key 'b'"):
+        SweepSpec.from_dict(_good(tmp_path, tail={"family": "power", "a": 1, "levels": [0], "rest": {"b": 1}},
+                                  axes=axes))
+    assert TailSpec(family="uniform", levels=(0,), rest=RuleDist("exp", xi=1.0)).label == "uniform@0/exp(xi=1)"

@@ -63,6 +63,8 @@ class TrialConfig:
         for k, legacy in LEGACY.items():
             if d.get(k, legacy) == legacy:
                 d.pop(k, None)
+        if d["tail"].get("rest") is None:
+            d["tail"].pop("rest", None)    # tails without a law elsewhere keep the ids they had before `rest`
         return d
 
     def content_hash(self) -> str:

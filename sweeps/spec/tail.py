@@ -24,17 +24,21 @@ ZIPF_KEY = "zipf_a"
 
 @dataclass(frozen=True)
 class TailSpec:
-    """A rule-probability tail applied to some production levels (uniform elsewhere); the `tail` of a trial.
+    """A rule-probability tail applied to some production levels, `rest` (uniform by default) elsewhere; the `tail`
+    of a trial.
 
     `levels` None = every level; negative levels count from the leaves (-1 = level L-1), so one TailSpec means
-    "the lowest level" at every depth L. Parameters a family does not use are kept at their defaults (a power
-    law's `xi`, an exponential's `a`), so two specs of one distribution are one trial.
+    "the lowest level" at every depth L. `rest` puts another law on the other levels, e.g. a fat tail near the
+    root and a thin one below it (`{family: power, a: 1, levels: [0, 1], rest: {family: power, a: 2.4}}`), as
+    placement studies at matched entropy need. Parameters a family does not use are kept at their defaults (a
+    power law's `xi`, an exponential's `a`), so two specs of one distribution are one trial.
     """
 
     family: str = "uniform"
     a: float = 0.0
     xi: float = 1.0
     levels: tuple[int, ...] | None = None
+    rest: RuleDist | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -58,9 +62,16 @@ class TailSpec:
                 raise ValueError(f"levels must be null or a non-empty list of integers, got {list(levels)!r}")
             if len(set(levels)) != len(levels):
                 raise ValueError(f"levels must not repeat, got {list(levels)}")
-            if self.family == "uniform":
+            if self.family == "uniform" and self.rest is None:
                 raise ValueError("levels is meaningless for a uniform tail (uniform is the default elsewhere)")
             object.__setattr__(self, "levels", levels)
+        if self.rest is not None:
+            if not isinstance(self.rest, RuleDist):
+                raise ValueError(f"rest must be a rule distribution like {{family: power, a: 2}}, got {self.rest!r}")
+            if self.levels is None:
+                raise ValueError("rest is the law of the levels the tail does not list; it needs `levels`")
+            if self.rest == RuleDist():
+                object.__setattr__(self, "rest", None)     # uniform elsewhere is the default: one trial, one id
 
     @classmethod
     def zipf(cls, zipf_a: float, levels: tuple[int, ...] | None = None) -> "TailSpec":
@@ -74,9 +85,12 @@ class TailSpec:
 
     @property
     def label(self) -> str:
-        """Short name for tables and the store's `tail` column: "uniform", "power(a=1)", "power(a=1)@0,1"."""
+        """Short name for tables and the store's `tail` column: "uniform", "power(a=1)", "power(a=1)@0,1", and with a
+        law elsewhere "power(a=1)@0,1/power(a=2.4)"."""
         base = self.rule_dist().label
-        return base if self.levels is None else f"{base}@{','.join(str(x) for x in self.levels)}"
+        if self.levels is None:
+            return base
+        return f"{base}@{','.join(str(x) for x in self.levels)}" + (f"/{self.rest.label}" if self.rest else "")
 
     def rule_dist(self) -> RuleDist:
         """The tail's distribution by rank."""
@@ -96,12 +110,15 @@ class TailSpec:
         return tuple(sorted(out))
 
     def level_dists(self, L: int) -> tuple[RuleDist, ...]:
-        """One RuleDist per production level: the tail on the listed levels, uniform elsewhere."""
+        """One RuleDist per production level: the tail on the listed levels, `rest` (uniform) elsewhere."""
         on = set(self.resolved_levels(L))
-        return tuple(self.rule_dist() if lvl in on else RuleDist() for lvl in range(L))
+        return tuple(self.rule_dist() if lvl in on else (self.rest or RuleDist()) for lvl in range(L))
 
     def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
+        d = to_plain(self)
+        if self.rest is None:
+            d.pop("rest")          # absent unless set, so tails written before `rest` existed keep their trial ids
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | str) -> "TailSpec":
@@ -164,8 +181,13 @@ def _tail(v: dict) -> TailSpec:
     if v.get("levels") is not None and not isinstance(v["levels"], (list, tuple)):
         v["levels"] = [v["levels"]]  # a bare level
     levels = v.get("levels")
+    rest = v.get("rest")
+    if rest is not None and not isinstance(rest, RuleDist):
+        rest, problem = parse_rule("rest", rest)
+        if problem:
+            raise ValueError(problem)
     return TailSpec(family=v.get("family", "uniform"), a=v.get("a", 0.0), xi=v.get("xi", 1.0),
-                    levels=None if levels is None else tuple(levels))
+                    levels=None if levels is None else tuple(levels), rest=rest)
 
 
 def _rule(v: dict) -> RuleDist:
@@ -174,7 +196,7 @@ def _rule(v: dict) -> RuleDist:
 
 def parse_tail(path: str, value: Any) -> tuple[Any, str | None]:
     """A TailSpec from YAML: `{family, a | zipf_a, xi, levels}` or a bare family name."""
-    return parse_family(path, value, ("family", "a", ZIPF_KEY, "xi", "levels"), "a tail",
+    return parse_family(path, value, ("family", "a", ZIPF_KEY, "xi", "levels", "rest"), "a tail",
                         "{family: power, a: 1.0, levels: [0]}", _tail)
 
 
