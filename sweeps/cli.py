@@ -13,7 +13,7 @@ import argparse
 import sys
 from importlib.metadata import version as _dist_version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from analysis.registry import DEFAULT_MEM_METRIC, MEM_METRICS
 from sweeps.launch import EXIT_INTERRUPTED, load, print_spec, resume_command, run
@@ -74,8 +74,10 @@ def _write_table(table: Any, out: str) -> Path:
     return path
 
 
-def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, console: Any) -> Any:
-    """Onsets from the store, laws per (tail, L) and joint, printed; returns the laws table."""
+def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, console: Any,
+         covariates: Sequence[str] = ()) -> Any:
+    """Onsets from the store, laws per (tail, L), joint and (with covariates) the covariate law, printed; returns
+    the laws table."""
     from analysis.fits import fit_laws, print_laws
     from analysis.onset import onsets
     store = _existing_store(store_uri, sweep)
@@ -83,7 +85,11 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
     if table.num_rows == 0:
         raise UserError(f"no onsets in {store_uri!r}" + (f" for sweep {sweep!r}" if sweep else "")
                         + ": has a sweep written any curves there?")
-    laws = fit_laws(table, theta=thetas)
+    missing = [c for c in covariates if c not in table.column_names]
+    if missing:
+        raise UserError(f"--covariate {', '.join(missing)}: not a trial column the onsets carry; use one of "
+                        "entropy, entropy_tilt, train_mass, tail_levels, tail_family, tail_a")
+    laws = fit_laws(table, theta=thetas, covariates=covariates)
     print_laws(laws, console=console)
     return laws
 
@@ -147,7 +153,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     console = _console()
     if args.out:
         _out_dir_ok(args.out)
-    laws = _fit(args.store, args.sweep, args.theta or [0.5], args.metric, console)
+    laws = _fit(args.store, args.sweep, args.theta or [0.5], args.metric, console, args.covariate or ())
     if args.out:
         console.print(f"laws written to {_write_table(laws, args.out)}")
     return 0
@@ -267,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="curve whose threshold crossing defines the onset")
     p.add_argument("--out", type=_table_file, default=None, metavar="FILE",
                    help="also write the laws table (.parquet or .csv)")
+    p.add_argument("--covariate", action="append", default=None, metavar="COLUMN",
+                   help="also fit a joint law whose intercepts are linear in this trial column (e.g. entropy, "
+                        "entropy_tilt); repeat for several")
 
     p = add("report", _cmd_report, "write the HTML report (figures + index.html) of a store")
     p.add_argument("store", metavar="STORE", help="store path or URI")
