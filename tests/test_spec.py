@@ -16,7 +16,7 @@ from rhm import GrammarSpec, RuleDist
 from sweeps.spec import (SpecError, SweepSpec, TailSpec, TrialConfig, load_spec, preset_descriptions, preset_names,
                          preset_path)
 
-PRESETS = ("demo", "depth", "paper", "study", "tiny")
+PRESETS = ("demo", "depth", "paper", "regime", "study", "tiny")
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,11 +75,12 @@ def test_demo_preset_supports_an_onset_law():
 
 
 def test_paper_preset_is_a_full_grid_for_one_gpu():
-    """Tails (incl. placements) x two depths x sizes over 1.5 decades x seeds, packed several trials per GPU,
-    with P << P_max everywhere so copy_baseline stays negligible."""
+    """The study's tails (incl. both placements) x sizes over 1.5 decades x 2 grammars x 3 seeds, several trials per
+    GPU, with P << P_max everywhere so copy_baseline stays negligible."""
     spec = _preset("paper")
     axes = dict(spec.axes)
-    assert len(axes["grammar.L"]) >= 2 and len(axes["seed"]) >= 3
+    assert len(axes["seed"]) >= 3 and len(axes["grammar.seed"]) >= 2
+    assert {t.label for t in axes["tail"]} == {t.label for t in dict(_preset("study").axes)["tail"]}
     assert max(axes["data.P"]) / min(axes["data.P"]) >= 30
     labels = {t.label for t in axes["tail"]}
     assert "uniform" in labels and any("@" in lab for lab in labels) and len(labels) >= 4
@@ -88,15 +89,36 @@ def test_paper_preset_is_a_full_grid_for_one_gpu():
     assert all(t.train.device == "cuda" for t in spec.trials())
 
 
-def test_study_preset_contrasts_tail_placement():
-    """The CPU study behind docs/findings.md: thin everywhere, fat everywhere, fat only at the top or the bottom."""
+def test_study_preset_has_tails_and_placements_at_matched_entropy():
+    """Tails that are tails (m >= 8): uniform, power laws at two exponents and an exponential reference; the two
+    placements (fat near the root, fat at the leaves) have the same exact string entropy within 5%, computed from
+    each trial's grammar, and opposite entropy tilts; two grammar seeds and two data seeds per point."""
     spec = _preset("study")
     axes = dict(spec.axes)
-    assert len(axes["data.P"]) >= 4 and len(axes["seed"]) >= 3 and spec.resources["gpu"] == 0
-    placed = {t.label: t.level_dists(3) for t in axes["tail"]}
-    families = {lab: tuple(d.family for d in dists) for lab, dists in placed.items()}
-    assert ("uniform", "power", "power") in families.values()   # fat at the top level only
-    assert ("power", "power", "uniform") in families.values()   # fat at the bottom level only
+    trials = spec.trials()
+    assert all(t.grammar.m >= 8 for t in trials) and spec.resources["gpu"] == 0
+    assert len(axes["data.P"]) >= 4 and len(axes["seed"]) >= 2 and len(axes["grammar.seed"]) >= 2
+    everywhere = [t for t in axes["tail"] if t.levels is None]
+    assert {t.family for t in everywhere} == {"uniform", "power", "exp"}
+    assert len({t.a for t in everywhere if t.family == "power"}) >= 2
+    placed = [t for t in trials if t.tail.levels is not None]
+    by_tilt = {t.grammar.entropy_tilt > 0: t.grammar for t in placed}
+    assert set(by_tilt) == {True, False}                                   # one fat near the root, one at the leaves
+    high, low = by_tilt[True], by_tilt[False]
+    assert abs(high.entropy / low.entropy - 1) < 0.05, (high.entropy, low.entropy)
+    assert max(high.levels[0].entropy(8), high.levels[1].entropy(8)) > high.levels[2].entropy(8)
+    assert low.levels[2].entropy(8) > max(low.levels[0].entropy(8), low.levels[1].entropy(8))
+    assert all(t.P <= 1e-3 * t.grammar.P_max for t in trials)
+
+
+def test_regime_preset_sweeps_P_across_the_generalization_boundary():
+    spec = _preset("regime")
+    axes = dict(spec.axes)
+    trials = spec.trials()
+    assert {t.model.backbone for t in trials} == {"tree_conv"}
+    assert max(axes["data.P"]) / min(axes["data.P"]) >= 8 and len(axes["grammar.seed"]) >= 2
+    assert all(t.P <= 0.01 * t.grammar.P_max for t in trials)
+    assert all(t.theta_stop is not None and t.stop_metric == "mem_twin" for t in trials)
 
 
 def test_tiny_preset_is_tiny():
