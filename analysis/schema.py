@@ -9,8 +9,10 @@ import pyarrow as pa
 
 from analysis.registry import CURVE_METRICS, LEVEL_METRICS
 
-#: Bumped whenever a column is removed, renamed or retyped. Readers refuse files with a newer version.
-SCHEMA_VERSION: int = 1
+#: Bumped whenever a column is removed, renamed or retyped, or the layout changes. Readers refuse files with a newer
+#: version and read every older one. 2: one folder per sweep named by the sweep alone (`<table>/<sweep>/`, not
+#: `sweep=<sweep>`, which made standard readers see `sweep` twice); `attempt` and `resumed_from_step` on every row.
+SCHEMA_VERSION: int = 2
 #: Key under which `SCHEMA_VERSION` is stored in every Parquet file's key-value metadata.
 VERSION_KEY: bytes = b"memsweep.schema_version"
 #: Prefix of the trials table's flattened config columns (`cfg.model.width`, ...); they vary by sweep.
@@ -20,12 +22,15 @@ CFG_PREFIX: str = "cfg."
 TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed")
 
 _TS = pa.timestamp("us", tz="UTC")
-_ID = [pa.field("sweep", pa.string()), pa.field("trial_id", pa.string()), pa.field("attempt_ns", pa.int64())]
+# Every row says which attempt of which trial wrote it and where that attempt resumed from, so the retry rule needs
+# nothing but the row's own table (a damaged `trials` file loses trial metadata, never curve rows). `attempt` is a
+# per-trial counter (1, 2, ...; null in stores written before it existed), `attempt_ns` the attempt's start time.
+_ID = [pa.field("sweep", pa.string()), pa.field("trial_id", pa.string()), pa.field("attempt_ns", pa.int64()),
+       pa.field("attempt", pa.int64()), pa.field("resumed_from_step", pa.int64())]
 
 #: Fixed columns of every table (the trials table also holds any number of `cfg.*` columns).
 SCHEMAS: dict[str, pa.Schema] = {
     "trials": pa.schema(_ID + [
-        pa.field("resumed_from_step", pa.int64()),
         pa.field("status", pa.string()),
         pa.field("started_at", _TS),
         pa.field("finished_at", _TS),
@@ -87,8 +92,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
-#: Hive partitioning of every table directory: `sweep=<name>`, always a string (never inferred).
-PARTITION_SCHEMA: pa.Schema = pa.schema([pa.field("sweep", pa.string())])
+#: Columns every row carries about the attempt that wrote it (filled by the writer).
+ATTEMPT_COLUMNS: tuple[str, ...] = ("sweep", "trial_id", "attempt_ns", "attempt", "resumed_from_step")
 
 
 class SchemaVersionError(RuntimeError):

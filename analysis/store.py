@@ -1,6 +1,7 @@
 """The shared results store: append-only Parquet fragments under any `pyarrow.fs` location, read back deduplicated.
 
-Layout: `<root>/<table>/sweep=<name>/<fragment>.parquet` (schema in `analysis.schema`). Writers never modify a file:
+Layout: `<root>/<table>/<sweep>/<fragment>.parquet` (schema in `analysis.schema`; stores written before schema
+version 2 used `<table>/sweep=<sweep>/` and are read the same way). Writers never modify a file:
 each flush adds whole fragments, made visible atomically (temporary `.name.tmp` + rename on local disks/NFS/HDFS,
 one object put on object stores). Readers merge every fragment and apply the retry rule (see `Store.read`), so
 crashes lose nothing and retries double nothing. `Store.compact` merges fragments without changing what readers see.
@@ -32,16 +33,17 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from analysis.schema import (CFG_PREFIX, KEYS, PARTITION_SCHEMA, SCHEMAS, TABLES, SchemaVersionError,
+from analysis.schema import (ATTEMPT_COLUMNS, CFG_PREFIX, KEYS, SCHEMAS, TABLES, SchemaVersionError,
                              check_version, schema_metadata, table_schema)
 
 __all__ = ["Store", "Writer", "print_summary", "SchemaVersionError"]
 
-_AUTO = ("sweep", "trial_id", "attempt_ns")          # filled by the writer
+_AUTO = ATTEMPT_COLUMNS                              # filled by the writer
 _ROW_GROUP = 128 * 1024
 _FORMAT = ds.ParquetFileFormat(
     default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True))
 _MAX_RETRIES = 5
+_ATTEMPT_SCHEMA = pa.schema([table_schema("curves").field(c) for c in ATTEMPT_COLUMNS])
 
 
 def _atomic_rename(fs: pafs.FileSystem) -> bool:
@@ -210,6 +212,52 @@ def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _check_keys(table: str, phys: pa.Schema) -> None:
+    """ValueError when a fragment lacks a column that identifies its rows (it would read as phantom rows)."""
+    missing = [c for c in dict.fromkeys(("sweep", "trial_id") + KEYS[table]) if phys.get_field_index(c) < 0]
+    if missing:
+        raise ValueError(f"no key column(s) {missing}: not a fragment of table {table!r}")
+
+
+_KINDS = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
+          pa.types.is_boolean, pa.types.is_timestamp, pa.types.is_list, pa.types.is_large_list)
+
+
+def _same_kind(have: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a stored type is the schema's up to width (int32 for int64, large_string for string, all-null)."""
+    if pa.types.is_null(have) or have == want:
+        return True
+    if pa.types.is_dictionary(have):
+        have = have.value_type
+    if (pa.types.is_string(want) or pa.types.is_large_string(want)) and (
+            pa.types.is_string(have) or pa.types.is_large_string(have)):
+        return True
+    return any(k(have) and k(want) for k in _KINDS[:2] + _KINDS[4:])
+
+
+def _check_types(table: str, phys: pa.Schema) -> None:
+    """ValueError naming the first schema column a fragment stores with another kind of type (say `step` as
+    text): such a fragment was not written by this store's writer, and is skipped and reported."""
+    base = table_schema(table)
+    for f in phys:
+        i = base.get_field_index(f.name)
+        if i >= 0 and not _same_kind(f.type, base.field(i).type):
+            raise ValueError(f"column {f.name!r} is {f.type}, expected {base.field(i).type}")
+
+
+def _typed(table: str, t: pa.Table) -> pa.Table:
+    """`t` with its schema columns cast to the schema's exact types (widths: int32 -> int64, ...)."""
+    base = table_schema(table)
+    cols = []
+    for name in t.column_names:
+        col = t.column(name)
+        i = base.get_field_index(name)
+        if i >= 0 and col.type != base.field(i).type:
+            col = col.cast(base.field(i).type)
+        cols.append(col)
+    return pa.Table.from_arrays(cols, names=t.column_names)
+
+
 def _referenced(expr: pc.Expression, schema: pa.Schema) -> set[str]:
     """The columns of `schema` that `expr` refers to (ValueError if it refers to one `schema` lacks)."""
     def binds(s: pa.Schema) -> bool:
@@ -225,11 +273,15 @@ def _referenced(expr: pc.Expression, schema: pa.Schema) -> set[str]:
 
 def _cutoffs(attempts: pa.Table) -> pa.Table:
     """Per (sweep, trial_id, attempt_ns): the smallest resumed_from_step of any later attempt of the same trial
-    (rows of the attempt with a larger step are superseded). Only attempts that have a later one are returned."""
+    (rows of the attempt with a larger step are superseded). Only attempts that have a later one are returned.
+    Attempts are ordered by their counter `attempt` (never by a clock across machines), then by attempt_ns (the only
+    order stores written before the counter have)."""
     if attempts.num_rows == 0:
         return attempts.select(["sweep", "trial_id", "attempt_ns"]).append_column("cutoff", pa.array([], pa.int64()))
     df = attempts.to_pandas()
-    df = df.sort_values(["sweep", "trial_id", "attempt_ns"], ascending=[True, True, False], kind="stable")
+    df["_order"] = df["attempt"].fillna(-1)
+    df = df.sort_values(["sweep", "trial_id", "_order", "attempt_ns"], ascending=[True, True, False, False],
+                        kind="stable")
     g = df.groupby(["sweep", "trial_id"], sort=False)["rfs"]
     df["cutoff"] = g.cummin().groupby([df["sweep"], df["trial_id"]], sort=False).shift(1)
     df = df.dropna(subset=["cutoff"])
@@ -242,13 +294,14 @@ class Writer:
     """Buffers rows of one trial attempt and flushes them as one new fragment per table (see `Store.writer`)."""
 
     def __init__(self, store: "Store", sweep: str, trial_id: str, attempt_ns: int | None = None,
-                 resumed_from_step: int = 0, max_rows: int = 200_000) -> None:
+                 resumed_from_step: int = 0, max_rows: int = 200_000, attempt: int | None = None) -> None:
         _check_name("sweep", sweep)
         if not trial_id:
             raise ValueError("trial_id must be a non-empty string")
         self.store, self.sweep, self.trial_id = store, sweep, str(trial_id)
         self.attempt_ns = int(attempt_ns if attempt_ns is not None else time.time_ns())
         self.resumed_from_step = int(resumed_from_step)
+        self.attempt = None if attempt is None else int(attempt)
         self.max_rows = max_rows
         self._buf: dict[str, list[pa.Table]] = {}
         self._rows = 0
@@ -258,11 +311,10 @@ class Writer:
 
     def append(self, table: str, data: Mapping[str, Any] | pa.Table | pa.RecordBatch) -> None:
         """Buffer rows (dict of columns, scalars broadcast, or an Arrow table); validates names and types now."""
-        fill: dict[str, Any] = {"sweep": self.sweep, "trial_id": self.trial_id, "attempt_ns": self.attempt_ns}
+        fill: dict[str, Any] = {"sweep": self.sweep, "trial_id": self.trial_id, "attempt_ns": self.attempt_ns,
+                                "attempt": self.attempt, "resumed_from_step": self.resumed_from_step}
         if table == "curves":
             fill["written_at"] = _now()
-        if table == "trials":
-            fill["resumed_from_step"] = self.resumed_from_step
         t = _to_table(table, data, fill)
         self._buf.setdefault(table, []).append(t)
         self._rows += t.num_rows
@@ -325,13 +377,29 @@ class Store:
 
     # ---------------------------------------------------------------- writing
     def writer(self, sweep: str, trial_id: str, attempt_ns: int | None = None, resumed_from_step: int = 0,
-               max_rows: int = 200_000) -> Writer:
-        """A buffered writer for one attempt of one trial; use as a context manager (flushes on exit)."""
-        return Writer(self, sweep, trial_id, attempt_ns, resumed_from_step, max_rows)
+               max_rows: int = 200_000, attempt: int | None = None) -> Writer:
+        """A buffered writer for one attempt of one trial; use as a context manager (flushes on exit).
+
+        `attempt` orders the trial's attempts (take it from `next_attempt`, or the attempt a row continues); without
+        it attempts are ordered by `attempt_ns`, a start time, which is only safe on one machine's clock."""
+        return Writer(self, sweep, trial_id, attempt_ns, resumed_from_step, max_rows, attempt)
+
+    def next_attempt(self, sweep: str, trial_id: str) -> int:
+        """The counter for a new attempt of a trial: one more than any attempt the store has for it (trials and
+        curves rows), 1 for the first. Attempts of one trial never run at once (one driver holds the sweep's
+        lease; Tune runs one attempt of a trial at a time), so this cannot go backwards."""
+        seen = [0]
+        for table in ("trials", "curves"):
+            t, _ = self._raw(table, sweep, [trial_id], ["trial_id", "attempt_ns", "attempt"], None)
+            if t.num_rows:
+                top = pc.max(t["attempt"]).as_py()
+                seen.append(int(top) if top is not None else 0)
+                seen.append(1 if top is None else 0)        # a store written before the counter: its attempts count
+        return max(seen) + 1
 
     def _dir(self, table: str, sweep: str | None = None) -> str:
         d = f"{self.root}/{table}" if self.root else table
-        return d if sweep is None else f"{d}/sweep={quote(sweep, safe='')}"
+        return d if sweep is None else f"{d}/{quote(sweep, safe='')}"
 
     def _write_fragment(self, table: str, sweep: str, name: str, t: pa.Table) -> str:
         """Write `t` as `<table>/sweep=<sweep>/<name>`: temp + rename, or a single put on object stores."""
@@ -368,29 +436,32 @@ class Store:
         return sorted({f.sweep for t in TABLES for f in self._list(t)})
 
     def _list(self, table: str, sweep: str | None = None) -> list[_Frag]:
-        """Visible fragments of a table (temporary and hidden files ignored), in write order."""
-        sel = pafs.FileSelector(self._dir(table, sweep), recursive=True, allow_not_found=True)
+        """Visible fragments of a table (temporary and hidden files ignored), in write order; both layouts."""
+        root = self._dir(table)
+        if sweep is None:
+            infos = self.fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+        else:
+            infos = [i for d in (self._dir(table, sweep), f"{root}/sweep={quote(sweep, safe='')}")
+                     for i in self.fs.get_file_info(pafs.FileSelector(d, allow_not_found=True))]
         out = []
-        for info in self.fs.get_file_info(sel):
+        for info in infos:
             if info.type != pafs.FileType.File:
                 continue
             parent, _, name = info.path.rpartition("/")
-            part = parent.rpartition("/")[2]
+            head, _, part = parent.rpartition("/")
             parsed = _parse_name(name)
-            if parsed is None or not part.startswith("sweep="):
+            if parsed is None or head.rstrip("/") != root.rstrip("/") or part.startswith((".", "_")):
                 continue
+            sw = unquote(part[len("sweep="):] if part.startswith("sweep=") else part)   # "sweep=": version 1
             mtime = info.mtime.timestamp() if info.mtime is not None else None
-            out.append(_Frag(info.path, table, unquote(part[len("sweep="):]), parsed[0], name, parsed[1],
-                             info.size or 0, mtime))
+            out.append(_Frag(info.path, table, sw, parsed[0], name, parsed[1], info.size or 0, mtime))
         out.sort(key=lambda f: (f.order, f.name))
         return out
 
     def dataset(self, table: str) -> ds.Dataset:
-        """The raw (not deduplicated) fragments of `table` as a pyarrow dataset, hive-partitioned on a string sweep."""
-        return ds.dataset(self._dir(table), filesystem=self.fs, format=_FORMAT, schema=table_schema(table)
-                          if table != "trials" else None,
-                          partitioning=ds.partitioning(PARTITION_SCHEMA, flavor="hive"),
-                          exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+        """The raw (not deduplicated) fragments of `table` as a pyarrow dataset (every row carries its sweep)."""
+        return ds.dataset([f.path for f in self._list(table)], filesystem=self.fs, format=_FORMAT,
+                          schema=table_schema(table) if table != "trials" else None)
 
     # ---------------------------------------------------------------- raw reading
     def _problem(self, msg: str) -> None:
@@ -408,12 +479,15 @@ class Store:
                     pf = pq.ParquetFile(fh, page_checksum_verification=True)
                     phys = pf.schema_arrow
                     check_version(phys.metadata, f.path)
+                    _check_keys(f.table, phys)
+                    _check_types(f.table, phys)
                     cols = None if columns is None else [c for c in columns if phys.get_field_index(c) >= 0]
                     if filt is not None and pf.metadata.num_row_groups > 1:
                         # big (merged) file: let the dataset scanner skip row groups by their statistics
                         frag = _FORMAT.make_fragment(f.path, filesystem=self.fs, file_size=f.size or None)
-                        return frag.to_table(columns=cols, filter=filt, use_threads=False)
-                    t = pf.read(columns=cols, use_threads=False)
+                        t = frag.to_table(columns=cols, filter=filt, use_threads=False)
+                        return _typed(f.table, t)
+                    t = _typed(f.table, pf.read(columns=cols, use_threads=False))
                     return t if filt is None else t.filter(filt)
             except SchemaVersionError as e:
                 return e
@@ -473,10 +547,13 @@ class Store:
             return schema.empty_table(), kept
         return pa.concat_tables([_conform(t, schema) for t in tables]), kept
 
-    def _attempts(self, sweep: str | None, trials: Sequence[str] | None) -> pa.Table:
-        """(sweep, trial_id, attempt_ns, rfs) of every attempt in the trials table (latest row per attempt)."""
-        cols = ["sweep", "trial_id", "attempt_ns", "resumed_from_step"]
-        for attempt in range(_MAX_RETRIES):
+    def _attempts(self, sweep: str | None, trials: Sequence[str] | None, own: pa.Table | None = None) -> pa.Table:
+        """(sweep, trial_id, attempt_ns, attempt, rfs) of every attempt the trials table knows, merged with the
+        attempts of `own` (rows of a data table, which carry the same columns): so a damaged or missing trials
+        fragment costs no data row. rfs stays null where neither says it."""
+        cols = ["sweep", "trial_id", "attempt_ns", "attempt", "resumed_from_step"]
+        parts: list[pa.Table] = []
+        for _ in range(_MAX_RETRIES):
             frags = self._list("trials", sweep)
             if trials is not None:
                 want = set(map(str, trials))
@@ -487,30 +564,32 @@ class Store:
             except FileNotFoundError:
                 continue
             for f, t in zip(kept, tables):
-                self._cache[f.path] = _conform(t, pa.schema([table_schema("trials").field(c) for c in cols])) \
-                    .group_by(["sweep", "trial_id", "attempt_ns"]).aggregate([("resumed_from_step", "max")]) \
-                    .rename_columns(["sweep", "trial_id", "attempt_ns", "rfs"])
+                self._cache[f.path] = _conform(t, _ATTEMPT_SCHEMA)
             parts = [self._cache[f.path] for f in frags if f.path in self._cache]
             break
         else:
             raise FileNotFoundError("store kept changing while reading the trials table")
-        schema = pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("attempt_ns", pa.int64()),
-                            ("rfs", pa.int64())])
-        t = pa.concat_tables(parts) if parts else schema.empty_table()
+        if own is not None and own.num_rows:
+            parts.append(_conform(own.select([c for c in cols if c in own.column_names]), _ATTEMPT_SCHEMA))
+        t = pa.concat_tables(parts) if parts else _ATTEMPT_SCHEMA.empty_table()
         if trials is not None:
             t = t.filter(pc.field("trial_id").isin(pa.array(sorted(set(map(str, trials))), pa.string())))
-        # One rfs per attempt (an attempt's rows all carry the writer's value; take the max if they disagree).
-        return t.group_by(["sweep", "trial_id", "attempt_ns"]).aggregate([("rfs", "max")]) \
-            .rename_columns(["sweep", "trial_id", "attempt_ns", "rfs"])
+        # One attempt counter and rfs per attempt (its rows all carry the writer's values; max if they disagree).
+        return t.group_by(["sweep", "trial_id", "attempt_ns"]).aggregate(
+            [("attempt", "max"), ("resumed_from_step", "max")]).rename_columns(
+            ["sweep", "trial_id", "attempt_ns", "attempt", "rfs"])
 
     # ---------------------------------------------------------------- dedupe
     @staticmethod
     def _latest(t: pa.Table, keys: Sequence[str]) -> pa.Table:
-        """Keep, per `keys`, the row of the latest attempt (ties: the last written). `t` is in write order."""
+        """Keep, per `keys`, the row of the latest attempt (ties: the last written). `t` is in write order and has
+        the columns attempt and attempt_ns."""
         n = t.num_rows
         if n == 0:
             return t
-        perm = pc.sort_indices(t, [("attempt_ns", "ascending")])     # stable: write order among equal attempts
+        # the attempt counter first (null: a store written before it), then the start time; stable, so among rows of
+        # one attempt the write order decides
+        perm = pc.sort_indices(t, [("attempt", "ascending", "at_start"), ("attempt_ns", "ascending", "at_start")])
         k = t.select(list(keys)).take(perm).append_column("_pos", pa.array(np.arange(n, dtype=np.int64)))
         g = k.group_by(list(keys), use_threads=False).aggregate([("_pos", "max")])
         g = g.sort_by([(c, "ascending") for c in keys])
@@ -524,12 +603,15 @@ class Store:
             return t
         seen = t.select(["sweep", "trial_id", "attempt_ns"]).group_by(
             ["sweep", "trial_id", "attempt_ns"], use_threads=False).aggregate([])
+        att = attempts.select(["sweep", "trial_id", "attempt_ns", "attempt", "rfs"])
         if unknown_is_zero:
-            extra = seen.join(attempts, ["sweep", "trial_id", "attempt_ns"], join_type="left anti")
-            extra = extra.append_column("rfs", pa.array(np.zeros(extra.num_rows, np.int64)))
-            all_att = pa.concat_tables([attempts.select(["sweep", "trial_id", "attempt_ns", "rfs"]), extra])
+            extra = seen.join(att, ["sweep", "trial_id", "attempt_ns"], join_type="left anti")
+            extra = extra.append_column("attempt", pa.nulls(extra.num_rows, pa.int64())).append_column(
+                "rfs", pa.array(np.zeros(extra.num_rows, np.int64)))
+            all_att = pa.concat_tables([att, extra])
+            all_att = all_att.set_column(4, "rfs", pc.fill_null(all_att["rfs"], 0))
         else:
-            all_att = attempts
+            all_att = att.filter(pc.is_valid(att["rfs"]))
         # Only trials that appear in t matter.
         all_att = all_att.join(seen.select(["sweep", "trial_id"]).group_by(["sweep", "trial_id"]).aggregate([]),
                                ["sweep", "trial_id"], join_type="inner")
@@ -601,13 +683,13 @@ class Store:
             extra = [c for c in columns if schema.get_field_index(c) < 0]
             if extra:
                 raise ValueError(f"unknown column(s) {extra} for table {table!r}; valid: {schema.names}")
-            need = list(dict.fromkeys(list(keys) + ["attempt_ns"] + (["step"] if "step" in schema.names else [])
+            need = list(dict.fromkeys(list(keys) + list(ATTEMPT_COLUMNS) + (["step"] if "step" in schema.names else [])
                                       + list(columns)
                                       + ([r for r in refs if schema.get_field_index(r) >= 0] if post is not None
                                          else [])))
         raw, _ = self._raw(table, sweep, trials, need, push)
         if "step" in schema.names:
-            raw = self._supersede(raw, self._attempts(sweep, trials), unknown_is_zero=True)
+            raw = self._supersede(raw, self._attempts(sweep, trials, own=raw), unknown_is_zero=True)
         out = self._latest(raw, keys)
         if post is not None:
             if join_cols:
@@ -622,6 +704,13 @@ class Store:
             else:
                 out = out.filter(post)
         return out.select(list(columns)) if columns is not None else out
+
+    def sql(self, query: str, sweep: str | None = None) -> pa.Table:
+        """duckdb SQL over views of every table that follow this store's rules (`analysis.query`); several stores
+        at once: `analysis.query.sql(query, [store_a, store_b])`."""
+        from analysis.query import sql
+
+        return sql(query, [self], sweep)
 
     def read_pandas(self, table: str, **kwargs: Any):
         """`read(...)` as a pandas DataFrame."""
@@ -652,7 +741,11 @@ class Store:
             for sw, frags in sorted(by_sweep.items()):
                 if len(frags) < 2:
                     continue
-                tables_, kept = self._read_frags(frags, None, None)
+                try:
+                    tables_, kept = self._read_frags(frags, None, None)
+                except FileNotFoundError as e:      # another process compacted or deleted them: nothing to merge
+                    report.setdefault(table, {})[sw] = {"skipped": f"fragments changed while compacting ({e})"}
+                    continue
                 if not kept:
                     continue
                 base = table_schema(table)
@@ -664,7 +757,7 @@ class Store:
                 else:
                     if "step" in base.names:
                         trial_ids = pc.unique(raw["trial_id"]).to_pylist()
-                        raw = self._supersede(raw, self._attempts(sw, trial_ids), unknown_is_zero=False)
+                        raw = self._supersede(raw, self._attempts(sw, trial_ids, own=raw), unknown_is_zero=False)
                     merged = self._latest(raw, keys)
                 name = f"{min(f.order for f in kept):020d}_compact_{secrets.token_hex(6)}.parquet"
                 self._write_fragment(table, sw, name, merged)
@@ -686,10 +779,19 @@ class Store:
             frags = self._list(table)
 
             def nrows(f: _Frag) -> int:
+                """Rows from the footer; a fragment readers would skip (unreadable, no keys, wrong types) is a
+                problem listed with the summary, and counts 0."""
                 try:
                     with self.fs.open_input_file(f.path) as fh:
-                        return pq.ParquetFile(fh).metadata.num_rows
-                except (OSError, pa.ArrowException):
+                        pf = pq.ParquetFile(fh)
+                        check_version(pf.schema_arrow.metadata, f.path)
+                        _check_keys(f.table, pf.schema_arrow)
+                        _check_types(f.table, pf.schema_arrow)
+                        return pf.metadata.num_rows
+                except FileNotFoundError:
+                    return 0
+                except (OSError, pa.ArrowException, ValueError) as e:
+                    self._problem(f"{f.path}: {type(e).__name__}: {e}")
                     return 0
             with ThreadPoolExecutor(min(8, max(1, len(frags)))) as ex:
                 counts = list(ex.map(nrows, frags))
@@ -733,6 +835,7 @@ def print_summary(store: Store, console: Any = None) -> None:
     else:
         console.print(t)
     if store.problems:
-        console.print(f"[red]{len(store.problems)} fragment(s) skipped:[/red]")
+        console.print(f"[red]{len(store.problems)} fragment(s) skipped[/red] (damaged, or not of this store's "
+                      "schema; readers leave their rows out):")
         for p in store.problems:
-            console.print(f"  {p}")
+            console.print(f"  {p}", highlight=False, soft_wrap=True)

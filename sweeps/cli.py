@@ -91,6 +91,7 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
                         "entropy, entropy_tilt, train_mass, tail_levels, tail_family, tail_a")
     laws = fit_laws(table, theta=thetas, covariates=covariates)
     print_laws(laws, console=console)
+    _print_problems([store], console)
     return laws
 
 
@@ -136,6 +137,47 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from analysis.store import print_summary
     print_summary(_existing_store(args.store), console=_console())
     return 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    """SQL over one or several stores; prints the result (or writes it with --out)."""
+    from rich.table import Table
+
+    from analysis.query import sql
+    *uris, query = args.items
+    if not uris:
+        raise UserError("sql needs at least one STORE before the query, e.g. memsweep sql runs/demo/store "
+                        "\"select count(*) from trials\"")
+    if args.out:
+        _out_dir_ok(args.out)
+    stores = [_existing_store(u, args.sweep) for u in uris]
+    try:
+        result = sql(query, stores, args.sweep)
+    except Exception as e:  # duckdb's parser/binder errors: the user's query, not a crash
+        if type(e).__module__.lstrip("_").startswith("duckdb"):
+            raise UserError(f"query failed: {e}") from None
+        raise
+    console = _console()
+    if args.out:
+        console.print(f"{result.num_rows} rows written to {_write_table(result, args.out)}")
+    else:
+        t = Table(*result.column_names)
+        for row in result.slice(0, args.limit).to_pylist():
+            t.add_row(*("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
+        console.print(t)
+        if result.num_rows > args.limit:
+            console.print(f"({result.num_rows - args.limit} more rows; --out FILE writes them all)")
+    _print_problems(stores, console)
+    return 0
+
+
+def _print_problems(stores: Sequence[Any], console: Any) -> None:
+    """The store fragments a command had to skip (damaged, or not of the store's schema)."""
+    for st in stores:
+        if st.problems:
+            console.print(f"[red]{len(st.problems)} fragment(s) of {st.uri} skipped:[/red]")
+            for p in st.problems:
+                console.print(f"  {p}", highlight=False, soft_wrap=True)
 
 
 def _cmd_compact(args: argparse.Namespace) -> int:
@@ -259,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("status", _cmd_status, "summarize a store: trials by status, rows and fragments per table")
     p.add_argument("store", metavar="STORE", help="store path or URI")
+
+    p = add("sql", _cmd_sql, "SQL (duckdb) over one or several stores; tables are views with retried rows "
+                             "resolved, as Store.read returns them")
+    p.add_argument("items", nargs="+", metavar="STORE... QUERY", help="store paths or URIs, then the query")
+    p.add_argument("--sweep", default=None, help="only this sweep")
+    p.add_argument("--out", type=_table_file, default=None, metavar="FILE", help="write the result (.parquet or .csv)")
+    p.add_argument("--limit", type=_positive_int, default=40, help="rows printed (default 40)")
 
     p = add("compact", _cmd_compact, "merge a store's small fragments into one per table and sweep")
     p.add_argument("store", metavar="STORE", help="store path or URI")

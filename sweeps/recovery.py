@@ -142,7 +142,7 @@ def _stored_steps(store_uri: str, sweep: str, trial_ids: list[str]) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------------------- store
-_WRITER_OWNED = ("sweep", "trial_id", "attempt_ns", "resumed_from_step", "attempts")
+_WRITER_OWNED = ("sweep", "trial_id", "attempt_ns", "attempt", "resumed_from_step", "attempts")
 
 
 def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = None) -> list[str]:
@@ -167,7 +167,7 @@ def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = No
             continue
         update = {k: [v] for k, v in row.items() if k in stored or k.startswith(CFG_PREFIX)}
         update.update(status=["failed"], finished_at=[time.time()])
-        with store.writer(sweep, row["trial_id"], attempt_ns=row["attempt_ns"],
+        with store.writer(sweep, row["trial_id"], attempt_ns=row["attempt_ns"], attempt=row.get("attempt"),
                           resumed_from_step=row["resumed_from_step"] or 0) as w:
             w.append("trials", update)
         marked.append(row["trial_id"])

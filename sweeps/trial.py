@@ -334,7 +334,9 @@ def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, check
     from analysis.store import Store
 
     store = Store(cfg.store)
-    with store.writer(cfg.sweep, cfg.trial_id, attempt_ns=time.time_ns(), resumed_from_step=resumed) as w:
+    # the attempt counter orders this trial's attempts whatever the clocks of the nodes they ran on say
+    with store.writer(cfg.sweep, cfg.trial_id, attempt_ns=time.time_ns(), resumed_from_step=resumed,
+                      attempt=store.next_attempt(cfg.sweep, cfg.trial_id)) as w:
         if resumed == 0:
             w.append("samples", samples_rows(data))
         facts = data_columns(data)

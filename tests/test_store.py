@@ -186,15 +186,16 @@ def test_retry_keeps_later_attempt_and_supersedes(tmp_path):
     tr = store.read_pandas("trials")
     assert tr.status.tolist() == ["done"] and tr.attempts.tolist() == [2] and tr.resumed_from_step.tolist() == [20]
     assert store.last_step("r", "t") == 40
-    # an attempt with rows but no trials row counts as resumed_from_step=0: it supersedes every step above 0
+    # an attempt with rows but no trials row supersedes from its own resumed_from_step (0 here)
     with store.writer("r", "t", attempt_ns=300) as w:
         w.append("curves", {"step": [10], "copy_frac": [0.9]})
     assert store.read_pandas("curves")[["step", "copy_frac"]].values.tolist() == [[10, 0.9]]
 
 
 def _reference(events: list[tuple[int, int, list[int], bool]]) -> dict[int, tuple[int, float]]:
-    """Pure-python rule: events are (attempt_ns, rfs, steps, has_trials_row) in attempt order."""
-    rfs = {a: (r if has else 0) for a, r, steps, has in events if has or steps}   # an attempt leaving no trace
+    """Pure-python rule: events are (attempt_ns, rfs, steps, has_trials_row) in attempt order. Every row carries its
+    attempt's resumed_from_step, so an attempt with rows but no trials row still resumed from its own step."""
+    rfs = {a: r for a, r, steps, has in events if has or steps}   # an attempt that left no row leaves no trace
 
     out: dict[int, tuple[int, float]] = {}
     for a, _, steps, _ in events:
@@ -284,7 +285,7 @@ def test_corrupt_fragments_are_reported_and_skipped(tmp_path):
     store = Store(root)
     _fill(store, n_trials=3)
     good = store.read("curves")
-    frags = sorted((root / "curves" / "sweep=s1").glob("*.parquet"))
+    frags = sorted((root / "curves" / "s1").glob("*.parquet"))
     truncated = frags[0].with_name("99999999999999999999_1_00000_aaaa_trunc.parquet")
     truncated.write_bytes(frags[0].read_bytes()[: frags[0].stat().st_size // 2])
     garbage = frags[0].with_name("99999999999999999998_1_00000_bbbb_garbage.parquet")
@@ -313,7 +314,7 @@ def test_newer_schema_version_is_refused(tmp_path):
     _fill(store, n_trials=1)
     t = pa.table({"sweep": ["s1"], "trial_id": ["future"], "attempt_ns": [1], "step": [1]})
     t = t.replace_schema_metadata({VERSION_KEY: str(SCHEMA_VERSION + 1).encode()})
-    pq.write_table(t, tmp_path / "curves" / "sweep=s1" / "00000000000000000001_1_00000_ffff_future.parquet")
+    pq.write_table(t, tmp_path / "curves" / "s1" / "00000000000000000001_1_00000_ffff_future.parquet")
     with pytest.raises(SchemaVersionError, match=f"version {SCHEMA_VERSION + 1}.*<= {SCHEMA_VERSION}"):
         store.read("curves")
     assert store.read("copies").num_rows > 0                    # other tables unaffected
@@ -349,7 +350,7 @@ def test_filters_push_down_and_match_pandas(tmp_path):
     got = store.read_pandas("trials", filter=pc.field("cfg.model.width") == 64)
     pd.testing.assert_frame_equal(got, tr[tr["cfg.model.width"] == 64].reset_index(drop=True))
     # sweep and trial pushdown: fragments of other sweeps/trials are never opened (a damaged one is not noticed)
-    bad = next((tmp_path / "st" / "curves" / "sweep=s1").glob("*_s1-t2.parquet"))
+    bad = next((tmp_path / "st" / "curves" / "s1").glob("*_s1-t2.parquet"))
     bad.write_bytes(b"garbage")
     sub = store.read_pandas("curves", sweep="s1", trials=["s1-t0", "s1-t3"], columns=["trial_id", "step"])
     assert list(sub.columns) == ["trial_id", "step"] and sorted(set(sub.trial_id)) == ["s1-t0", "s1-t3"]

@@ -1,0 +1,209 @@
+"""The store as other tools see it and when parts of it are damaged: standard readers, stores of the previous
+layout, SQL views, damage that stays local, clock-free attempt order, compaction that loses the race."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.query import sql
+from analysis.schema import SCHEMA_VERSION, VERSION_KEY
+from analysis.store import Store, print_summary
+from raw_store import raw_rows
+from sweeps.spec import load_spec
+from sweeps.trial import train_trial
+
+MEMSWEEP = [sys.executable, "-m", "sweeps.cli"]
+
+
+@pytest.fixture(scope="module")
+def trial_store(tmp_path_factory) -> Path:
+    """A store written by the trial code (two tiny trials of the tiny preset)."""
+    root = tmp_path_factory.mktemp("layout") / "store"
+    spec = load_spec("tiny").with_store(str(root))
+    for t in spec.trials()[:2]:
+        train_trial(t)
+    return root
+
+
+def _retried(store: Store) -> None:
+    """Trial t of sweep r: attempt 1 writes steps 10..50; attempt 2 resumed from 20 rewrites 30, 40; plus trial u."""
+    with store.writer("r", "t", attempt_ns=100, attempt=1) as w:
+        w.append("trials", {"status": "running"})
+        w.append("curves", {"step": [10, 20, 30, 40, 50], "copy_frac": [0.1, 0.2, 0.3, 0.4, 0.5]})
+    with store.writer("r", "t", attempt_ns=200, attempt=2, resumed_from_step=20) as w:
+        w.append("trials", {"status": "done", "final_step": 40})
+        w.append("curves", {"step": [30, 40], "copy_frac": [0.33, 0.44]})
+    with store.writer("r", "u", attempt_ns=300, attempt=1) as w:
+        w.append("trials", {"status": "done", "final_step": 20})
+        w.append("curves", {"step": [10, 20], "copy_frac": [0.7, 0.8]})
+
+
+# ------------------------------------------------------------------------------------------- standard readers
+def test_standard_readers_open_the_store(trial_store):
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    want = Store(trial_store).read("curves")
+    n_raw = len(raw_rows(trial_store, "curves", ["step"]))
+    folder = str(trial_store / "curves")
+    assert len(pd.read_parquet(folder)) == n_raw
+    assert pq.read_table(folder).num_rows == n_raw
+    assert pl.read_parquet(f"{folder}/*/*.parquet").height == n_raw
+    got = duckdb.sql(f"select sweep, trial_id, step from read_parquet('{folder}/*/*.parquet') order by 2, 3")
+    assert [tuple(r) for r in got.fetchall()] == list(zip(*(want[c].to_pylist() for c in ("sweep", "trial_id",
+                                                                                          "step"))))
+    df = pd.read_parquet(folder)
+    assert df["sweep"].astype(str).unique().tolist() == ["tiny"]        # one sweep column, a plain string
+
+
+def test_sql_views_are_what_the_store_reads(tmp_path):
+    store = Store(tmp_path / "a")
+    _retried(store)
+    got = store.sql("select trial_id, step, copy_frac from curves order by trial_id, step")
+    want = store.read("curves", columns=["trial_id", "step", "copy_frac"])
+    assert got.to_pylist() == want.to_pylist()
+    assert got.num_rows == 6 < len(raw_rows(tmp_path / "a", "curves", ["step"]))      # the retried rows resolved
+    other = Store(tmp_path / "b")
+    _retried(other)
+    both = sql("select store, count(*) as n from curves group by store order by store", [store, other])
+    assert both["n"].to_pylist() == [6, 6] and set(both["store"].to_pylist()) == {store.uri, other.uri}
+    assert sql("select status from trials where trial_id = 't'", [store])["status"].to_pylist() == ["done"]
+
+
+def test_sql_command(tmp_path):
+    store = Store(tmp_path / "s")
+    _retried(store)
+    out = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select count(*) as n from curves"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and " 6 " in out.stdout, out.stdout + out.stderr
+    bad = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select nope from curves"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "query failed" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------- the older layout
+def _as_version_1(root: Path) -> None:
+    """Rewrite a store as version 1 wrote it: `sweep=<name>` folders, no attempt counter, no resumed_from_step
+    outside the trials table, version 1 in the metadata."""
+    for table_dir in [p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")]:
+        for sweep_dir in [p for p in table_dir.iterdir() if p.is_dir()]:
+            old = table_dir / f"sweep={sweep_dir.name}"
+            sweep_dir.rename(old)
+            for f in old.glob("*.parquet"):
+                t = pq.read_table(f)
+                drop = ["attempt"] + (["resumed_from_step"] if table_dir.name != "trials" else [])
+                t = t.drop_columns([c for c in drop if c in t.column_names])
+                pq.write_table(t.replace_schema_metadata({VERSION_KEY: b"1"}), f)
+
+
+def test_a_store_of_the_previous_layout_reads_the_same(trial_store, tmp_path):
+    assert SCHEMA_VERSION == 2
+    old_root = tmp_path / "old"
+    shutil.copytree(trial_store, old_root)
+    _as_version_1(old_root)
+    assert not list(old_root.glob("curves/tiny")) and list(old_root.glob("curves/sweep=tiny"))
+    new, old = Store(trial_store), Store(old_root)
+    for table in ("trials", "curves", "copies", "samples", "level_curves", "parts"):
+        a, b = new.read(table), old.read(table)
+        skip = {"attempt"} | ({"resumed_from_step"} if table != "trials" else set())
+        cols = [c for c in a.column_names if c not in skip]
+        assert a.select(cols).equals(b.select(cols)), table
+    assert not old.problems
+    old.compact()                                         # compaction moves an old store to the new layout
+    assert list(old_root.glob("curves/tiny/*.parquet")) and Store(old_root).read("curves").num_rows == \
+        new.read("curves").num_rows
+
+
+# ------------------------------------------------------------------------------------------- damage stays local
+def test_a_damaged_trials_file_loses_no_curve_rows(tmp_path):
+    store = Store(tmp_path)
+    _retried(store)
+    want = store.read("curves")
+    for f in (tmp_path / "trials").glob("*/*.parquet"):
+        f.write_bytes(f.read_bytes()[:40])                # every trials fragment truncated
+    damaged = Store(tmp_path)
+    got = damaged.read("curves")
+    assert got.select(["trial_id", "step", "copy_frac"]).equals(want.select(["trial_id", "step", "copy_frac"]))
+    assert len(damaged.problems) == 3 and all("trials" in p for p in damaged.problems)
+
+
+def _foreign(root: Path, name: str, table: pa.Table) -> Path:
+    path = root / "curves" / "r" / name
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["step as text", "step as numeric text", "no key columns"])
+def test_wrong_typed_and_keyless_fragments_are_skipped_and_reported(tmp_path, kind, capsys):
+    store = Store(tmp_path)
+    _retried(store)
+    want = store.read("curves")
+    base = dict(sweep=["r"], trial_id=["t"], attempt_ns=[999], attempt=[9], copy_frac=[1.0])
+    bad = {"step as text": pa.table({**base, "step": ["ten"]}),
+           "step as numeric text": pa.table({**base, "step": ["10"]}),
+           "no key columns": pa.table({"copy_frac": [1.0, 2.0]})}[kind]
+    path = _foreign(tmp_path, "99999999999999999999_1_00000_beef_t.parquet", bad)
+    fresh = Store(tmp_path)
+    assert fresh.read("curves").equals(want)              # no crash, no phantom row, the foreign file left out
+    assert len(fresh.problems) == 1 and str(path) in fresh.problems[0]
+    print_summary(Store(tmp_path))
+    out = capsys.readouterr().out
+    assert "1 fragment(s) skipped" in out and path.name in out
+    fit = subprocess.run(MEMSWEEP + ["fit", str(tmp_path)], capture_output=True, text=True)
+    assert path.name in fit.stdout + fit.stderr
+
+
+def test_attempt_order_does_not_follow_the_clock(tmp_path):
+    """A retry on a node whose clock is behind: its attempt_ns is smaller, its attempt counter larger; the store
+    reads the retry as the latest attempt (before the counter, the trial read as running with 4 of 7 rows)."""
+    store = Store(tmp_path)
+    first = store.next_attempt("c", "t")
+    with store.writer("c", "t", attempt_ns=5_000, attempt=first) as w:
+        w.append("trials", {"status": "running"})
+        w.append("curves", {"step": [10, 20, 30, 40], "copy_frac": [0.1, 0.2, 0.3, 0.4]})
+    second = store.next_attempt("c", "t")
+    assert (first, second) == (1, 2)
+    with store.writer("c", "t", attempt_ns=4_000, attempt=second, resumed_from_step=20) as w:   # clock behind
+        w.append("trials", {"status": "running"})
+        w.append("curves", {"step": [30, 40, 50, 60, 70], "copy_frac": [0.33, 0.44, 0.5, 0.6, 0.7]})
+        w.append("trials", {"status": "done", "final_step": 70})
+    tr = store.read("trials").to_pylist()[0]
+    assert (tr["status"], tr["attempt"], tr["attempts"]) == ("done", 2, 2)
+    cu = store.read("curves")
+    assert cu["step"].to_pylist() == [10, 20, 30, 40, 50, 60, 70]
+    assert cu["copy_frac"].to_pylist() == [0.1, 0.2, 0.33, 0.44, 0.5, 0.6, 0.7]
+    store.compact()
+    assert Store(tmp_path).read("curves")["copy_frac"].to_pylist() == [0.1, 0.2, 0.33, 0.44, 0.5, 0.6, 0.7]
+
+
+def test_compaction_tolerates_fragments_that_vanish(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    _retried(store)
+    want = store.read("curves")
+    real = Store._read_frags
+
+    def racing(self, frags, columns, filt):
+        for f in frags:                                   # another compactor got there first
+            if f.table == "curves":
+                Path(f.path).unlink(missing_ok=True)
+                break
+        return real(self, frags, columns, filt)
+
+    monkeypatch.setattr(Store, "_read_frags", racing)
+    report = store.compact(tables=["curves"])
+    monkeypatch.undo()
+    assert "skipped" in report["curves"]["r"]
+    # the compaction merged nothing and deleted nothing: only the fragment the other process removed is gone
+    # (attempt 1 of t, steps 10..50); attempt 2 of t and trial u are intact
+    left = Store(tmp_path).read("curves")
+    assert list(zip(left["trial_id"].to_pylist(), left["step"].to_pylist())) == [("t", 30), ("t", 40), ("u", 10),
+                                                                                ("u", 20)]
+    assert np.all(np.isin(left["copy_frac"].to_numpy(), want["copy_frac"].to_numpy()))
