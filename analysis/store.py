@@ -13,6 +13,8 @@ attempt and key ("last write of the attempt wins").
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import math
 import os
@@ -739,7 +741,8 @@ class Store:
             for f in self._list(table, sweep):
                 by_sweep.setdefault(f.sweep, []).append(f)
             for sw, frags in sorted(by_sweep.items()):
-                if len(frags) < 2:
+                legacy = {f.path.rsplit("/", 1)[0] for f in frags if "/sweep=" in f.path}   # version-1 folders
+                if len(frags) < 2 and not legacy:
                     continue
                 try:
                     tables_, kept = self._read_frags(frags, None, None)
@@ -767,6 +770,10 @@ class Store:
                     except FileNotFoundError:
                         pass
                     self._cache.pop(f.path, None)
+                for d in legacy:                    # migrated: drop the emptied version-1 folder
+                    with contextlib.suppress(OSError):
+                        if not self.fs.get_file_info(pafs.FileSelector(d)):
+                            self.fs.delete_dir(d)
                 report.setdefault(table, {})[sw] = {"fragments_in": len(kept), "rows_in": raw.num_rows,
                                                     "rows_out": merged.num_rows}
         return report

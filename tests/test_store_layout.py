@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -120,6 +121,8 @@ def test_a_store_of_the_previous_layout_reads_the_same(trial_store, tmp_path):
     old.compact()                                         # compaction moves an old store to the new layout
     assert list(old_root.glob("curves/tiny/*.parquet")) and Store(old_root).read("curves").num_rows == \
         new.read("curves").num_rows
+    assert not list(old_root.glob("*/sweep=*"))           # every version-1 folder migrated and removed,
+    assert len(pd.read_parquet(old_root / "curves")) == new.read("curves").num_rows   # so pandas reads it again
 
 
 # ------------------------------------------------------------------------------------------- damage stays local
