@@ -20,6 +20,9 @@ from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC, metric as 
 FIGURES: dict[str, str] = {
     "curves": "Memorization curves: the memorization metric against training steps (log scale), one panel per "
               "(tail, depth L) group and one line per training-set size P, mean over seeds with a +-1 sd band.",
+    "curves_gen": "Generalization curves: the share of generations that are valid strings of the grammar and not "
+                  "training strings (novel_valid_frac) against training steps, laid out as the memorization curves; "
+                  "where it rises before the memorization metric, the model generalizes first.",
     "onsets": "Onset tau_mem against P (log-log) per group at theta=0.5. Filled points are observed onsets, open "
               "triangles right-censored trials (drawn at their last step; the onset is later). Solid lines: the "
               "censoring-aware (Tobit) law tau = C P^beta, legend with the bootstrap 95% interval of beta; dashed: "
@@ -168,6 +171,7 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     fits.write_laws(laws, out)
     th = 0.5 if 0.5 in thetas else float(thetas[0])
     figs: dict[str, Any] = {"curves": plots.plot_curves(curves, trials, metric),
+                            "curves_gen": plots.plot_curves(curves, trials, gen_metric),
                             "onsets": plots.plot_onsets(ons, laws, th, "mem"),
                             "onsets_gen": plots.plot_onsets(ons, laws, th, "gen"),
                             "phase": plots.plot_phase(ons, th, "mem")}
