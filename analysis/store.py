@@ -25,7 +25,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -66,6 +66,28 @@ class _Frag:
     trial_id: str | None        # None for merged fragments
     size: int
     mtime: float | None
+
+
+def put_whole(fs: pafs.FileSystem, path: str, write: Callable[[Any], None], atomic_rename: bool) -> None:
+    """Have `write(stream)` fill `path` so that readers see all of it or nothing: streamed to a hidden temporary
+    file renamed into place where renames are atomic (local, NFS), else buffered and put once (object stores make
+    an object visible only once complete)."""
+    if not atomic_rename:
+        buf = pa.BufferOutputStream()
+        write(buf)
+        with fs.open_output_stream(path) as out:
+            out.write(buf.getvalue())
+        return
+    d, name = path.rsplit("/", 1)
+    tmp = f"{d}/.{name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with fs.open_output_stream(tmp) as out:
+            write(out)
+        fs.move(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fs.delete_file(tmp)
+        raise
 
 
 def _parse_name(name: str) -> tuple[int, str | None] | None:
@@ -411,25 +433,9 @@ class Store:
             self._dirs.add(d)
         t = t.replace_schema_metadata(schema_metadata())
         final = f"{d}/{name}"
-        opts = dict(write_page_checksum=True, row_group_size=_ROW_GROUP, compression="zstd")
-        if self.atomic_rename:
-            tmp = f"{d}/.{name}.tmp"
-            try:
-                with self.fs.open_output_stream(tmp) as out:
-                    pq.write_table(t, out, **opts)
-                self.fs.move(tmp, final)
-            except BaseException:
-                try:
-                    self.fs.delete_file(tmp)
-                except OSError:
-                    pass
-                raise
-        else:
-            buf = pa.BufferOutputStream()
-            pq.write_table(t, buf, **opts)
-            data = buf.getvalue()
-            with self.fs.open_output_stream(final) as out:      # one object: visible only once complete
-                out.write(data)
+        put_whole(self.fs, final, lambda out: pq.write_table(t, out, write_page_checksum=True,
+                                                             row_group_size=_ROW_GROUP, compression="zstd"),
+                  self.atomic_rename)
         return final
 
     # ---------------------------------------------------------------- listing

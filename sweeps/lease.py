@@ -123,23 +123,11 @@ class Lease:
         return data, (info.mtime.timestamp() if info.mtime is not None else None)
 
     def _write(self) -> None:
+        from analysis.store import put_whole
+
         data = json.dumps({**self._info, "renewed_at": time.time()}).encode()
         self.fs.create_dir(self.dir, recursive=True)
-        if not self.atomic_rename:
-            with self.fs.open_output_stream(self.path) as out:  # one object: visible only once complete
-                out.write(data)
-            return
-        tmp = f"{self.dir}/.{self.token}.tmp"
-        try:
-            with self.fs.open_output_stream(tmp) as out:
-                out.write(data)
-            self.fs.move(tmp, self.path)
-        except BaseException:
-            try:
-                self.fs.delete_file(tmp)
-            except OSError:
-                pass
-            raise
+        put_whole(self.fs, self.path, lambda out: out.write(data), self.atomic_rename)
 
     def stale(self, info: dict[str, Any], mtime: float | None, now: float | None = None) -> bool:
         """Whether a lease (content, mtime) has expired or its holder is known to be dead."""

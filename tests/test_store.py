@@ -146,7 +146,7 @@ def test_sigkill_mid_flush_leaves_nothing_partial(tmp_path):
         tmp = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            tmps = [p for p in root.rglob(".*_huge.parquet.tmp")] if root.exists() else []
+            tmps = [p for p in root.rglob(".*_huge.parquet.*.tmp")] if root.exists() else []
             if tmps and tmps[0].stat().st_size > 0:        # the huge fragment is being written: kill now
                 tmp = tmps[0]
                 break
