@@ -27,7 +27,9 @@ YAML format (every key below is optional unless marked *required*; see sweeps/pr
       P: [16, 32, 64]               # shorthand for data.P
       seed: [0, 1, 2]
       model.width: [64, 128]        # any other per-trial setting by its dotted name <section>.<key>
-    resources: {cpu: 1, gpu: 0}     # per trial; gpu may be fractional below 1 (0.25 = four trials per GPU)
+    resources: {cpu: 1, gpu: 0}     # per trial (per pack); gpu may be fractional below 1 (0.25 = four per GPU)
+    pack: {size: 1}                 # grid mode: train up to `size` compatible trials as one pack, one vectorized
+                                    #   step for all (sweeps.packing); 1 = one trial at a time; Optuna modes: 1
     optuna: {trials: 20, target_step: 2000, metric: mem_excess, theta: 0.5, journal: runs/demo/optuna.journal}
 
 Tails in either convention (tails and grammar.root): this project's `a`, p(k) ~ k**-a over ranks k = 1..m
@@ -68,16 +70,17 @@ from typing import Sequence
 from sweeps.spec.config import TrialConfig
 from sweeps.spec.errors import SpecError
 from sweeps.spec.fields import MISSING
-from sweeps.spec.sections import MODES, DataSection, EvalSection, OptunaSpec, Resources, StopSection
+from sweeps.spec.sections import (MODES, DataSection, EvalSection, OptunaSpec, PackSection, Resources,
+                                  StopSection)
 from sweeps.spec.storage import check_access, check_store, resolve_store
 from sweeps.spec.sweep import AXIS_ALIASES, Axis, SweepSpec
 from sweeps.spec.tail import FAMILIES, TailSpec
 from sweeps.presets import PRESETS_DIR, preset_descriptions, preset_names, preset_path
 
 __all__ = ["AXIS_ALIASES", "Axis", "DataSection", "EvalSection", "FAMILIES", "MISSING", "MODES", "OptunaSpec",
-           "PRESETS_DIR", "Resources", "SpecError", "StopSection", "SweepSpec", "TailSpec", "TrialConfig",
-           "check_access", "check_store", "load_spec", "preset_descriptions", "preset_names", "preset_path",
-           "resolve_store"]
+           "PackSection", "PRESETS_DIR", "Resources", "SpecError", "StopSection", "SweepSpec", "TailSpec",
+           "TrialConfig", "check_access", "check_store", "load_spec", "preset_descriptions", "preset_names",
+           "preset_path", "resolve_store"]
 
 
 def load_spec(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> SweepSpec:

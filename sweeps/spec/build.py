@@ -204,6 +204,9 @@ class _Builder:
 
     def _optuna(self, spec: SweepSpec) -> None:
         o, raw = spec.optuna, self.d.get("optuna") or {}
+        if spec.mode != "grid" and spec.pack.size > 1:
+            self.fail(f"pack.size: {spec.pack.size} packs trials of a grid; mode {spec.mode} lets Optuna propose one "
+                      "trial at a time, so it trains them one at a time: use pack.size: 1 (or mode: grid)")
         if spec.mode != "optuna-boundary":
             return
         if o.target_step is None:

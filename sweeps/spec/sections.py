@@ -1,4 +1,4 @@
-"""The spec's own section dataclasses (data, eval, stop, resources, optuna) and the value types of its keys.
+"""The spec's own section dataclasses (data, eval, stop, resources, pack, optuna) and the value types of its keys.
 
 grammar, model and train are `rhm.GrammarSpec`, `models.ModelConfig` and `models.TrainConfig` themselves (see
 `sweeps.spec.sweep.SweepSpec`, which declares every YAML key). Constraints sit on the fields as annotations; the
@@ -70,6 +70,14 @@ class Resources:
     def __getitem__(self, key: str) -> float:
         """`resources["gpu"]`, as when resources were a dict."""
         return getattr(self, key)
+
+
+@dataclass(frozen=True)
+class PackSection:
+    """`pack:` train up to `size` compatible trials of a grid as one Tune trial, one vectorized step for all
+    (sweeps.packing); 1 = one trial at a time. Optuna modes propose one point at a time and keep size 1."""
+
+    size: PosInt = 1
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ The field list below is the declaration of the YAML layout: `sweeps.spec.build` 
 it, `to_dict` writes it back. A section of per-trial settings is a `Fixed` view of its dataclass (grammar ->
 rhm.GrammarSpec, model -> models.ModelConfig, train -> models.TrainConfig, data/eval/stop -> sweeps.spec.sections)
 holding what the YAML fixes; each grid point overrides it with its axis values and builds the dataclasses (which
-check themselves) and from them the point's TrialConfig. A section of per-sweep settings (resources, optuna) is its
-dataclass itself. Adding a section is one dataclass plus one line here.
+check themselves) and from them the point's TrialConfig. A section of per-sweep settings (resources, pack, optuna)
+is its dataclass itself. Adding a section is one dataclass plus one line here.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from rhm import GrammarSpec
 from sweeps.spec.config import TrialConfig
 from sweeps.spec.errors import SpecError
 from sweeps.spec.fields import Fixed, Section, to_plain
-from sweeps.spec.sections import (DataSection, EvalSection, Mode, Name, NonNegInt, OptunaSpec, Resources,
-                                  StopSection)
+from sweeps.spec.sections import (DataSection, EvalSection, Mode, Name, NonNegInt, OptunaSpec, PackSection,
+                                  Resources, StopSection)
 from sweeps.spec.tail import TailSpec
 
 # Short axis names for the settings swept most.
@@ -95,6 +95,7 @@ class SweepSpec:
     seed: NonNegInt = 0
     axes: tuple[Axis, ...] = ()
     resources: Resources = per_sweep("resources", Resources)
+    pack: PackSection = per_sweep("pack", PackSection)
     optuna: OptunaSpec = per_sweep("optuna", OptunaSpec)
     source: str | None = field(default=None, metadata={"yaml": False})
     raw: dict[str, Any] = field(default_factory=dict, repr=False, metadata={"yaml": False})
