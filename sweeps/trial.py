@@ -15,7 +15,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import tempfile
 import time
 import warnings
@@ -27,6 +26,8 @@ import numpy as np
 import torch
 
 from analysis.registry import OBJECTIVE_METRICS
+from sweeps.member import CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, maybe_crash, sample_seed, score
+from sweeps.rows import data_columns, eval_rows, samples_rows, summary, trials_row  # noqa: F401 - re-exported
 from sweeps.spec import TrialConfig
 
 TRAINER_FILE = "trainer.pt"
@@ -35,10 +36,6 @@ DONE_STATUSES = ("done", "stopped")
 # The store's trial id in every Tune result (Tune overwrites a metric named `trial_id` with its own id).
 STORE_ID_KEY = "memsweep_trial_id"
 
-# Test-only fault hooks, read from the Tune config (never from TrialConfig): kill the trial's own process once,
-# right after the rows of the first evaluation at or past this step are flushed (before its checkpoint).
-CRASH_AT_STEP = "_crash_at_step"
-CRASH_MARKER = "_crash_marker"
 # Driver-set keys of the Tune config (sweeps.runner): a checkpoint to continue from when Tune has none (resume
 # across drivers, see sweeps.recovery), this start's number within the driver's run (1 = first, set by the
 # runner's retry callback), and the first retry's backoff in seconds (doubling per retry, capped).
@@ -104,110 +101,17 @@ def build_trainer(cfg: TrialConfig, data: _Data, device: str) -> Any:
     return Trainer(model, tokens, train_cfg)
 
 
-# ---------------------------------------------------------------------------------------------------- rows
-def data_columns(data: _Data) -> dict[str, Any]:
-    """The trial-level facts of its grammar and data sets: exact entropy (total, root, per level) and the masses
-    p(T), p(T'), p(H) that the nulls rest on, with the reason when the twin null is undefined."""
-    spec, idx = data.grammar.spec, data.index
-    return {"entropy": spec.entropy, "entropy_root": spec.root_entropy, "entropy_tilt": spec.entropy_tilt,
-            "entropy_levels": [float(h) for h in spec.level_entropies()], "train_mass": float(idx.copy_baseline),
-            "twin_set_mass": float(idx.twin_set_mass), "heldout_mass": float(idx.heldout_mass),
-            "twin_note": idx.twin_note}
-
-
-def trials_row(cfg: TrialConfig, status: str, attempt_start: float, final_step: int | None,
-               finished: bool, extra: Mapping[str, Any] | None = None) -> dict[str, list]:
-    """One `trials` row (dict of 1-element columns): identity, tail, size, status, flattened config, and `extra`
-    (the trial's `data_columns`)."""
-    tail = cfg.tail
-    levels = None if tail.levels is None else ",".join(str(x) for x in tail.levels)
-    row: dict[str, Any] = {
-        "status": status,
-        "started_at": _ts(attempt_start),
-        "finished_at": _ts(time.time()) if finished else None,
-        "final_step": final_step,
-        "budget_steps": int(cfg.train.steps),
-        "tail": tail.label,
-        "tail_family": tail.family,
-        "tail_a": float(tail.a),
-        "tail_levels": levels,
-        "L": int(cfg.grammar.L),
-        "P": int(cfg.P),
-        "seed": int(cfg.seed),
-        "n_gen": int(cfg.n_gen),
-        "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
-    }
-    row.update({f"cfg.{k}": v for k, v in cfg.flat().items()})
-    row.update(extra or {})
-    return {k: [v] for k, v in row.items()}
-
-
-def _ts(t: float) -> Any:
-    """A timezone-aware timestamp for the store's time columns."""
-    import datetime as _dt
-
-    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
-
-
-def samples_rows(data: _Data) -> dict[str, Any]:
-    """The `samples` table: per training string its exact log-likelihood, probability, prototypicality, and its
-    twins in T' (root class and twin group identify the string; twin_mass and n_twins describe its null)."""
-    idx = data.index
-    return {
-        "train_index": np.arange(idx.P, dtype=np.int64),
-        "loglik": np.asarray(idx.loglik, dtype=np.float64),
-        "prob": np.asarray(idx.prob, dtype=np.float64),
-        "proto": np.asarray(idx.proto, dtype=np.float64),
-        "proto_levels": [list(map(float, r)) for r in np.asarray(idx.proto_levels, dtype=np.float64)],
-        "root": idx.root, "twin_group": idx.twin_group, "twin_mass": idx.twin_mass, "n_twins": idx.n_twins,
-    }
-
-
-def eval_rows(step: int, wall: float, ev: Any, grammar: Any) -> dict[str, dict[str, Any]]:
-    """Rows of every per-step table for one evaluation: curves, level_curves, copies, parts."""
-    L = grammar.spec.L
-    curves = {"step": [step], "wall_time": [wall]}
-    curves.update({k: [float(v)] for k, v in ev.scalars.items()})
-    levels = {"step": np.full(L, step, np.int64), "level": np.arange(L, dtype=np.int64)}
-    levels.update({k: np.asarray(v, dtype=np.float64) for k, v in ev.levels.items()})
-    copies = {"step": np.full(len(ev.copies["train_index"]), step, np.int64), **ev.copies}
-    return {"curves": curves, "level_curves": levels, "copies": copies, "parts": _parts_rows(step, ev)}
-
-
-def _parts_rows(step: int, ev: Any) -> dict[str, np.ndarray]:
-    """Per level and production: counts in generated vs training strings and the production's grammar frequency."""
-    cols = {k: np.asarray(v) for k, v in ev.parts.items()}
-    n = len(cols["production"])
-    return {"step": np.full(n, step, np.int64), **cols}
-
-
 # ---------------------------------------------------------------------------------------------------- evaluation
 def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int, heldout: torch.Tensor | None = None) -> Any:
     """Generate `n_gen` strings, score them against the training set, and fill in the two losses.
 
     `heldout`: the held-out tokens already on the trainer's device (built here when not given)."""
-    from analysis.metrics import evaluate
-
     # sample_steps=None is the exact sampler (masked: one position per network call; uniform: all T steps):
     # K parallel masked steps would unmask tokens jointly-independently and cap even a perfect memorizer's copies.
-    gen = trainer.sample(cfg.n_gen, cfg.sample_steps, cfg.seed * 1_000_003 + step)
-    ev = evaluate(data.grammar, gen, data.index)
-    ev.scalars["train_loss"] = float(trainer.train_loss)
+    gen = trainer.sample(cfg.n_gen, cfg.sample_steps, sample_seed(cfg, step))
     if heldout is None:
         heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
-    ev.scalars["heldout_loss"] = float(trainer.eval_loss(heldout))
-    return ev
-
-
-def summary(step: int, ev_scalars: Mapping[str, float], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """The metrics reported to Tune after each evaluation (finite floats only where Tune/Optuna need them)."""
-    out = {"step": int(step)}
-    for k in (*OBJECTIVE_METRICS, "valid_frac", "novel_valid_frac", "train_loss", "heldout_loss",
-              "near_copy_frac", "copy_baseline"):
-        if k in ev_scalars:
-            out[k] = float(ev_scalars[k])
-    out.update(extra)
-    return out
+    return score(data, gen, trainer.train_loss, trainer.eval_loss(heldout))
 
 
 def boundary_objective(curve: list[tuple[int, float]], theta: float, target_step: int) -> tuple[float, float]:
@@ -221,63 +125,49 @@ def boundary_objective(curve: list[tuple[int, float]], theta: float, target_step
 
 # ---------------------------------------------------------------------------------------------------- loop
 class _Loop:
-    """State of one attempt's evaluation loop: early stopping, curve, writes, checkpoints and reports."""
+    """State of one attempt's evaluation loop: the trial's record (MemberLog), checkpoints and reports."""
 
     def __init__(self, cfg: TrialConfig, data: _Data, writer: Any, report: ReportFn | None,
                  hooks: Mapping[str, Any], start_state: Mapping[str, Any]):
-        self.cfg, self.data, self.writer, self.report, self.hooks = cfg, data, writer, report, hooks
-        self.streak = int(start_state.get("streak", 0))
-        self.curve: list[tuple[int, float]] = [tuple(x) for x in start_state.get("curve", [])]
-        self.wall0 = time.time() - float(start_state.get("wall", 0.0))
-        self.stopped = False
-        self.n_evals = 0
+        self.cfg, self.data, self.report, self.hooks = cfg, data, report, hooks
+        metric = (hooks.get("boundary") or {}).get("metric", "copy_frac")
+        self.log = MemberLog(cfg, data, writer, metric, start_state)
         self.last: dict[str, Any] = {}
         self._heldout: torch.Tensor | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.log.stopped
+
+    @property
+    def n_evals(self) -> int:
+        return self.log.n_evals
 
     def on_eval(self, trainer: Any, step: int) -> bool:
         """Evaluate, write rows, checkpoint, report; True when the early-stop criterion is met."""
         if self._heldout is None:  # once per attempt, not once per evaluation
             self._heldout = torch.as_tensor(self.data.heldout, dtype=torch.long, device=trainer.device)
         ev = evaluate_step(self.cfg, trainer, self.data, step, self._heldout)
-        stop_value = float(ev.scalars.get(self.cfg.stop_metric, math.nan))
-        metric = (self.hooks.get("boundary") or {}).get("metric", "copy_frac")
-        self.curve.append((int(step), float(ev.scalars.get(metric, math.nan))))
-        theta = self.cfg.theta_stop
-        self.streak = self.streak + 1 if (theta is not None and stop_value >= theta) else 0
-        self.stopped = theta is not None and self.streak >= self.cfg.stop_patience
-        wall = time.time() - self.wall0
-        if self.writer is not None:
-            for table, cols in eval_rows(step, wall, ev, self.data.grammar).items():
-                self.writer.append(table, cols)
-            self.writer.flush()
-        self._maybe_crash(step)
-        self.n_evals += 1
-        self.last = summary(step, ev.scalars, self._extra(step))
+        self.log.record(step, ev)
+        maybe_crash(self.hooks, step)
+        self.last = summary(step, ev.scalars, trial_extra(self.cfg, self.log, self.hooks))
         if self.report is not None:
             with tempfile.TemporaryDirectory(prefix="memsweep-ckpt-") as d:
                 trainer.save(os.path.join(d, TRAINER_FILE))
-                state = {"streak": self.streak, "curve": self.curve, "wall": wall, "step": int(step)}
-                Path(d, STATE_FILE).write_text(json.dumps(state))
+                Path(d, STATE_FILE).write_text(json.dumps(self.log.state(step)))
                 self.report(self.last, d)
         return self.stopped
 
-    def _extra(self, step: int) -> dict[str, Any]:
-        """Trial-level report fields: progress, stop flag, where it ran, the boundary objective if asked for."""
-        out: dict[str, Any] = {STORE_ID_KEY: self.cfg.trial_id, "stopped": self.stopped,
-                               "budget_steps": int(self.cfg.train.steps), "node_id": _node_id()}
-        b = self.hooks.get("boundary")
-        if b:
-            value, obj = boundary_objective(self.curve, float(b["theta"]), int(b["target_step"]))
-            out.update(boundary_value=value, boundary_obj=obj)
-        return out
 
-    def _maybe_crash(self, step: int) -> None:
-        """Test hook: SIGKILL this process once (marker file) at the first eval at/after `_crash_at_step`."""
-        at, marker = self.hooks.get(CRASH_AT_STEP), self.hooks.get(CRASH_MARKER)
-        if at is None or marker is None or step < int(at) or os.path.exists(marker):
-            return
-        Path(marker).write_text(str(step))
-        os.kill(os.getpid(), signal.SIGKILL)
+def trial_extra(cfg: TrialConfig, log: MemberLog, hooks: Mapping[str, Any]) -> dict[str, Any]:
+    """Trial-level report fields: its store id, stop flag, budget, where it ran, the boundary objective if asked."""
+    out: dict[str, Any] = {STORE_ID_KEY: cfg.trial_id, "stopped": log.stopped, "budget_steps": int(cfg.train.steps),
+                           "node_id": _node_id()}
+    b = hooks.get("boundary")
+    if b:
+        value, obj = boundary_objective(log.curve, float(b["theta"]), int(b["target_step"]))
+        out.update(boundary_value=value, boundary_obj=obj)
+    return out
 
 
 def _node_id() -> str:
@@ -331,25 +221,13 @@ def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, check
     hooks = dict(hooks or {})
     if not write_store:
         return _run_loop(cfg, data, trainer, None, report, hooks, state, resumed, t0)
-    from analysis.store import Store
-
-    store = Store(cfg.store)
-    # the attempt counter orders this trial's attempts whatever the clocks of the nodes they ran on say
-    with store.writer(cfg.sweep, cfg.trial_id, attempt_ns=time.time_ns(), resumed_from_step=resumed,
-                      attempt=store.next_attempt(cfg.sweep, cfg.trial_id)) as w:
-        if resumed == 0:
-            w.append("samples", samples_rows(data))
-        facts = data_columns(data)
-        w.append("trials", trials_row(cfg, "running", t0, None, False, facts))
-        w.flush()
-        try:
-            out = _run_loop(cfg, data, trainer, w, report, hooks, state, resumed, t0)
-        except BaseException:
-            w.append("trials", trials_row(cfg, "failed", t0, int(trainer.step), True, facts))
-            w.flush()
-            raise
-        w.append("trials", trials_row(cfg, out.status, t0, out.final_step, True, facts))
-        w.flush()
+    attempt = Attempt(cfg, data, resumed, t0)
+    try:
+        out = _run_loop(cfg, data, trainer, attempt.writer, report, hooks, state, resumed, t0)
+    except BaseException:
+        attempt.finish("failed", int(trainer.step))
+        raise
+    attempt.finish(out.status, out.final_step)
     return out
 
 

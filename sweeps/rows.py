@@ -1,0 +1,100 @@
+"""The rows a trial writes to the store (trials, samples, curves, level_curves, copies, parts) and the summary it
+reports to Tune: the same for a lone trial (sweeps.trial) and a member of a pack (sweeps.pack_trial)."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from analysis.registry import OBJECTIVE_METRICS
+from sweeps.spec import TrialConfig
+
+
+def data_columns(data: Any) -> dict[str, Any]:
+    """The trial-level facts of its grammar and data sets: exact entropy (total, root, per level) and the masses
+    p(T), p(T'), p(H) that the nulls rest on, with the reason when the twin null is undefined."""
+    spec, idx = data.grammar.spec, data.index
+    return {"entropy": spec.entropy, "entropy_root": spec.root_entropy, "entropy_tilt": spec.entropy_tilt,
+            "entropy_levels": [float(h) for h in spec.level_entropies()], "train_mass": float(idx.copy_baseline),
+            "twin_set_mass": float(idx.twin_set_mass), "heldout_mass": float(idx.heldout_mass),
+            "twin_note": idx.twin_note}
+
+
+def trials_row(cfg: TrialConfig, status: str, attempt_start: float, final_step: int | None,
+               finished: bool, extra: Mapping[str, Any] | None = None) -> dict[str, list]:
+    """One `trials` row (dict of 1-element columns): identity, tail, size, status, flattened config, and `extra`
+    (the trial's `data_columns`)."""
+    tail = cfg.tail
+    levels = None if tail.levels is None else ",".join(str(x) for x in tail.levels)
+    row: dict[str, Any] = {
+        "status": status,
+        "started_at": _ts(attempt_start),
+        "finished_at": _ts(time.time()) if finished else None,
+        "final_step": final_step,
+        "budget_steps": int(cfg.train.steps),
+        "tail": tail.label,
+        "tail_family": tail.family,
+        "tail_a": float(tail.a),
+        "tail_levels": levels,
+        "L": int(cfg.grammar.L),
+        "P": int(cfg.P),
+        "seed": int(cfg.seed),
+        "n_gen": int(cfg.n_gen),
+        "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
+    }
+    row.update({f"cfg.{k}": v for k, v in cfg.flat().items()})
+    row.update(extra or {})
+    return {k: [v] for k, v in row.items()}
+
+
+def _ts(t: float) -> Any:
+    """A timezone-aware timestamp for the store's time columns."""
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
+
+
+def samples_rows(data: Any) -> dict[str, Any]:
+    """The `samples` table: per training string its exact log-likelihood, probability, prototypicality, and its
+    twins in T' (root class and twin group identify the string; twin_mass and n_twins describe its null)."""
+    idx = data.index
+    return {
+        "train_index": np.arange(idx.P, dtype=np.int64),
+        "loglik": np.asarray(idx.loglik, dtype=np.float64),
+        "prob": np.asarray(idx.prob, dtype=np.float64),
+        "proto": np.asarray(idx.proto, dtype=np.float64),
+        "proto_levels": [list(map(float, r)) for r in np.asarray(idx.proto_levels, dtype=np.float64)],
+        "root": idx.root, "twin_group": idx.twin_group, "twin_mass": idx.twin_mass, "n_twins": idx.n_twins,
+    }
+
+
+def eval_rows(step: int, wall: float, ev: Any, grammar: Any) -> dict[str, dict[str, Any]]:
+    """Rows of every per-step table for one evaluation: curves, level_curves, copies, parts."""
+    L = grammar.spec.L
+    curves = {"step": [step], "wall_time": [wall]}
+    curves.update({k: [float(v)] for k, v in ev.scalars.items()})
+    levels = {"step": np.full(L, step, np.int64), "level": np.arange(L, dtype=np.int64)}
+    levels.update({k: np.asarray(v, dtype=np.float64) for k, v in ev.levels.items()})
+    copies = {"step": np.full(len(ev.copies["train_index"]), step, np.int64), **ev.copies}
+    return {"curves": curves, "level_curves": levels, "copies": copies, "parts": _parts_rows(step, ev)}
+
+
+def _parts_rows(step: int, ev: Any) -> dict[str, np.ndarray]:
+    """Per level and production: counts in generated vs training strings and the production's grammar frequency."""
+    cols = {k: np.asarray(v) for k, v in ev.parts.items()}
+    n = len(cols["production"])
+    return {"step": np.full(n, step, np.int64), **cols}
+
+
+def summary(step: int, ev_scalars: Mapping[str, float], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics reported to Tune after each evaluation (finite floats only where Tune/Optuna need them)."""
+    out = {"step": int(step)}
+    for k in (*OBJECTIVE_METRICS, "valid_frac", "novel_valid_frac", "train_loss", "heldout_loss",
+              "near_copy_frac", "copy_baseline"):
+        if k in ev_scalars:
+            out[k] = float(ev_scalars[k])
+    out.update(extra)
+    return out
