@@ -209,11 +209,13 @@ def store_error(cfg: TrialConfig, e: OSError) -> OSError:
     return StoreUnavailable(f"trial {cfg.trial_id} could not write to the store {cfg.store}: {e}")
 
 
-def resume_checkpoint(cfg: TrialConfig, path: str | None) -> Any:
+def resume_checkpoint(cfg: TrialConfig, path: str | None, owner_id: str | None = None) -> Any:
     """Tune's checkpoint of this trial; else the checkpoint at `path` that the driver found in an earlier
-    experiment, if its owner.json names this trial (else None, with a warning: the trial starts over)."""
+    experiment, if its owner.json names this trial (or `owner_id`, a pack's id; else None, with a warning: the
+    trial starts over)."""
     from ray import tune
 
+    owner_id = owner_id or cfg.trial_id
     ckpt = tune.get_checkpoint()
     if ckpt is not None or not path:
         return ckpt
@@ -224,12 +226,12 @@ def resume_checkpoint(cfg: TrialConfig, path: str | None) -> Any:
     except FileNotFoundError:
         owner = None  # written before owner.json existed: the driver matched it by its trial's params.json
     except (OSError, ValueError) as e:
-        warnings.warn(f"trial {cfg.trial_id}: cannot read checkpoint {path} ({e}); starting over",
+        warnings.warn(f"trial {owner_id}: cannot read checkpoint {path} ({e}); starting over",
                       RuntimeWarning, stacklevel=2)
         return None
     if owner is not None and (not isinstance(owner, dict)
-                              or (owner.get("trial_id"), owner.get("sweep")) != (cfg.trial_id, cfg.sweep)):
-        warnings.warn(f"trial {cfg.trial_id}: checkpoint {path} belongs to {owner}; starting over",
+                              or (owner.get("trial_id"), owner.get("sweep")) != (owner_id, cfg.sweep)):
+        warnings.warn(f"trial {owner_id}: checkpoint {path} belongs to {owner}; starting over",
                       RuntimeWarning, stacklevel=2)
         return None
     return ckpt

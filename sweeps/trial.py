@@ -243,13 +243,22 @@ def _run_loop(cfg: TrialConfig, data: _Data, trainer: Any, writer: Any, report: 
 # ---------------------------------------------------------------------------------------------------- Tune
 def finished_in_store(cfg: TrialConfig) -> bool:
     """True when the store already holds a done/stopped `trials` row for this trial (the source of truth)."""
+    return cfg.trial_id in finished_ids([cfg])
+
+
+def finished_ids(cfgs: list[TrialConfig]) -> set[str]:
+    """The ids among `cfgs` (trials of one sweep and store) that the store lists as done or stopped."""
     from analysis.store import Store
 
+    if not cfgs:
+        return set()
     try:
-        rows = Store(cfg.store).read("trials", sweep=cfg.sweep, trials=[cfg.trial_id], columns=["status"])
+        rows = Store(cfgs[0].store).read("trials", sweep=cfgs[0].sweep, trials=[c.trial_id for c in cfgs],
+                                         columns=["trial_id", "status"])
     except FileNotFoundError:
-        return False
-    return any(s in DONE_STATUSES for s in rows.column("status").to_pylist()) if rows.num_rows else False
+        return set()
+    return {t for t, s in zip(rows.column("trial_id").to_pylist(), rows.column("status").to_pylist())
+            if s in DONE_STATUSES}
 
 
 def stored_summary(cfg: TrialConfig, boundary: Mapping[str, Any]) -> dict[str, Any]:
@@ -277,6 +286,55 @@ def _allotted() -> tuple[float, float]:
         return 1.0, 0.0
 
 
+def session_start(config: Mapping[str, Any]) -> int:
+    """This start's number (ATTEMPT); a retry first waits its backoff (`retry_delay`)."""
+    from sweeps.recovery import RETRY_BACKOFF_S, retry_delay
+
+    attempt = int(config.get(ATTEMPT, 1))
+    time.sleep(retry_delay(attempt, float(config.get(RETRY_BACKOFF, RETRY_BACKOFF_S))))
+    return attempt
+
+
+def session_device() -> tuple[str, float]:
+    """(device, GPU share) of this Tune trial, with torch's threads set to the CPUs it was given."""
+    cpus, gpus = _allotted()
+    torch.set_num_threads(max(1, int(cpus)))
+    return pick_device(gpus), gpus
+
+
+def tune_reporter(owner: Mapping[str, Any], attempt: int) -> ReportFn:
+    """report(metrics, checkpoint directory or None) for Tune; the directory gets `owner` as owner.json, which lets
+    a later driver check whose checkpoint it is (sweeps.recovery)."""
+    from ray import tune
+
+    from sweeps.recovery import OWNER_FILE
+
+    def report(metrics: dict[str, Any], directory: str | None) -> None:
+        if directory is None:
+            tune.report({**metrics, "attempt": attempt})
+            return
+        Path(directory, OWNER_FILE).write_text(json.dumps(dict(owner)))
+        tune.report({**metrics, "attempt": attempt}, checkpoint=tune.Checkpoint.from_directory(directory))
+    return report
+
+
+def run_from(ckpt: Any, cfg: TrialConfig, train: Callable[[str | None], Any]) -> None:
+    """train(checkpoint directory or None), with a store write failure restated as StoreUnavailable."""
+    from sweeps.recovery import store_error
+
+    try:
+        if ckpt is None:
+            train(None)
+            return
+        with ckpt.as_directory() as d:
+            train(d)
+    except OSError as e:
+        err = store_error(cfg, e)
+        if err is e:
+            raise
+        raise err from e
+
+
 def run_trial(config: dict) -> None:
     """Tune function trainable: config = {"trial": TrialConfig.to_dict(), optional driver keys and hooks}.
 
@@ -286,36 +344,18 @@ def run_trial(config: dict) -> None:
     """
     from ray import tune
 
-    from sweeps.recovery import OWNER_FILE, RETRY_BACKOFF_S, resume_checkpoint, retry_delay, store_error
+    from sweeps.recovery import resume_checkpoint
 
     if "trial" not in config:
         raise ValueError(f"run_trial needs config['trial'] (a TrialConfig.to_dict()); got keys {sorted(config)}")
     cfg = TrialConfig.from_dict(config["trial"])
-    attempt = int(config.get(ATTEMPT, 1))
-    time.sleep(retry_delay(attempt, float(config.get(RETRY_BACKOFF, RETRY_BACKOFF_S))))
+    attempt = session_start(config)
     if finished_in_store(cfg):  # the store is the source of truth: a finished trial is never trained again
         if "boundary" in config:  # Optuna needs the objective of a re-proposed point: recompute it, no retraining
             tune.report(stored_summary(cfg, config["boundary"]))
         return
     ckpt = resume_checkpoint(cfg, config.get(RESUME_FROM))
-    cpus, gpus = _allotted()
-    torch.set_num_threads(max(1, int(cpus)))
-    device = pick_device(gpus)
+    device, _ = session_device()
     hooks = {k: config[k] for k in (CRASH_AT_STEP, CRASH_MARKER, "boundary") if k in config}
-    owner = json.dumps({"sweep": cfg.sweep, "trial_id": cfg.trial_id})
-
-    def report(metrics: dict[str, Any], directory: str) -> None:
-        Path(directory, OWNER_FILE).write_text(owner)  # lets a later driver check whose checkpoint this is
-        tune.report({**metrics, "attempt": attempt}, checkpoint=tune.Checkpoint.from_directory(directory))
-
-    try:
-        if ckpt is None:
-            train_trial(cfg, report, None, device=device, hooks=hooks)
-            return
-        with ckpt.as_directory() as d:
-            train_trial(cfg, report, d, device=device, hooks=hooks)
-    except OSError as e:
-        err = store_error(cfg, e)
-        if err is e:
-            raise
-        raise err from e
+    report = tune_reporter({"sweep": cfg.sweep, "trial_id": cfg.trial_id}, attempt)
+    run_from(ckpt, cfg, lambda d: train_trial(cfg, report, d, device=device, hooks=hooks))

@@ -1,0 +1,176 @@
+"""A pack: up to K compatible trials (sweeps.packing) trained as one Tune trial, one vectorized step for all.
+
+Each member is the trial it would be alone (models.Trainer: its own data, init, batches, noise and sampler seeds)
+and writes what a lone trial writes (sweeps.member: the same rows, attempt bookkeeping, stop rule and sample seeds),
+so the store, its readers, fits and reports cannot tell a member from a lone trial.
+
+At each evaluation, for every member still training: generate, score, write and flush its rows; then the fault
+hook; then members that met their stop rule are marked `stopped` in the store and dropped from the pack (they cost
+no compute from the next step on); then one checkpoint of every remaining member (trainer state keyed by member
+id, and per member its stop streak, curve and wall time, all `weights_only`-safe and JSON), then Tune is told.
+A retried pack resumes from that checkpoint with the members the store does not list as finished; each writes a
+new attempt with `resumed_from_step` = the checkpoint's step, so the store keeps one row per (trial, step).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sweeps.member import CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, maybe_crash, sample_seed, score
+from sweeps.packing import Pack
+from sweeps.rows import summary
+from sweeps.trial import (RESUME_FROM, STATE_FILE, STORE_ID_KEY, TRAINER_FILE, ReportFn, TrialOutcome, build_data,
+                          finished_ids, load_checkpoint, run_from, session_device, session_start, tune_reporter)
+
+# In every result of a pack: {member trial id: {"step", "copy_frac", "stopped", "finished"}} (sweeps.progress).
+MEMBERS_KEY = "memsweep_members"
+
+
+def build_pack_trainer(pack: Pack, datas: Mapping[str, Any], device: str, memory_budget: int | None = None) -> Any:
+    """The pack's model (member k initialized from member k's seed) and its Trainer on `device`; refuses, before
+    training, a pack whose memory estimate exceeds `memory_budget` bytes, naming the pack size that fits."""
+    from models import Trainer, build_model
+
+    first = pack.members[0]
+    g = first.grammar
+    seeds = [t.train.seed for t in pack.members]
+    model = build_model(first.model, g.v, g.d, g.s, g.L, seed=seeds)
+    tokens = [torch.as_tensor(datas[t.trial_id].train, dtype=torch.long, device=device) for t in pack.members]
+    return Trainer(model, tokens, dataclasses.replace(first.train, device=device), seeds=seeds,
+                   member_ids=pack.member_ids, memory_budget=memory_budget)
+
+
+def _restore(pack: Pack, datas: Mapping[str, Any], device: str, checkpoint_dir: str | None,
+             memory_budget: int | None) -> tuple[Any, dict[str, Any], int]:
+    """(trainer, per-member loop states, resume step): from `checkpoint_dir` when it holds every member, else fresh
+    (step 0, with a warning when a checkpoint was given: starting over is always safe, resumed_from_step=0
+    supersedes every earlier row)."""
+    trainer = build_pack_trainer(pack, datas, device, memory_budget)
+    if checkpoint_dir is None:
+        return trainer, {}, 0
+    try:
+        state = load_checkpoint(trainer, checkpoint_dir)
+    except Exception as e:  # noqa: BLE001 - unreadable, or without a member: torch/JSON/OS/ValueError alike
+        warnings.warn(f"pack {pack.pack_id}: checkpoint {checkpoint_dir} cannot resume members {pack.member_ids} "
+                      f"({type(e).__name__}: {e}); starting the pack over from step 0", RuntimeWarning, stacklevel=2)
+        return build_pack_trainer(pack, datas, device, memory_budget), {}, 0
+    return trainer, dict(state.get("members", {})), int(trainer.step)
+
+
+class _PackLoop:
+    """One attempt of a pack's evaluation loop: per-member records, finishing stopped members, checkpoints."""
+
+    def __init__(self, pack: Pack, datas: Mapping[str, Any], attempts: Mapping[str, Attempt],
+                 report: ReportFn | None, hooks: Mapping[str, Any], states: Mapping[str, Any]) -> None:
+        self.pack, self.datas, self.attempts, self.report, self.hooks = pack, datas, attempts, report, hooks
+        self.cfgs = {t.trial_id: t for t in pack.members}
+        self.logs = {m: MemberLog(self.cfgs[m], datas[m], attempts[m].writer, "copy_frac", states.get(m))
+                     for m in self.cfgs}
+        self.last: dict[str, dict[str, Any]] = {}
+        self.final: dict[str, int] = {}             # member -> step it stopped at
+        self._heldout: dict[str, torch.Tensor] = {}
+
+    def on_eval(self, trainer: Any, step: int) -> bool:
+        """Evaluate every member, write its rows; finish and drop stopped members; checkpoint; report."""
+        ids = list(trainer.member_ids)
+        cfgs = [self.cfgs[m] for m in ids]
+        for m in ids:
+            if m not in self._heldout:
+                self._heldout[m] = torch.as_tensor(self.datas[m].heldout, dtype=torch.long, device=trainer.device)
+        gen = trainer.sample_members(cfgs[0].n_gen, cfgs[0].sample_steps, [sample_seed(c, step) for c in cfgs])
+        held = trainer.eval_losses(torch.stack([self._heldout[m] for m in ids]))
+        stopped = []
+        for k, m in enumerate(ids):
+            ev = score(self.datas[m], gen[k], trainer.train_losses[k], held[k])
+            if self.logs[m].record(step, ev):
+                stopped.append(m)
+            self.last[m] = summary(step, ev.scalars, {STORE_ID_KEY: m, "stopped": self.logs[m].stopped})
+        maybe_crash(self.hooks, step)
+        for m in stopped:                           # finished in the store at once, then out of the pack
+            self.attempts[m].finish("stopped", step)
+            self.final[m] = step
+        trainer.drop(stopped)
+        if self.report is not None:
+            self._report(trainer, step, ids)
+        return False                                # the run ends by itself when no member is left
+
+    def _report(self, trainer: Any, step: int, ids: list[str]) -> None:
+        """Tell Tune: the pack's step, each member's state, and a checkpoint of the members left (if any)."""
+        alive = list(trainer.member_ids)
+        members = {m: {"step": int(step), "copy_frac": self.last[m].get("copy_frac"), "stopped": self.logs[m].stopped,
+                       "finished": m not in alive or step >= self.cfgs[m].train.steps} for m in ids}
+        metrics = {"step": int(step), STORE_ID_KEY: self.pack.pack_id, "pack_id": self.pack.pack_id,
+                   "members_training": len(alive), MEMBERS_KEY: members,
+                   "copy_frac": max((self.last[m].get("copy_frac", 0.0) for m in ids), default=0.0)}
+        if not alive:
+            self.report(metrics, None)
+            return
+        with tempfile.TemporaryDirectory(prefix="memsweep-pack-ckpt-") as d:
+            trainer.save(os.path.join(d, TRAINER_FILE))
+            state = {"step": int(step), "members": {m: self.logs[m].state(step) for m in alive}}
+            Path(d, STATE_FILE).write_text(json.dumps(state))
+            self.report(metrics, d)
+
+
+def train_pack(pack: Pack, report: ReportFn | None = None, checkpoint_dir: str | None = None, *,
+               device: str = "cpu", hooks: Mapping[str, Any] | None = None,
+               memory_budget: int | None = None) -> list[TrialOutcome]:
+    """Train the pack's members to their budgets or early stops, Ray-free; every member writes to the store as a
+    lone trial would. `checkpoint_dir` resumes the members from a pack checkpoint. One outcome per member."""
+    t0 = time.time()
+    datas = {t.trial_id: build_data(t) for t in pack.members}
+    trainer, states, resumed = _restore(pack, datas, device, checkpoint_dir, memory_budget)
+    attempts = {t.trial_id: Attempt(t, datas[t.trial_id], resumed, t0) for t in pack.members}
+    loop = _PackLoop(pack, datas, attempts, report, dict(hooks or {}), states)
+    try:
+        final = int(trainer.run(loop.on_eval))
+    except BaseException:
+        for m, a in attempts.items():
+            a.finish("failed", loop.final.get(m, int(trainer.step)))
+        raise
+    for m in trainer.member_ids:
+        attempts[m].finish("done", final)
+    wall = time.time() - t0
+    return [TrialOutcome(m, "stopped" if m in loop.final else "done", loop.final.get(m, final), resumed,
+                         loop.logs[m].n_evals, wall, loop.last.get(m, {})) for m in pack.member_ids]
+
+
+def memory_budget(gpus: float) -> int | None:
+    """Bytes this pack may use on its device: its share of this machine's GPU, else the host's memory."""
+    from sweeps.spec.bounds import local_limits
+
+    device, _ = local_limits(gpus)
+    return int(device) if device else None
+
+
+def run_pack(config: dict) -> None:
+    """Tune function trainable of a pack: config = {"pack": Pack.to_dict(), optional driver keys and hooks}.
+
+    Like sweeps.trial.run_trial: a retry waits its backoff, members the store lists as finished are left out
+    (nothing left: nothing to do), the pack resumes from tune.get_checkpoint() on a retry, else from the driver's
+    RESUME_FROM checkpoint, and store write failures are raised as StoreUnavailable."""
+    from sweeps.recovery import resume_checkpoint
+
+    if "pack" not in config:
+        raise ValueError(f"run_pack needs config['pack'] (a Pack.to_dict()); got keys {sorted(config)}")
+    pack = Pack.from_dict(config["pack"])
+    attempt = session_start(config)
+    pack = pack.without(finished_ids(list(pack.members)))
+    if not pack.members:
+        return
+    first = pack.members[0]
+    ckpt = resume_checkpoint(first, config.get(RESUME_FROM), owner_id=pack.pack_id)
+    device, gpus = session_device()
+    hooks = {k: config[k] for k in (CRASH_AT_STEP, CRASH_MARKER) if k in config}
+    report = tune_reporter({"sweep": first.sweep, "trial_id": pack.pack_id, "members": pack.member_ids}, attempt)
+    run_from(ckpt, first, lambda d: train_pack(pack, report, d, device=device, hooks=hooks,
+                                               memory_budget=memory_budget(gpus)))
