@@ -89,7 +89,9 @@ def _saved_bytes(model: torch.nn.Module, batch: int, autocast: Callable) -> tupl
         if s.data_ptr() not in own:
             seen[s.data_ptr()] = max(seen.get(s.data_ptr(), 0), s.nbytes())
             each.append(s.nbytes())
-        return t
+        # detached: a saved tensor kept with its grad_fn is a reference cycle autograd never frees, and the leaked
+        # graph would keep the parameters' gradient accumulators, with their shapes, alive past a pack's `drop`
+        return t.detach()
 
     x0 = torch.zeros(model.K, batch, model.d, dtype=torch.long, device=model.device)
     was_training = model.training

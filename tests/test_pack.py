@@ -344,3 +344,12 @@ def test_checkpoint_refuses_other_members(tmp_path) -> None:
     other = Trainer(build_model(mcfg, V, D, S, L, seed=[5]), member_data(0), cfg, seeds=[5], member_ids=["trial-0"])
     with pytest.raises(ValueError, match=r"has seeds \[11\] for members \['trial-0'\], but this pack has seeds \[5\]"):
         other.load(tmp_path / "c.pt")
+
+
+def test_memory_estimate_leaves_no_graph_behind_a_drop() -> None:
+    """The estimate's forward pass must not leak its graph: a leaked graph keeps each parameter's gradient
+    accumulator (with the old member count) alive, and training after a `drop` then fails in backward."""
+    mcfg = ModelConfig(process="masked", backbone="transformer", width=16, depth=1, heads=2)
+    tr = Trainer(build_model(mcfg, V, D, S, L, seed=SEEDS[:4]), [member_data(k) for k in range(4)],
+                 dataclasses.replace(TCFG, steps=20), seeds=SEEDS[:4], memory_budget=2 ** 34)
+    assert tr.run(lambda t, step: t.drop(["1"] if step == 10 else []) or False) == 20 and tr.K == 3
