@@ -26,13 +26,10 @@ from typing import Any
 import torch
 
 from sweeps.member import CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, maybe_crash, sample_seed, score
-from sweeps.packing import Pack
+from sweeps.packing import MEMBERS_KEY, Pack
 from sweeps.rows import summary
 from sweeps.trial import (RESUME_FROM, STATE_FILE, STORE_ID_KEY, TRAINER_FILE, ReportFn, TrialOutcome, build_data,
                           finished_ids, load_checkpoint, run_from, session_device, session_start, tune_reporter)
-
-# In every result of a pack: {member trial id: {"step", "copy_frac", "stopped", "finished"}} (sweeps.progress).
-MEMBERS_KEY = "memsweep_members"
 
 
 def build_pack_trainer(pack: Pack, datas: Mapping[str, Any], device: str, memory_budget: int | None = None) -> Any:

@@ -19,6 +19,9 @@ from typing import Any
 
 from sweeps.spec import TrialConfig
 
+# In every result a pack reports to Tune: {member trial id: {"step", "copy_frac", "stopped", "finished"}}
+# (sweeps.pack_trial writes it, sweeps.progress counts members from it).
+MEMBERS_KEY = "memsweep_members"
 # What may differ between the members of a pack (left out of the key): identity, data and seeds.
 _NOT_SHARED = ("sweep", "trial_id", "store", "tail", "P", "unique", "data_seed", "seed")
 _GRAMMAR_SHAPE = ("v", "n_c", "m", "s", "L")   # the grammar's rule laws and seed are data

@@ -1,6 +1,8 @@
 """A rich live view of a sweep, replacing Ray Tune's console output.
 
 `LiveProgress` is a `ray.tune.Callback`: Tune calls it on the driver as trials start, report, finish or fail.
+It counts trials, not Tune trials: a pack (sweeps.pack_trial) is one Tune trial holding several memsweep trials,
+each with its own row, finished when its pack reports it finished (an early stop) or the pack completes.
 It keeps a row per trial (status, latest step of its budget, latest copy_frac) and renders a throttled
 `rich.live.Live` table with counts, elapsed time and an ETA. When stdout is not a terminal (CI, log files) it
 prints one compact line per finished trial instead, so logs stay short. A summary is printed at the end.
@@ -18,6 +20,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from sweeps.packing import MEMBERS_KEY
 
 # Tune logs INFO lines (e.g. "Wrote the latest version of all result files") to a handler that bypasses rich's
 # stdout redirection; written inside the live region they leave a stale copy of the table on screen.
@@ -59,11 +63,17 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-def _trial_payload(trial: Any) -> dict[str, Any]:
-    """The TrialConfig dict a Tune trial carries (config = {"trial": TrialConfig.to_dict()}), or {}."""
+
+def _trial_payloads(trial: Any) -> list[dict[str, Any]]:
+    """The TrialConfig dicts a Tune trial carries: one (config = {"trial": ...}), a pack's members (config =
+    {"pack": {"members": [...]}}), or [{}] when unknown."""
     config = getattr(trial, "config", None) or {}
-    payload = config.get("trial") if isinstance(config, dict) else None
-    return payload if isinstance(payload, dict) else {}
+    config = config if isinstance(config, dict) else {}
+    pack = config.get("pack")
+    if isinstance(pack, dict) and isinstance(pack.get("members"), list):
+        return [m for m in pack["members"] if isinstance(m, dict)] or [{}]
+    payload = config.get("trial")
+    return [payload if isinstance(payload, dict) else {}]
 
 
 def _describe(payload: dict[str, Any]) -> str:
@@ -139,43 +149,53 @@ class LiveProgress(tune.Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         for trial in trials:
-            row = self._row(trial)
-            if row.status == "queued" and str(getattr(trial, "status", "")).upper() == "RUNNING":
-                self._mark_running(row)
-        if self.total is None or len(trials) > self.total:
-            self.total = max(len(trials), self.total or 0)
+            for row in self._rows(trial):
+                if row.status == "queued" and str(getattr(trial, "status", "")).upper() == "RUNNING":
+                    self._mark_running(row)
+        known = len(self.rows)
+        if self.total is None or known > self.total:
+            self.total = max(known, self.total or 0)
         self._draw()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._mark_running(self._row(trial))
+        for row in self._open_rows(trial):
+            self._mark_running(row)
         self._draw()
 
     def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._mark_running(self._row(trial))
-        self._draw()
+        self.on_trial_start(iteration, trials, trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        row = self._row(trial)
-        if row.status in ("queued", "retrying"):
-            self._mark_running(row)
-        self._update(row, result)
+        members = result.get(MEMBERS_KEY) if isinstance(result.get(MEMBERS_KEY), dict) else None
+        for row in self._open_rows(trial):
+            if row.status in ("queued", "retrying"):
+                self._mark_running(row)
+            mine = result if members is None else members.get(row.key)
+            if isinstance(mine, dict):
+                self._update(row, mine)
+                if members is not None and mine.get("finished"):   # a member that left its pack early
+                    self._finish(row, "done")
         self._draw()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        row = self._row(trial)
-        self._update(row, getattr(trial, "last_result", None) or {})
-        self._finish(row, "done")
+        last = getattr(trial, "last_result", None) or {}
+        for row in self._open_rows(trial):
+            if MEMBERS_KEY not in last:
+                self._update(row, last)
+            self._finish(row, "done")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        row = self._row(trial)
-        row.status = "retrying"
+        for row in self._open_rows(trial):
+            row.status = "retrying"
         self._draw(force=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        row = self._row(trial)
-        self._update(row, getattr(trial, "last_result", None) or {})
-        row.error = str(getattr(trial, "error_file", "") or "")
-        self._finish(row, "failed")
+        last = getattr(trial, "last_result", None) or {}
+        for row in self._open_rows(trial):
+            if MEMBERS_KEY not in last:
+                self._update(row, last)
+            row.error = str(getattr(trial, "error_file", "") or "")
+            self._finish(row, "failed")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
@@ -193,15 +213,24 @@ class LiveProgress(tune.Callback):
             if logger.getEffectiveLevel() < logging.WARNING:
                 logger.setLevel(logging.WARNING)
 
-    def _row(self, trial: Any) -> TrialRow:
+    def _rows(self, trial: Any) -> list[TrialRow]:
+        """The rows of the memsweep trials a Tune trial trains (one, or a pack's members), created on first sight."""
         tune_id = str(getattr(trial, "trial_id", id(trial)))
-        row = self.rows.get(tune_id)
-        if row is None:
-            payload = _trial_payload(trial)
-            budget = (payload.get("train") or {}).get("steps")
-            row = TrialRow(key=str(payload.get("trial_id") or tune_id), label=_describe(payload), budget=budget)
-            self.rows[tune_id] = row
-        return row
+        payloads = _trial_payloads(trial)
+        out = []
+        for k, payload in enumerate(payloads):
+            key = tune_id if len(payloads) == 1 else f"{tune_id}:{k}"
+            row = self.rows.get(key)
+            if row is None:
+                budget = (payload.get("train") or {}).get("steps")
+                row = TrialRow(key=str(payload.get("trial_id") or tune_id), label=_describe(payload), budget=budget)
+                self.rows[key] = row
+            out.append(row)
+        return out
+
+    def _open_rows(self, trial: Any) -> list[TrialRow]:
+        """The rows of a Tune trial that are not finished yet (a pack's members that left it early are)."""
+        return [r for r in self._rows(trial) if r.status not in ("done", "failed")]
 
     def _mark_running(self, row: TrialRow) -> None:
         self._start()

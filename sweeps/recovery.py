@@ -128,6 +128,33 @@ def resume_checkpoints(store_uri: str, storage_path: str, name: str, trials: Ite
     return out
 
 
+def resume_pack_checkpoints(store_uri: str, storage_path: str, name: str, packs: Iterable[Any]
+                            ) -> dict[str, tuple[int, str]]:
+    """{pack id: (step, checkpoint path)} for packs (sweeps.packing.Pack, finished members left out) that can
+    continue from a pack checkpoint: the newest one that holds every member still to train (its trial_state.json
+    lists them) and whose step the store covers, for each of them, without a gap."""
+    from models import eval_schedule
+
+    packs = [p for p in packs if p.members]
+    cands = checkpoint_candidates(storage_path, name, [p.pack_id for p in packs])
+    if not cands:
+        return {}
+    stored = _stored_steps(store_uri, name, [t.trial_id for p in packs for t in p.members])
+    fs, _ = _fs(storage_path)
+    out = {}
+    for p in packs:
+        for step, path in cands.get(p.pack_id, []):
+            state = _json(fs, f"{path.split('://', 1)[-1]}/trial_state.json")
+            held = set((state or {}).get("members") or ())
+            covered = all(s in stored.get(t.trial_id, set()) for t in p.members
+                          for s in eval_schedule(t.train.steps, t.train.evals_per_decade, t.train.first_eval)
+                          if s <= step)
+            if step > 0 and set(p.member_ids) <= held and covered:
+                out[p.pack_id] = (step, path)
+                break
+    return out
+
+
 def _stored_steps(store_uri: str, sweep: str, trial_ids: list[str]) -> dict[str, set[int]]:
     from analysis.store import Store
 

@@ -52,6 +52,7 @@ from ray import tune
 from sweeps import recovery
 from sweeps.interrupt import SigintGuard
 from sweeps.lease import TTL_S, Lease
+from sweeps.packing import member_ids_of, plan_packs
 from sweeps.spec import SweepSpec, TrialConfig
 from sweeps.trial import ATTEMPT, DONE_STATUSES, RESUME_FROM, RETRY_BACKOFF, run_trial
 
@@ -146,7 +147,10 @@ def _ensure_ray(address: str | None, workers: int | None, cpu: float) -> bool:
 
 
 def _trial_name(trial: Any) -> str:
-    """Tune trial name: the memsweep trial id (stable across re-expansion)."""
+    """Tune trial name: the memsweep trial id, or a pack's id (both stable across re-expansion)."""
+    pack = trial.config.get("pack")
+    if isinstance(pack, Mapping) and pack.get("pack_id"):
+        return str(pack["pack_id"])
     return str(trial.config.get("trial", {}).get("trial_id", trial.trial_id))
 
 
@@ -198,25 +202,33 @@ def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n
     )
 
 
+def _packed(spec: SweepSpec) -> bool:
+    """Whether the sweep trains its trials in packs (grid mode with pack.size > 1)."""
+    return spec.mode == "grid" and spec.pack.size > 1
+
+
 def _trainable(spec: SweepSpec) -> Any:
+    """run_trial, or run_pack for a packed sweep, with the spec's resources (per trial, or per pack)."""
     cpu, gpu = _resources(spec)
+    if _packed(spec):
+        from sweeps.pack_trial import run_pack
+
+        return tune.with_resources(run_pack, {"cpu": cpu, "gpu": gpu})
     return tune.with_resources(run_trial, {"cpu": cpu, "gpu": gpu})
 
 
 def _trial_ids(results: Any) -> list[str]:
-    """memsweep trial ids of every trial in a ResultGrid (skipping ones whose config is unknown)."""
-    out = []
-    for r in results:
-        tid = (r.config or {}).get("trial", {}).get("trial_id")
-        if tid:
-            out.append(tid)
-    return out
+    """memsweep trial ids of every trial (every member of every pack) in a ResultGrid."""
+    return [tid for r in results for tid in member_ids_of(r.config or {})]
 
 
 # ---------------------------------------------------------------------------------------------------- modes
 def _resume_path(resume_from: Mapping[str, str], spec: Any) -> str | None:
-    """tune.sample_from hook: the checkpoint the trial of this grid point continues from (None: from step 0)."""
-    return resume_from.get(spec["config"]["trial"]["trial_id"])
+    """tune.sample_from hook: the checkpoint the trial (or pack) of this grid point continues from (None: from
+    step 0)."""
+    config = spec["config"]
+    key = config["pack"]["pack_id"] if "pack" in config else config["trial"]["trial_id"]
+    return resume_from.get(key)
 
 
 def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
@@ -226,7 +238,11 @@ def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str],
     todo = [t for t in trials if t.trial_id not in done_before]
     if not todo:
         return None, []
-    space = {"trial": tune.grid_search([t.to_dict() for t in todo]), **extra}
+    if _packed(spec):
+        packs = plan_packs(trials, spec.pack.size, done_before)
+        space = {"pack": tune.grid_search([p.to_dict() for p in packs]), **extra}
+    else:
+        space = {"trial": tune.grid_search([t.to_dict() for t in todo]), **extra}
     if resume_from:
         space[RESUME_FROM] = tune.sample_from(functools.partial(_resume_path, dict(resume_from)))
     name = _experiment_name(storage_path, spec.name)
@@ -406,6 +422,8 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
     extra = dict(extra_config or {})
     if retry_backoff_s is not None:
         extra[RETRY_BACKOFF] = float(retry_backoff_s)
+    if _packed(spec) and not address:
+        _check_pack_memory(spec, trials)
     _check_paths(spec, storage_path, journal)
     lease = Lease(spec.store, spec.name, ttl_s=lease_ttl_s).acquire()
     try:
@@ -426,7 +444,11 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     messages += [msg] if msg else []
     done_before = finished_trials(spec.store, spec.name)
     unfinished = [t for t in trials if t.trial_id not in done_before]
-    found = recovery.resume_checkpoints(spec.store, storage_path, spec.name, unfinished) if resume else {}
+    if _packed(spec):
+        packs = plan_packs(trials, spec.pack.size, done_before)
+        found = recovery.resume_pack_checkpoints(spec.store, storage_path, spec.name, packs) if resume else {}
+    else:
+        found = recovery.resume_checkpoints(spec.store, storage_path, spec.name, unfinished) if resume else {}
     resume_from = recovery.checkpoint_map(found)
     started = _ensure_ray(address, workers, _resources(spec)[0])
     try:
@@ -449,7 +471,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     if compact:
         messages += _compact(spec)
     out = _result(spec, results, planned, done_before, trials, guard.hit)
-    out.resumed = {tid: step for tid, (step, _) in found.items()}
+    out.resumed = _resumed(spec, trials, done_before, found)
     out.errors, out.messages = errors, messages
     for tid, why in errors.items():
         print(f"memsweep: trial {tid} failed: {why}", file=sys.stderr)
@@ -458,14 +480,24 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     return out
 
 
+def _resumed(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str],
+             found: Mapping[str, tuple[int, str]]) -> dict[str, int]:
+    """{trial id: the checkpoint step it resumed from}; a pack's step for each of its unfinished members."""
+    if not _packed(spec):
+        return {tid: step for tid, (step, _) in found.items()}
+    return {tid: found[p.pack_id][0] for p in plan_packs(trials, spec.pack.size, done_before)
+            if p.pack_id in found for tid in p.member_ids}
+
+
 def _errors(results: Any) -> dict[str, str]:
     """{memsweep trial id: the last line of its error} for the trials Tune reports as errored."""
     out: dict[str, str] = {}
     for r in results or []:
-        tid = (r.config or {}).get("trial", {}).get("trial_id")
-        if tid and r.error is not None:
-            err = getattr(r.error, "cause", None) or r.error
-            lines = [ln for ln in str(err).strip().splitlines() if ln.strip()] or [type(err).__name__]
+        if r.error is None:
+            continue
+        err = getattr(r.error, "cause", None) or r.error
+        lines = [ln for ln in str(err).strip().splitlines() if ln.strip()] or [type(err).__name__]
+        for tid in member_ids_of(r.config or {}):   # a pack's error is each of its members' error
             out[tid] = lines[-1].strip()
     return out
 
@@ -481,6 +513,19 @@ def _compact(spec: SweepSpec) -> list[str]:
         return [f"could not compact store {spec.store} ({type(e).__name__}: {e}); nothing is lost, the readers "
                 f"merge its fragments; run `memsweep compact {spec.store}` when it is writable"]
     return []
+
+
+def _check_pack_memory(spec: SweepSpec, trials: list[TrialConfig]) -> None:
+    """Refuse (SpecError, before Ray) packs whose memory estimate exceeds this machine's share for one pack,
+    saying what pack size would fit."""
+    from sweeps.packing import group_packs, memory_problems
+    from sweeps.spec import SpecError
+    from sweeps.spec.bounds import local_limits
+
+    device, _ = local_limits(_resources(spec)[1])
+    problems = memory_problems(group_packs(trials, spec.pack.size), device)
+    if problems:
+        raise SpecError(problems, spec.source)
 
 
 def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> None:
@@ -510,7 +555,7 @@ def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[
     skipped = done_before & {t.trial_id for t in trials} if spec.mode != "optuna-boundary" else set()
     n_done = len(ran & done_after)
     unfinished = ran - done_after
-    errored = {(r.config or {}).get("trial", {}).get("trial_id") for r in results or () if r.error is not None}
+    errored = {tid for r in results or () if r.error is not None for tid in member_ids_of(r.config or {})}
     failed = unfinished & errored if interrupted else unfinished
     path = getattr(results, "experiment_path", None) if results is not None else None
     return SweepResult(n_done=n_done, n_failed=len(failed), n_skipped=len(skipped), experiment_path=path,
