@@ -193,3 +193,20 @@ def test_packs_group_only_compatible_trials_deterministically(tmp_path):
         assert 1 <= len(p.members) <= 3 and len({pack_key(t) for t in p.members}) == 1
         assert len({t.model.width for t in p.members}) == 1
     assert len(packs) == 6                # 8 trials per width -> packs of 3, 3, 2 per width
+
+
+@pytest.mark.ray
+def test_resume_finds_the_pack_checkpoint_that_holds_the_members_left(runs):
+    """--resume (sweeps.recovery.resume_pack_checkpoints): a pack continues from its newest checkpoint only when
+    that checkpoint holds every member still to train and the store covers their steps up to it."""
+    from sweeps.recovery import resume_pack_checkpoints
+    from sweeps.runner import default_storage_path
+
+    spec = runs["packed"]
+    (pack,) = group_packs(spec.trials(), 4)
+    finals = {r["trial_id"]: r["final_step"] for r in runs["store"].read("trials", sweep="packed").to_pylist()}
+    last = pack.without(m for m in pack.member_ids if finals[m] < STEPS)     # the member that trained to the end
+    found = resume_pack_checkpoints(spec.store, default_storage_path(spec.store), "packed", [last])
+    assert list(found) == [pack.pack_id] and found[pack.pack_id][0] == STEPS
+    stopped = pack.without(last.member_ids)          # members the newest checkpoints no longer hold
+    assert resume_pack_checkpoints(spec.store, default_storage_path(spec.store), "packed", [stopped]) == {}
