@@ -74,7 +74,7 @@ def test_pack_of_4_writes_per_trial_the_rows_of_pack_size_1(runs):
         assert [r["step"] for r in ca] == [r["step"] for r in cb]
         for ra, rb in zip(ca, cb):
             for k in ra:
-                tol = 1e-5 if k.endswith("_loss") else 1e-12    # losses: float tolerance; metrics: seeds make them exact
+                tol = 1e-5 if k.endswith("_loss") else 1e-12   # losses: float tolerance; metrics: exact by seeds
                 same = ra[k] == rb[k] if not isinstance(ra[k], float) else \
                     np.isclose(ra[k], rb[k], rtol=tol, atol=tol, equal_nan=True)
                 assert same, (h, ra["step"], k, ra[k], rb[k])
