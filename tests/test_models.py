@@ -164,8 +164,10 @@ def _memorize(process: str, backbone: str, steps: int, sample_steps: int | None)
 
 def test_masked_diffusion_memorizes() -> None:
     # steps=None: the exact one-token-per-event sampler (a K-step grid sampler with K ~ d draws coupled tokens
-    # independently in the same step, which caps the copy rate even of a perfect memorizer)
-    assert _memorize("masked", "transformer", steps=1500, sample_steps=None) > 0.9
+    # independently in the same step, which caps the copy rate even of a perfect memorizer). 2,500 steps: at 1,500
+    # the copy rate sat at the threshold (0.89 on one CPU, above 0.9 on another) and gave a test that hinged on the
+    # machine's floating point; trained to 2,500 the model copies every sample.
+    assert _memorize("masked", "transformer", steps=2500, sample_steps=None) > 0.9
 
 
 def test_uniform_diffusion_memorizes() -> None:
