@@ -29,7 +29,8 @@ def preflight(spec: Any, local: bool) -> None:
     """Everything a run needs that the spec alone cannot tell, checked before any work: the store is reachable
     (remote stores: a bounded-time probe), Tune's directory and the Optuna journal can be created, and, for a
     run on this machine, every trial fits its memory. SpecError listing the problems."""
-    from sweeps.runner import default_storage_path, journal_path
+    from sweeps.optuna_mode import journal_path
+    from sweeps.runner import default_storage_path
     from sweeps.spec import SpecError, bounds, check_access
     from sweeps.spec.storage import check_run_paths
 

@@ -24,16 +24,9 @@ Resume, retry and idempotence (end to end):
   errored `failed` (a killed process cannot), best effort: when the store is not writable, a message says so and
   the next run does it. Trial errors are returned (SweepResult.errors) and printed one line each; a failed
   end-of-run compaction is a message (SweepResult.messages), the rows stay intact.
-- Optuna modes continue the study in a journal file (`JournalStorage(JournalFileBackend)`, study name
-  `<sweep>:<mode>`) on every invocation. Trials a killed driver left RUNNING in the journal are marked FAIL first.
-  optuna-grid (study `<name>:optuna-grid:<hash of the axes>`): a fresh study on a store without finished points
-  lets `GridSampler` hand out each grid point once (trial number i -> grid point i); otherwise the runner
-  enqueues exactly the grid points with neither a COMPLETE Optuna trial nor a finished store
-  row, and Tune asks for exactly that many trials, so no finished point repeats.
-  optuna-boundary (as documented in sweeps.spec): TPE over the axes' values (categorical), objective
-  (metric at target_step - theta)^2 (metric = mem_excess or copy_frac at the last evaluation <= target_step),
-  until the study holds `optuna.trials` COMPLETE trials. A point TPE proposes again is not retrained: its trial
-  finds itself finished in the store and reports the objective recomputed from its stored curve.
+- Optuna modes (sweeps.optuna_mode) continue their study in a journal file on every invocation; a point the
+  sampler proposes again is not retrained: its trial finds itself finished in the store and reports the objective
+  recomputed from its stored curve.
 """
 from __future__ import annotations
 
@@ -49,11 +42,12 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import recovery
+from sweeps import optuna_mode, recovery
 from sweeps.interrupt import SigintGuard
 from sweeps.lease import TTL_S, Lease
 from sweeps.packing import member_ids_of, plan_packs
 from sweeps.spec import SweepSpec, TrialConfig
+from sweeps.spec.storage import is_local, local_path
 from sweeps.trial import ATTEMPT, DONE_STATUSES, RESUME_FROM, RETRY_BACKOFF, run_trial
 
 MODES = ("grid", "optuna-grid", "optuna-boundary")
@@ -108,14 +102,6 @@ def default_storage_path(store: str) -> str:
     return str(local.parent / "tune")
 
 
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
-
-
-def _local(path: str) -> Path:
-    return Path(path[len("file://"):] if path.startswith("file://") else path)
-
-
 def finished_trials(store_uri: str, sweep: str) -> set[str]:
     """Trial ids of `sweep` whose latest `trials` row is done or stopped (empty when the store has none)."""
     from analysis.store import Store
@@ -164,8 +150,8 @@ def _experiment_name(storage_path: str, name: str) -> str:
     one: Tune's state of an earlier experiment is never loaded, see the module docstring)."""
     import pyarrow.fs as pafs
 
-    fs, root = pafs.FileSystem.from_uri(storage_path) if not _is_local(storage_path) else \
-        (pafs.LocalFileSystem(), str(_local(storage_path)))
+    fs, root = pafs.FileSystem.from_uri(storage_path) if not is_local(storage_path) else \
+        (pafs.LocalFileSystem(), str(local_path(storage_path)))
     sel = pafs.FileSelector(root.rstrip("/"), allow_not_found=True)
     taken = {i.base_name for i in fs.get_file_info(sel)}
     if not any(recovery.experiment_pattern(name).match(t) for t in taken):
@@ -255,132 +241,14 @@ def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str],
     return tuner.fit(), [t.trial_id for t in todo]
 
 
-def _axis_labels(spec: SweepSpec) -> dict[str, list[Any]]:
-    """{axis name: readable labels of its values} (e.g. "power(a=1)@0" for a tail): the Optuna search space."""
-    return {a.name: a.labels for a in spec.axes}
-
-
-def optuna_space(ot_trial: Any, spec: SweepSpec, categorical_sampler: bool, extra: Mapping[str, Any],
-                 resume_from: Mapping[str, str] | None = None) -> dict:
-    """Optuna define-by-run space over the spec's axes (one categorical per axis) -> {"trial": that point's trial}
-    (plus the checkpoint it continues from, if `resume_from` has one).
-
-    Module level (pickled by reference through functools.partial) so Tune can checkpoint the searcher."""
-    labels = _axis_labels(spec)
-    params = {name: ot_trial.suggest_categorical(name, values) for name, values in labels.items()}
-    trial = spec.trial_for(spec.point_of_labels(params))
-    ot_trial.set_user_attr("trial_id", trial.trial_id)  # joins the study with the store
-    out: dict[str, Any] = {"trial": trial.to_dict(), **extra}
-    if resume_from and out["trial"]["trial_id"] in resume_from:
-        out[RESUME_FROM] = resume_from[out["trial"]["trial_id"]]
-    if not categorical_sampler:
-        o = spec.optuna
-        out["boundary"] = {"metric": o.metric, "theta": float(o.theta), "target_step": int(o.target_step)}
-    return out
-
-
-def study_name(spec: SweepSpec) -> str:
-    """The Optuna study of a sweep: `<name>:<mode>`, plus a hash of the axes for optuna-grid (Optuna cannot change a
-    categorical's choices within a study, so an extended grid is a new study; the store still skips done points)."""
-    if spec.mode != "optuna-grid":
-        return f"{spec.name}:{spec.mode}"
-    import hashlib
-    import json
-
-    blob = json.dumps(_axis_labels(spec), sort_keys=True, default=str).encode()
-    return f"{spec.name}:{spec.mode}:{hashlib.sha1(blob).hexdigest()[:8]}"
-
-
-def _study(storage: Any, name: str, sampler: Any, direction: str) -> Any:
-    import optuna
-
-    return optuna.create_study(storage=storage, sampler=sampler, study_name=name, load_if_exists=True,
-                               direction=direction)
-
-
-def _fail_stale(study: Any, storage: Any) -> int:
-    """Mark trials a dead driver left RUNNING as FAIL (no driver of this study can still be running them)."""
-    from optuna.trial import TrialState
-
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 - no public id accessor
-    return len(stale)
-
-
-def journal_path(spec: SweepSpec, storage_path: str) -> str:
-    """The Optuna journal file: spec.optuna.journal, else `<store parent>/optuna-<name>.journal` (local stores),
-    else `<cwd>/optuna-<name>.journal`. Only the driver touches it."""
-    if spec.optuna.journal:
-        return spec.optuna.journal
-    if _is_local(str(spec.store)):
-        return str(_local(str(spec.store)).parent / f"optuna-{spec.name}.journal")
-    return str(Path.cwd() / f"optuna-{spec.name}.journal")
-
-
-def _journal(path: str) -> Any:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(path))
-
-
-def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int:
-    """How many trials Tune must ask for; on a continued study, enqueues exactly the unfinished grid points."""
-    from optuna.trial import TrialState
-
-    points = spec.points()
-    target = min(spec.optuna.trials or len(points), len(points))
-    trials = study.get_trials(deepcopy=False)
-    ids = [spec.trial_for(p).trial_id for p in points]
-    if not trials and not done_before.intersection(ids):
-        return target  # fresh study, fresh store: GridSampler maps trial number i to grid point i, each once
-    key = lambda params: tuple(params.get(n) for n in spec.axis_names)  # noqa: E731
-    labels = [spec.labels_of(p) for p in points]
-    finished = {key(t.params) for t in trials if t.state == TrialState.COMPLETE}
-    finished |= {key(lab) for lab, tid in zip(labels, ids) if tid in done_before}
-    waiting = [key(t.system_attrs.get("fixed_params", {})) for t in trials if t.state == TrialState.WAITING]
-    if any(w in finished for w in waiting):
-        raise RuntimeError(f"Optuna study {study.study_name!r} has WAITING trials for finished grid points; "
-                           "delete the journal or use a new sweep name")
-    need = max(0, target - len(finished))
-    todo = [lab for lab in labels if key(lab) not in finished][:need]
-    for lab in todo:
-        if key(lab) not in waiting:
-            study.enqueue_trial(lab)
-    return len(todo)
-
-
 def _run_optuna(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str], storage_path: str,
                 workers: int | None, progress: bool, extra: Mapping[str, Any], resume_from: Mapping[str, str],
                 max_failures: int, journal: str | None, callbacks: Sequence[Any] = ()) -> tuple[Any, list[str]]:
     """optuna-grid / optuna-boundary: OptunaSearch over a define-by-run space, persisted in a journal."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    storage = _journal(journal or journal_path(spec, storage_path))
-    name_of_study = study_name(spec)
-    grid = spec.mode == "optuna-grid"
-    if grid:
-        sampler = optuna.samplers.GridSampler(_axis_labels(spec), seed=spec.optuna.seed)
-        metric, mode = "copy_frac", "max"
-    else:
-        sampler = optuna.samplers.TPESampler(seed=spec.optuna.seed)
-        metric, mode = "boundary_obj", "min"
-    study = _study(storage, name_of_study, sampler, "maximize" if grid else "minimize")
-    _fail_stale(study, storage)
-    if grid:
-        n = _plan_optuna_grid(spec, study, done_before)
-    else:
-        n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        n = max(0, int(spec.optuna.trials) - n_complete)
+    search, n = optuna_mode.searcher(spec, journal or optuna_mode.journal_path(spec, storage_path), done_before,
+                                     extra, resume_from)
     if n == 0:
         return None, []
-    space = functools.partial(optuna_space, spec=spec, categorical_sampler=grid, extra=dict(extra),
-                              resume_from=dict(resume_from))
-    search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, study_name=name_of_study,
-                          storage=storage)
     name = _experiment_name(storage_path, spec.name)
     tuner = tune.Tuner(
         _trainable(spec),
@@ -437,8 +305,8 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
                 progress: bool, storage_path: str, journal: str | None, extra: dict[str, Any], compact: bool,
                 max_failures: int, callbacks: Sequence[Any] = ()) -> SweepResult:
     """run_sweep's work while this driver holds the sweep's lease."""
-    if _is_local(storage_path):
-        _local(storage_path).mkdir(parents=True, exist_ok=True)
+    if is_local(storage_path):
+        local_path(storage_path).mkdir(parents=True, exist_ok=True)
     messages = []
     _, msg = recovery.try_mark_failed(spec.store, spec.name, None, "left running by an earlier driver")
     messages += [msg] if msg else []
@@ -534,7 +402,7 @@ def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> Non
     from sweeps.spec import SpecError
     from sweeps.spec.storage import check_run_paths, record_spec
 
-    journal = journal or (journal_path(spec, storage_path) if spec.mode != "grid" else None)
+    journal = journal or (optuna_mode.journal_path(spec, storage_path) if spec.mode != "grid" else None)
     problems = check_run_paths(spec, storage_path, journal)
     if not problems:
         try:

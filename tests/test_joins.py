@@ -7,7 +7,8 @@ import pytest
 from ray import tune
 
 from analysis.store import Store
-from sweeps.runner import run_sweep, study_name
+from sweeps.optuna_mode import study_name
+from sweeps.runner import run_sweep
 from sweeps.spec import SweepSpec, load_spec
 from sweeps.trial import STORE_ID_KEY
 

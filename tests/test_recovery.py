@@ -116,7 +116,7 @@ def test_optuna_points_carry_their_resume_checkpoint(tmp_path):
     """Optuna modes build each trial's config in optuna_space: the trial of a point with a checkpoint gets it."""
     import optuna
 
-    from sweeps.runner import _axis_labels, optuna_space
+    from sweeps.optuna_mode import axis_labels, optuna_space
     from sweeps.trial import RESUME_FROM
 
     raw = dict(load_spec("tiny").raw)
@@ -124,7 +124,7 @@ def test_optuna_points_carry_their_resume_checkpoint(tmp_path):
                optuna={"journal": str(tmp_path / "j.journal")})
     raw["axes"] = {"tail": [{"family": "uniform"}], "P": [4, 8], "seed": [0]}
     spec = SweepSpec.from_dict(raw)
-    labels = _axis_labels(spec)
+    labels = axis_labels(spec)
     ids = {t.P: t.trial_id for t in spec.trials()}
     out = {P: optuna_space(optuna.trial.FixedTrial({n: (P if n == "data.P" else v[0]) for n, v in labels.items()}),
                            spec, True, {}, {ids[8]: "/ckpt/of/8"}) for P in (4, 8)}

@@ -7,7 +7,8 @@ import pytest
 
 from analysis.store import Store
 from models import eval_schedule
-from sweeps.runner import run_sweep, study_name
+from sweeps.optuna_mode import study_name
+from sweeps.runner import run_sweep
 from sweeps.spec import SweepSpec, load_spec
 
 pytestmark = pytest.mark.ray
