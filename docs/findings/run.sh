@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce docs/findings.md from a fresh clone: run the three CPU sweeps, write their reports and the laws the
-# verdicts rest on into docs/findings/<sweep>/. About 3 hours on a 2-core machine (1.5 with one data seed) (`make findings`).
+# verdicts rest on into docs/findings/<sweep>/. About 2.5 hours on a 2-core machine (`make findings`);
+# 1 hour 40 minutes with one data seed (measured: regime 49, study 35, depth 17 min).
 # A sweep interrupted midway continues where it stopped with the same command (its store is under runs/).
 # Arguments are overrides for study and depth (regime always runs whole); the committed page used one data seed:
 #   docs/findings/run.sh 'axes.seed=[0]'
