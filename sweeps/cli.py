@@ -141,8 +141,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_sql(args: argparse.Namespace) -> int:
     """SQL over one or several stores; prints the result (or writes it with --out)."""
-    from rich.table import Table
-
     from analysis.query import sql
     *uris, query = args.items
     if not uris:
@@ -161,14 +159,38 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     if args.out:
         console.print(f"{result.num_rows} rows written to {_write_table(result, args.out)}")
     else:
-        t = Table(*result.column_names)
-        for row in result.slice(0, args.limit).to_pylist():
-            t.add_row(*("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
-        console.print(t)
+        for table in _result_tables(result.slice(0, args.limit), console.width):
+            console.print(table)
         if result.num_rows > args.limit:
             console.print(f"({result.num_rows - args.limit} more rows; --out FILE writes them all)")
     _print_problems(stores, console)
     return 0
+
+
+MIN_COLUMN_WIDTH = 8  # below this a rich table squeezes headers and values into nothing
+
+
+def _result_tables(result: Any, width: int) -> list[Any]:
+    """A query result as one rich table, or, when its columns cannot get MIN_COLUMN_WIDTH characters each in
+    `width`, one two-column (column, value) table per row (psql's expanded display)."""
+    from rich.table import Table
+
+    def cell(v: Any) -> str:
+        return "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+
+    rows = result.to_pylist()
+    if len(result.column_names) * (MIN_COLUMN_WIDTH + 3) <= width:
+        t = Table(*result.column_names)
+        for row in rows:
+            t.add_row(*(cell(v) for v in row.values()))
+        return [t]
+    tables = []
+    for i, row in enumerate(rows):
+        t = Table("column", "value", title=f"row {i + 1}", title_justify="left")
+        for name, v in row.items():
+            t.add_row(name, cell(v))
+        tables.append(t)
+    return tables
 
 
 def _print_problems(stores: Sequence[Any], console: Any) -> None:

@@ -88,6 +88,13 @@ def test_sql_command(tmp_path):
     bad = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select nope from curves"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "query failed" in bad.stderr and "Traceback" not in bad.stderr
+    # a result wider than the terminal (every trials column) is shown one row at a time, every name and value legible
+    wide = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select * from trials"],
+                          capture_output=True, text=True)
+    n_cols = len(store.sql("select * from trials").column_names)
+    assert wide.returncode == 0 and n_cols * 11 > 200, (n_cols, wide.stderr)   # 200: the console width off a tty
+    assert "row 1" in wide.stdout and "trial_id" in wide.stdout and "status" in wide.stdout, wide.stdout
+    assert " done " in wide.stdout and " t " in wide.stdout, wide.stdout
 
 
 # ------------------------------------------------------------------------------------------- the older layout
