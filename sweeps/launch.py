@@ -54,7 +54,7 @@ def print_spec(spec: Any, console: Any) -> None:
     console.print(f"[bold]{spec.name}[/bold]: {spec.description}" if spec.description else f"[bold]{spec.name}[/bold]")
     console.print(f"  mode {spec.mode}, store {spec.store}", highlight=False)
     res = spec.resources
-    unit = f"pack of up to {spec.pack.size} trials" if spec.mode == "grid" and spec.pack.size > 1 else "trial"
+    unit = f"pack of up to {spec.pack.size} trials" if spec.packed else "trial"
     console.print(f"  per {unit}: cpu {res.cpu:g}, gpu {res.gpu:g}")
     grid = spec.grid_summary()
     sizes = " x ".join(f"{len(values)} {name}" for name, values in grid)

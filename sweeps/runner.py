@@ -188,15 +188,10 @@ def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n
     )
 
 
-def _packed(spec: SweepSpec) -> bool:
-    """Whether the sweep trains its trials in packs (grid mode with pack.size > 1)."""
-    return spec.mode == "grid" and spec.pack.size > 1
-
-
 def _trainable(spec: SweepSpec) -> Any:
     """run_trial, or run_pack for a packed sweep, with the spec's resources (per trial, or per pack)."""
     cpu, gpu = _resources(spec)
-    if _packed(spec):
+    if spec.packed:
         from sweeps.pack_trial import run_pack
 
         return tune.with_resources(run_pack, {"cpu": cpu, "gpu": gpu})
@@ -224,7 +219,7 @@ def _run_grid(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str],
     todo = [t for t in trials if t.trial_id not in done_before]
     if not todo:
         return None, []
-    if _packed(spec):
+    if spec.packed:
         packs = plan_packs(trials, spec.pack.size, done_before)
         space = {"pack": tune.grid_search([p.to_dict() for p in packs]), **extra}
     else:
@@ -290,7 +285,7 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
     extra = dict(extra_config or {})
     if retry_backoff_s is not None:
         extra[RETRY_BACKOFF] = float(retry_backoff_s)
-    if _packed(spec) and not address:
+    if spec.packed and not address:
         _check_pack_memory(spec, trials)
     _check_paths(spec, storage_path, journal)
     lease = Lease(spec.store, spec.name, ttl_s=lease_ttl_s).acquire()
@@ -312,7 +307,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     messages += [msg] if msg else []
     done_before = finished_trials(spec.store, spec.name)
     unfinished = [t for t in trials if t.trial_id not in done_before]
-    if _packed(spec):
+    if spec.packed:
         packs = plan_packs(trials, spec.pack.size, done_before)
         found = recovery.resume_pack_checkpoints(spec.store, storage_path, spec.name, packs) if resume else {}
     else:
@@ -351,7 +346,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
 def _resumed(spec: SweepSpec, trials: list[TrialConfig], done_before: set[str],
              found: Mapping[str, tuple[int, str]]) -> dict[str, int]:
     """{trial id: the checkpoint step it resumed from}; a pack's step for each of its unfinished members."""
-    if not _packed(spec):
+    if not spec.packed:
         return {tid: step for tid, (step, _) in found.items()}
     return {tid: found[p.pack_id][0] for p in plan_packs(trials, spec.pack.size, done_before)
             if p.pack_id in found for tid in p.member_ids}

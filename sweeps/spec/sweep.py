@@ -161,6 +161,11 @@ class SweepSpec:
     def n_trials(self) -> int:
         return math.prod(len(a.values) for a in self.axes)
 
+    @property
+    def packed(self) -> bool:
+        """Whether the sweep trains its trials in packs (grid mode with pack.size > 1)."""
+        return self.mode == "grid" and self.pack.size > 1
+
     def points(self) -> list[dict[str, Any]]:
         """Every grid point as {canonical axis name: value}, first axis varying slowest."""
         names = self.axis_names
