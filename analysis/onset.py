@@ -129,6 +129,23 @@ def _encode(trial_ids: pa.ChunkedArray | pa.Array, universe: pa.Array | None = N
     return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.float64), universe
 
 
+def with_gen_share(curves: pa.Table, trials: pa.Table | None) -> pa.Table:
+    """`curves` with `gen_share` filled from `novel_valid_frac` and the trial's p(T) (`train_mass`) where the store
+    holds none (stores written before it was a curve); unchanged when it is there or cannot be derived."""
+    have = "gen_share" in curves.column_names and curves.column("gen_share").null_count < curves.num_rows
+    if have or "novel_valid_frac" not in curves.column_names or trials is None or "train_mass" not in trials.column_names:
+        return curves
+    from analysis.metrics import gen_share
+
+    mass = dict(zip(trials.column("trial_id").to_pylist(), trials.column("train_mass").to_pylist()))
+    pt = np.array([np.nan if mass.get(t) is None else mass[t] for t in curves.column("trial_id").to_pylist()], float)
+    nv = curves.column("novel_valid_frac").to_numpy(zero_copy_only=False).astype(float)
+    col = pa.array(gen_share(nv, pt), pa.float64())
+    if "gen_share" in curves.column_names:
+        return curves.set_column(curves.column_names.index("gen_share"), "gen_share", col)
+    return curves.append_column("gen_share", col)
+
+
 def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequence[float] = DEFAULT_THETAS,
                        metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC,
                        consecutive: int = DEFAULT_CONSECUTIVE) -> pa.Table:
@@ -139,6 +156,8 @@ def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequen
     tail, tail_family, tail_a, tail_levels, L, P, seed, budget_steps, final_step`` when ``trials`` is given. Trials that appear in ``trials``
     but have no curve rows are censored with NaN tau (nothing measured). ``gen_metric=None`` skips tau_gen.
     """
+    if gen_metric == "gen_share":
+        curves = with_gen_share(curves, trials)
     if metric not in curves.column_names:
         raise KeyError(f"metric {metric!r} not in curves columns {curves.column_names}")
     if trials is not None and trials.num_rows:
@@ -197,7 +216,8 @@ def onsets(store: Any, sweep: str | None = None, thetas: Sequence[float] = DEFAU
     st = _open_store(store)
     trials = st.read("trials", sweep=sweep)
     cols = ["trial_id", "step", metric] + ([gen_metric] if gen_metric else [])
-    curves = st.read("curves", sweep=sweep, columns=cols)
+    cols += ["novel_valid_frac"] if gen_metric == "gen_share" else []     # to derive gen_share in older stores
+    curves = st.read("curves", sweep=sweep, columns=list(dict.fromkeys(cols)))
     return onsets_from_tables(trials, curves, thetas, metric, gen_metric, consecutive)
 
 

@@ -45,3 +45,69 @@ def test_chance_levels_of_the_issue() -> None:
     assert GrammarSpec(v=8, n_c=4, m=8, s=2, L=3).chance_valid == pytest.approx(0.5)
     assert GrammarSpec(v=8, n_c=8, m=4, s=2, L=3).chance_valid == pytest.approx(0.5**6 * 0.5)
     assert GrammarSpec(v=8, n_c=2, m=8, s=3, L=2).chance_valid == pytest.approx(0.125**3 * 16 / 512)
+
+
+# The s = 3 grammar of probes.md, by tail: P values with p(T) below and above 0.4.
+CEILING_CASES = [(RuleDist(), (512, 4096)), (RuleDist("power", a=1.0), (128, 1024)),
+                 (RuleDist("power", a=2.0), (4, 512))]
+
+
+@pytest.mark.parametrize("dist,Ps", CEILING_CASES, ids=["uniform", "power1", "power2"])
+def test_grammar_faithful_generator_reaches_the_ceiling(dist: RuleDist, Ps: tuple[int, int]) -> None:
+    """A grammar-faithful generator's novel_valid_frac is 1 - p(T) and its gen_share 1, within 4 standard errors
+    of N = 20,000 draws, at a P where p(T) is below 0.4 and one where it is above."""
+    from analysis.metrics import evaluate
+    from rhm import sample_unique
+
+    g = Grammar.from_spec(GrammarSpec(v=8, n_c=2, m=8, s=3, L=2, seed=0, levels=dist))
+    masses = []
+    for k, P in enumerate(Ps):
+        train = sample_unique(g, P, seed=k)
+        gen = g.sample(20_000, np.random.default_rng(100 + k))
+        ev = evaluate(g, gen, train, hamming=False).scalars
+        pt = ev["copy_baseline"]
+        assert pt == pytest.approx(np.exp(g.loglik(train)).sum())
+        masses.append(pt)
+        se = math.sqrt(pt * (1 - pt) / 20_000)
+        assert abs(ev["novel_valid_frac"] - (1 - pt)) <= 4 * se
+        assert abs(ev["gen_share"] - 1.0) <= 4 * se / (1 - pt)
+        assert ev["novel_valid_frac"] < 1 - pt / 2            # the raw metric sits at its ceiling, not at 1
+    assert masses[0] < 0.4 < masses[1], masses
+
+
+def test_gen_share_is_nan_when_T_is_the_whole_language() -> None:
+    """p(T) = 1 leaves no novel string: gen_share is undefined (NaN), not a division by ~0."""
+    from analysis.metrics import evaluate, gen_share
+
+    g = Grammar.from_spec(GrammarSpec(v=3, n_c=2, m=2, s=2, L=1, seed=0))
+    every = g.enumerate()
+    ev = evaluate(g, every, every, hamming=False).scalars
+    assert ev["copy_baseline"] == pytest.approx(1.0) and math.isnan(ev["gen_share"])
+    np.testing.assert_allclose(gen_share(np.array([0.3, 0.3]), np.array([0.4, 1.0])), [0.5, np.nan])
+
+
+def _onset_rows(rows: list[tuple]) -> "pa.Table":
+    import pyarrow as pa
+    cols = ["trial_id", "onset", "theta", "tau", "censored", "last_step"]
+    return pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})
+
+
+def test_regime_counts_only_what_was_seen() -> None:
+    """Hand-built onsets: a trial with tau_mem censored is not 'generalized, then memorized', it is counted apart
+    as 'generalized, memorization censored' with its last step; memorize-first and never-generalized trials in
+    neither."""
+    from analysis.headline import regime_counts, regime_line
+
+    t = _onset_rows([
+        ("a", "gen", 0.5, 100.0, False, 9000.0), ("a", "mem", 0.5, 5000.0, False, 9000.0),   # the window
+        ("b", "gen", 0.5, 200.0, False, 7000.0), ("b", "mem", 0.5, 7000.0, True, 7000.0),    # mem censored
+        ("c", "gen", 0.5, 3000.0, False, 9000.0), ("c", "mem", 0.5, 1000.0, False, 9000.0),  # memorized first
+        ("d", "gen", 0.5, 9000.0, True, 9000.0), ("d", "mem", 0.5, 800.0, False, 9000.0),    # never generalized
+        ("a", "gen", 0.1, 50.0, False, 9000.0), ("b", "mem", 0.1, 900.0, False, 7000.0),     # other theta: ignored
+    ])
+    c = regime_counts(t, 0.5)
+    assert (c["n"], c["window"], c["gen_censored_mem"], c["gen_seen"]) == (4, 1, 1, 3)
+    assert c["censored_last_steps"] == [7000.0]
+    line = regime_line(t, 0.5)
+    assert line.startswith("Regime: 1 of 4 trials generalized, then memorized")
+    assert "1 generalized, memorization censored" in line and "7000" in line
