@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
+from analysis.stats import with_clusters
 
 DEFAULT_THETAS: tuple[float, ...] = (0.1, 0.5, 0.9)
 #: Evaluations in a row at or above theta that make an onset (1 = the first crossing).
@@ -153,7 +154,8 @@ def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequen
 
     One row per (trial, metric, theta) with columns ``trial_id, onset ('mem'|'gen'), metric, theta, tau, censored,
     left_censored, last_step, first_step, n_evals, consecutive`` (the onset rule) plus the trial's ``sweep, status,
-    tail, tail_family, tail_a, tail_levels, L, P, seed, budget_steps, final_step`` when ``trials`` is given. Trials that appear in ``trials``
+    tail, tail_family, tail_a, tail_levels, L, P, seed, budget_steps, final_step`` and ``cluster`` (the trials that
+    share its grammar and data draw, ``analysis.stats.cluster_keys``) when ``trials`` is given. Trials that appear in ``trials``
     but have no curve rows are censored with NaN tau (nothing measured). ``gen_metric=None`` skips tau_gen.
     """
     if gen_metric == "gen_share":
@@ -196,7 +198,7 @@ def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequen
     out = pa.concat_tables(parts) if parts else pa.table({})
     if trials is not None and trials.num_rows:
         keep = [c for c in TRIAL_COLUMNS if c in trials.column_names]
-        tt = trials.select(["trial_id"] + keep)
+        tt = with_clusters(trials.select(["trial_id"] + keep), trials)
         out = out.join(tt, "trial_id", join_type="left outer")
     return out.sort_by([("onset", "ascending"), ("theta", "ascending"), ("trial_id", "ascending")])
 
