@@ -16,7 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from analysis.tobit import LEVEL, boot_weights, design, newton, pct, start, wald
+from analysis.stats import cluster_weights
+from analysis.tobit import LEVEL, design, newton, pct, start, wald
 
 
 def covariate_matrix(values: dict[str, np.ndarray], gidx: np.ndarray, G: int) -> tuple[np.ndarray, list[str], str]:
@@ -61,15 +62,17 @@ def _T(Z: np.ndarray) -> np.ndarray:
 
 
 def fit_covariates(gidx: np.ndarray, Z: np.ndarray, names: Sequence[str], logP: np.ndarray, logtau: np.ndarray,
-                   kind: np.ndarray, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+                   kind: np.ndarray, n_boot: int = 200, seed: int = 0,
+                   clusters: np.ndarray | None = None) -> dict[str, Any]:
     """The covariate law on trials sorted or not (codes `gidx` in [0, G), `kind` 0 observed / 1 right / -1 left
     censored). Returns beta, sigma and one entry per term (intercept first) with bootstrap and Wald intervals, and
     the LR test against free intercepts (lr_*: NaN when a group has no observed point)."""
     x, y = np.asarray(logP, float), np.asarray(logtau, float)
     ok = np.isfinite(x) & np.isfinite(y)
-    g, x, y, kind = np.asarray(gidx)[ok], x[ok], y[ok], np.asarray(kind)[ok]
+    clusters = np.arange(x.size) if clusters is None else np.asarray(clusters)
+    g, x, y, kind, clusters = np.asarray(gidx)[ok], x[ok], y[ok], np.asarray(kind)[ok], clusters[ok]
     order = np.lexsort((x, g))
-    g, x, y, kind = g[order], x[order], y[order], kind[order]
+    g, x, y, kind, clusters = g[order], x[order], y[order], kind[order], clusters[order]
     G, k = Z.shape
     nan = float("nan")
     out: dict[str, Any] = dict(status="ok", reason="", beta=nan, beta_lo=nan, beta_hi=nan, sigma=nan, loglik=nan,
@@ -102,7 +105,7 @@ def fit_covariates(gidx: np.ndarray, Z: np.ndarray, names: Sequence[str], logP: 
             out.update(lr_stat=lr, lr_p=float(stats.chi2.sf(lr, G - 1 - k)))
     lo = hi = np.full(est.size, np.nan)
     if n_boot > 0:
-        W = boot_weights(g, n_boot, np.random.default_rng(seed))
+        W = cluster_weights(g, clusters, n_boot, np.random.default_rng(seed))
         pb, _, cb, _ = newton(f, obs, g, G, T, W, np.repeat(phi, n_boot, 0))
         cb &= (W[:, obs] > 0).sum(1) >= 2
         lo, hi = pct(nat(pb), cb)

@@ -11,7 +11,9 @@ Statistical definitions (also in the report):
   ``(log C / sigma, beta / sigma, 1 / sigma)``, where the Tobit log-likelihood is globally concave, so the optimum
   is unique and Newton with step-halving converges; all bootstrap replicates are solved at once (batched).
   ``tobit_fit`` is the same fit through ``scipy.optimize.minimize`` on ``(log C, beta, log sigma)`` (a check).
-* Intervals: percentile 95% bootstrap over trials (resample the trials of each group with replacement, refit;
+* Intervals: percentile 95% bootstrap over clusters of trials that share a grammar and a data draw
+  (``analysis.stats.cluster_keys``; the onsets table's ``cluster`` column, else each trial its own): resample the
+  clusters of each group with replacement, refit;
   replicates whose fit does not converge, e.g. no observed point left, are dropped and counted in ``n_boot_ok``),
   and the Wald 95% interval from the inverse observed information (delta method to ``log C, beta, sigma``).
 * Joint law: all ``(tail, L)`` groups together with a common ``beta`` and ``sigma`` and one intercept per group;
@@ -41,7 +43,8 @@ from scipy import optimize, special, stats
 
 from analysis.onset import DEFAULT_THETAS, onsets as _onsets
 from analysis.covariates import covariate_matrix, fit_covariates
-from analysis.tobit import LEVEL, boot_weights, design, newton, pct, start, wald
+from analysis.stats import cluster_codes, cluster_weights
+from analysis.tobit import LEVEL, design, newton, pct, start, wald
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 
 def _kind(censored: np.ndarray, left: np.ndarray | None, left_mode: str) -> np.ndarray:
@@ -66,17 +69,20 @@ def _ols(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def fit_group(logP: np.ndarray, logtau: np.ndarray, censored: np.ndarray, left: np.ndarray | None = None,
               first: np.ndarray | None = None, last: np.ndarray | None = None, n_boot: int = 200,
-              seed: int = 0, left_mode: str = "censored", bootstrap: bool = True) -> dict[str, Any]:
+              seed: int = 0, left_mode: str = "censored", bootstrap: bool = True,
+              clusters: np.ndarray | None = None) -> dict[str, Any]:
     """Tobit fit of one group: ``log tau = log C + beta log P``; returns estimates, intervals and diagnostics.
 
     ``logtau`` holds log onsets, or log censoring points where ``censored`` (right) or ``left`` is set. ``first``
-    and ``last`` (log first/last evaluated step per trial) are only used for the ``ks_p`` statistic.
+    and ``last`` (log first/last evaluated step per trial) are only used for the ``ks_p`` statistic. ``clusters``
+    (codes per point) are the bootstrap's units; None: each point its own.
     """
     x = np.asarray(logP, float)
     y = np.asarray(logtau, float)
     kind = _kind(censored, left, left_mode)
     ok = np.isfinite(x) & np.isfinite(y)
-    x, y, kind = x[ok], y[ok], kind[ok]
+    clusters = np.arange(x.size) if clusters is None else np.asarray(clusters)
+    x, y, kind, clusters = x[ok], y[ok], kind[ok], clusters[ok]
     first = None if first is None else np.asarray(first, float)[ok]
     last = None if last is None else np.asarray(last, float)[ok]
     n_obs, n_cens, n_left = int((kind == 0).sum()), int((kind == 1).sum()), int((kind == -1).sum())
@@ -92,7 +98,7 @@ def fit_group(logP: np.ndarray, logtau: np.ndarray, censored: np.ndarray, left: 
     if np.ptp(x[kind == 0]) == 0:
         return {**res, "status": "undetermined", "reason": "observed points at a single P"}
     order = np.argsort(x, kind="stable")
-    x, y, kind = x[order], y[order], kind[order]
+    x, y, kind, clusters = x[order], y[order], kind[order], clusters[order]
     first = None if first is None else first[order]
     last = None if last is None else last[order]
     f, obs = design(x, y, kind)
@@ -120,7 +126,7 @@ def fit_group(logP: np.ndarray, logtau: np.ndarray, censored: np.ndarray, left: 
                           None if last is None else last[obs])
     if bootstrap and n_boot > 0:
         rng = np.random.default_rng(seed)
-        W = boot_weights(grp, n_boot, rng)
+        W = cluster_weights(grp, clusters, n_boot, rng)
         # a replicate needs 2 observed points at 2 distinct P to identify the slope
         obs_w = W[:, obs]
         xo = x[obs]
@@ -173,7 +179,7 @@ def tobit_fit(logP: np.ndarray, logtau: np.ndarray, censored: np.ndarray, left: 
 
 def fit_joint(gidx: np.ndarray, logP: np.ndarray, logtau: np.ndarray, censored: np.ndarray,
               left: np.ndarray | None = None, ref: int = 0, n_boot: int = 200, seed: int = 0,
-              left_mode: str = "censored") -> dict[str, Any]:
+              left_mode: str = "censored", clusters: np.ndarray | None = None) -> dict[str, Any]:
     """Joint Tobit law over groups: common beta and sigma, one intercept per group (codes ``gidx`` in [0, G)).
 
     Returns the common ``beta`` (estimate, bootstrap and Wald intervals), per-group ``shift`` = intercept minus the
@@ -184,7 +190,8 @@ def fit_joint(gidx: np.ndarray, logP: np.ndarray, logtau: np.ndarray, censored: 
     x, y = np.asarray(logP, float), np.asarray(logtau, float)
     kind = _kind(censored, left, left_mode)
     ok = np.isfinite(x) & np.isfinite(y)
-    gidx, x, y, kind = gidx[ok], x[ok], y[ok], kind[ok]
+    clusters = np.arange(x.size) if clusters is None else np.asarray(clusters)
+    gidx, x, y, kind, clusters = gidx[ok], x[ok], y[ok], kind[ok], clusters[ok]
     G0 = int(gidx.max()) + 1 if gidx.size else 0
     nobs_g = np.bincount(gidx[kind == 0], minlength=G0)
     keep_g = np.flatnonzero(nobs_g > 0)
@@ -202,9 +209,9 @@ def fit_joint(gidx: np.ndarray, logP: np.ndarray, logtau: np.ndarray, censored: 
     remap = -np.ones(G0, np.int64)
     remap[keep_g] = np.arange(keep_g.size)
     m = remap[gidx] >= 0
-    g, x, y, kind = remap[gidx][m], x[m], y[m], kind[m]
+    g, x, y, kind, clusters = remap[gidx][m], x[m], y[m], kind[m], clusters[m]
     order = np.lexsort((x, g))
-    g, x, y, kind = g[order], x[order], y[order], kind[order]
+    g, x, y, kind, clusters = g[order], x[order], y[order], kind[order], clusters[order]
     G = keep_g.size
     r = int(remap[ref])
     f, obs = design(x, y, kind)
@@ -242,7 +249,7 @@ def fit_joint(gidx: np.ndarray, logP: np.ndarray, logtau: np.ndarray, censored: 
             out.update(lr_stat=lr, lr_df=G - 1, lr_p=float(stats.chi2.sf(lr, G - 1)))
     lo = hi = np.full(est.size, np.nan)
     if n_boot > 0:
-        W = boot_weights(g, n_boot, np.random.default_rng(seed))
+        W = cluster_weights(g, clusters, n_boot, np.random.default_rng(seed))
         pb, _, cb, _ = newton(f, obs, g, G, T, W, np.repeat(phi, n_boot, 0))
         # every kept group must keep an observed point in the replicate, else its intercept is unbounded
         nobs_b = np.stack([(W[:, (g == k) & obs]).sum(1) for k in range(G)], axis=1)
@@ -262,10 +269,10 @@ LAW_COLUMNS = ["scope", "onset", "metric", "theta", "tail", "L", "reference", "s
                "n_obs", "n_cens", "n_left", "beta", "beta_lo", "beta_hi", "beta_wald_lo", "beta_wald_hi", "logC",
                "logC_lo", "logC_hi", "logC_wald_lo", "logC_wald_hi", "C", "shift", "shift_lo", "shift_hi",
                "shift_wald_lo", "shift_wald_hi", "sigma", "sigma_lo", "sigma_hi", "loglik", "pseudo_r2", "ks_p",
-               "lr_stat", "lr_df", "lr_p", "n_boot_ok", "ols_beta", "ols_beta_lo", "ols_beta_hi", "ols_logC",
-               "ols_r2", "term", "coef", "coef_lo", "coef_hi", "coef_wald_lo", "coef_wald_hi"]
+               "lr_stat", "lr_df", "lr_p", "n_boot_ok", "n_clusters", "ols_beta", "ols_beta_lo", "ols_beta_hi",
+               "ols_logC", "ols_r2", "term", "coef", "coef_lo", "coef_hi", "coef_wald_lo", "coef_wald_hi"]
 _STR = {"scope", "onset", "metric", "tail", "reference", "status", "reason", "term"}
-_INT = {"L", "n_trials", "n_obs", "n_cens", "n_left", "lr_df", "n_boot_ok"}
+_INT = {"L", "n_trials", "n_obs", "n_cens", "n_left", "lr_df", "n_boot_ok", "n_clusters"}
 
 
 def _laws_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -294,7 +301,7 @@ def _reference(groups: list[tuple[str, int]]) -> int:
 
 def _covariate_rows(base: dict[str, Any], covariates: Sequence[str], t: pa.Table, sel: np.ndarray,
                     gcode: np.ndarray, G: int, x: np.ndarray, y: np.ndarray, kind: np.ndarray, n_boot: int,
-                    seed: int) -> list[dict[str, Any]]:
+                    seed: int, clusters: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Rows of the covariate law (``analysis.covariates``): one ``covariate_law`` row, one ``covariate`` per term."""
     missing = [c for c in covariates if c not in t.column_names]
     if missing:
@@ -304,7 +311,7 @@ def _covariate_rows(base: dict[str, Any], covariates: Sequence[str], t: pa.Table
     head = {**base, "scope": "covariate_law", "tail": "*", "L": None, "reference": " + ".join(covariates)}
     if problem:
         return [{**head, "status": "undetermined", "reason": problem}]
-    r = fit_covariates(gcode, Z, names, x, y, kind, n_boot=n_boot, seed=seed)
+    r = fit_covariates(gcode, Z, names, x, y, kind, n_boot=n_boot, seed=seed, clusters=clusters)
     terms = r.pop("terms")
     rows = [{**head, **r}]
     rows += [{**base, "scope": "covariate", "tail": "*", "L": None, "reference": head["reference"],
@@ -340,6 +347,7 @@ def fit_laws(onsets_table: pa.Table, theta: float | Sequence[float] | None = 0.5
     rows: list[dict[str, Any]] = []
     if t.num_rows == 0:
         return _laws_table(rows)
+    codes = cluster_codes(t)
     keys = sorted(set(zip(onset, metric, d["theta"].tolist())))
     for k_on, k_me, k_th in keys:
         sel = (onset == k_on) & (metric == k_me) & (d["theta"] == k_th)
@@ -359,14 +367,17 @@ def fit_laws(onsets_table: pa.Table, theta: float | Sequence[float] | None = 0.5
             gcode[m] = gi
             r = fit_group(x[m], y[m], cen[m], None if left is None else left[m],
                           None if lf is None else lf[m], None if lls is None else lls[m],
-                          n_boot=n_boot, seed=seed + gi, left_mode=left_mode)
+                          n_boot=n_boot, seed=seed + gi, left_mode=left_mode, clusters=codes[sel][m])
+            r["n_clusters"] = int(np.unique(codes[sel][m]).size)
             rows.append({**base, "scope": "group", "tail": gt, "L": gL, **r})
         if joint and len(groups) > 1:
             ref = _reference(groups)
-            j = fit_joint(gcode, x, y, cen, left, ref=ref, n_boot=n_boot, seed=seed + 10_000, left_mode=left_mode)
+            j = fit_joint(gcode, x, y, cen, left, ref=ref, n_boot=n_boot, seed=seed + 10_000, left_mode=left_mode,
+                          clusters=codes[sel])
             refl = _group_label(*groups[ref])
             shifts, dropped = j.pop("shifts"), j.pop("dropped")
-            rows.append({**base, "scope": "joint", "tail": "*", "L": None, "reference": refl, **j})
+            rows.append({**base, "scope": "joint", "tail": "*", "L": None, "reference": refl,
+                         "n_clusters": int(np.unique(codes[sel]).size), **j})
             for gi, (gt, gL) in enumerate(groups):
                 sr = shifts.get(gi)
                 if sr is None:
@@ -378,7 +389,7 @@ def fit_laws(onsets_table: pa.Table, theta: float | Sequence[float] | None = 0.5
                                  "status": j["status"], "beta": j["beta"], "sigma": j["sigma"], **sr})
         if covariates and len(groups) > 1:
             rows += _covariate_rows(base, covariates, t, sel, gcode, len(groups), x, y,
-                                    _kind(cen, left, left_mode), n_boot, seed + 20_000)
+                                    _kind(cen, left, left_mode), n_boot, seed + 20_000, codes[sel])
     return _laws_table(rows)
 
 

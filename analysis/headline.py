@@ -102,21 +102,40 @@ def slop_lines(pooled: pa.Table) -> list[str]:
     return out
 
 
-def regime_line(onsets: pa.Table, theta: float = 0.5) -> str:
-    """How many trials generalized before memorizing (tau_gen < tau_mem, both observed) at `theta`."""
+def regime_counts(onsets: pa.Table, theta: float = 0.5) -> dict[str, Any]:
+    """Per SCIENCE.md "Regime, per trial": `window` trials with tau_gen and tau_mem both observed at `theta` and
+    tau_gen < tau_mem; `gen_censored_mem` trials that generalized while tau_mem is censored (with their last
+    steps: a window not yet seen, never counted as one); `gen_seen` trials with tau_gen observed; `n` trials."""
     t = onsets.filter(pa.compute.equal(onsets.column("theta"), theta)).to_pylist()
     by: dict[str, dict[str, Any]] = {}
     for r in t:
         by.setdefault(r["trial_id"], {})[r["onset"]] = r
-    n = len(by)
-    gen_first = sum(1 for d in by.values() if "gen" in d and not d["gen"]["censored"]
-                    and (d.get("mem", {}).get("censored", True) or d["gen"]["tau"] < d["mem"]["tau"]))
-    gen_seen = sum(1 for d in by.values() if "gen" in d and not d["gen"]["censored"])
-    if gen_seen == 0:
-        return (f"Regime: memorize-only. No trial generalized (tau_gen at theta={theta:g} never observed in {n} "
+    gen = [d for d in by.values() if "gen" in d and not d["gen"]["censored"]]
+    window = [d for d in gen if "mem" in d and not d["mem"]["censored"] and d["gen"]["tau"] < d["mem"]["tau"]]
+    cens = [d for d in gen if d.get("mem", {}).get("censored", True)]
+    last = sorted(float(d["mem"]["last_step"]) for d in cens if "mem" in d and d["mem"].get("last_step") is not None)
+    return dict(n=len(by), window=len(window), gen_censored_mem=len(cens), censored_last_steps=last,
+                gen_seen=len(gen))
+
+
+def regime_line(onsets: pa.Table, theta: float = 0.5) -> str:
+    """How many trials generalized, then memorized (both onsets observed, tau_gen < tau_mem) at `theta`, and, as a
+    separate count, how many generalized with memorization censored (their last steps)."""
+    c = regime_counts(onsets, theta)
+    rule = ""
+    if "consecutive" in onsets.column_names and onsets.num_rows:
+        k = int(onsets.column("consecutive")[0].as_py())
+        rule = "; onsets at the first crossing" if k == 1 else f"; onsets need {k} evaluations in a row"
+    if c["gen_seen"] == 0:
+        return (f"Regime: memorize-only. No trial generalized (tau_gen at theta={theta:g} never observed in {c['n']} "
                 "trials): statements about a generalize-then-memorize window cannot be made here.")
-    return (f"Regime: {gen_first} of {n} trials generalized before memorizing (tau_gen < tau_mem at "
-            f"theta={theta:g}); {gen_seen} reached tau_gen at all.")
+    out = (f"Regime: {c['window']} of {c['n']} trials generalized, then memorized (tau_gen < tau_mem, both observed "
+           f"at theta={theta:g}{rule}); {c['gen_seen']} reached tau_gen at all.")
+    if c["gen_censored_mem"]:
+        steps = ", ".join(f"{s:.0f}" for s in c["censored_last_steps"])
+        out += (f" {c['gen_censored_mem']} generalized, memorization censored (not memorized by their last step: "
+                f"{steps}).")
+    return out
 
 
 def trials_line(trials: pa.Table) -> str:

@@ -16,8 +16,9 @@ so a raw order statistic means nothing alone (SCIENCE.md, "Memorization against 
   over the distinct training strings (p(x) each), each twin group's T' members (their mass) and the rest. Reported
   as the null's mean and 95% range, the two-sided p-value of the observed value under it, and the excess
   ``observed - null mean``.
-Intervals: per trial, a percentile bootstrap over its samples; pooled, a bootstrap over trials of the mean
-(trials are the independent units: each has its own data sample and model).
+Intervals: per trial, a percentile bootstrap over its samples; pooled, a bootstrap of the mean over clusters of
+trials that share a grammar and a data draw (`analysis.stats.cluster_keys`: those are the independent units), and
+each observed mean beside its null's mean over the same trials (those where both are defined).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import pyarrow.compute as pc
 from scipy import stats
 
 from analysis.onset import _open_store
-from analysis.stats import bootstrap_mean
+from analysis.stats import bootstrap_mean, cluster_codes, with_clusters
 
 STATS = ("rho_proto", "rho_loglik", "partial_proto", "rho_twin")
 #: Replicates of the simulated null per trial, and bootstrap resamples per trial.
@@ -249,15 +250,18 @@ def order_from_tables(samples: pa.Table, copies: pa.Table, curves: pa.Table, tri
     out = pa.Table.from_pylist(rows, schema=schema)
     if trials is not None:
         keep = [c for c in ("tail", "L", "P", "seed") if c in trials.column_names]
-        out = out.join(trials.select(["trial_id"] + keep), "trial_id", join_type="left outer")
+        out = out.join(with_clusters(trials.select(["trial_id"] + keep), trials), "trial_id", join_type="left outer")
     return out
 
 
 def pool_order(order: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
     """Per (tail, L) group and over all trials ("*"), for every statistic: the mean observed value with a bootstrap
-    interval over trials, the mean null, the mean excess (observed - null) with its interval, and the fraction of
-    trials whose statistic is below its null mean (negative excess: prototypical samples first beyond the null)."""
+    interval over clusters of trials, the mean null, the mean excess (observed - null) with its interval, and the
+    fraction of trials whose statistic is below its null mean (negative excess: prototypical samples first beyond
+    the null). Where a null exists, observed and null means are over the same trials (both defined; `n_<stat>`),
+    and `n_<stat>_no_null` counts the trials left out for want of a null; `n_clusters_<stat>` the clusters."""
     rng = np.random.default_rng(seed)
+    codes = cluster_codes(order)
     has_groups = all(c in order.column_names for c in ("tail", "L"))
     keys = ([(str(t), int(L)) for t, L in zip(order.column("tail").to_pylist(), order.column("L").to_pylist())]
             if has_groups else [("*", -1)] * order.num_rows)
@@ -269,13 +273,20 @@ def pool_order(order: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
             if name not in order.column_names:
                 continue
             obs = order.column(name).to_numpy(zero_copy_only=False).astype(float)[m]
-            mean, lo, hi = bootstrap_mean(obs, n_boot, rng)
-            row.update({f"n_{name}": int(np.isfinite(obs).sum()), f"{name}_mean": mean, f"{name}_lo": lo,
-                        f"{name}_hi": hi})
-            if f"{name}_null" in order.column_names:
-                null = order.column(f"{name}_null").to_numpy(zero_copy_only=False).astype(float)[m]
-                exc = order.column(f"{name}_excess").to_numpy(zero_copy_only=False).astype(float)[m]
-                e_mean, e_lo, e_hi = bootstrap_mean(exc, n_boot, rng)
+            has_null = f"{name}_null" in order.column_names
+            null = (order.column(f"{name}_null").to_numpy(zero_copy_only=False).astype(float)[m] if has_null
+                    else np.zeros(obs.size))
+            pair = np.isfinite(obs) & np.isfinite(null)      # observed beside its null: the same trials
+            obs_p = np.where(pair, obs, np.nan)
+            mean, lo, hi = bootstrap_mean(obs_p, n_boot, rng, codes[m])
+            row.update({f"n_{name}": int(pair.sum()), f"n_{name}_no_null": int((np.isfinite(obs) & ~pair).sum()),
+                        f"n_clusters_{name}": int(np.unique(codes[m][pair]).size), f"{name}_mean": mean,
+                        f"{name}_lo": lo, f"{name}_hi": hi})
+            if has_null:
+                null = np.where(pair, null, np.nan)
+                exc = np.where(pair, order.column(f"{name}_excess").to_numpy(zero_copy_only=False).astype(float)[m],
+                               np.nan)
+                e_mean, e_lo, e_hi = bootstrap_mean(exc, n_boot, rng, codes[m])
                 fin = exc[np.isfinite(exc)]
                 row.update({f"{name}_null_mean": bootstrap_mean(null, 0, rng)[0], f"{name}_excess_mean": e_mean,
                             f"{name}_excess_lo": e_lo, f"{name}_excess_hi": e_hi,

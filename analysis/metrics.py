@@ -213,6 +213,15 @@ class Evaluation:
     extras: dict[str, float] = field(default_factory=dict)
 
 
+def gen_share(novel_valid_frac: Any, train_mass: Any) -> Any:
+    """novel_valid_frac / (1 - p(T)): generalization against its ceiling (SCIENCE.md); NaN where p(T) >= 1 (T is
+    the whole language: no novel string exists). Scalars or arrays alike."""
+    nv, pt = np.asarray(novel_valid_frac, float), np.asarray(train_mass, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(pt < 1.0, nv / (1.0 - pt), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
 def _null_excess(copy_frac: float, hit_frac: float, train_mass: float, null_mass: float) -> float:
     """copy_frac - hit_frac * p(T) / p(null set): copies beyond what grammar-rate sampling makes; NaN if undefined."""
     if not (null_mass > 0) or not math.isfinite(null_mass):
@@ -305,6 +314,7 @@ def evaluate(
         "mean_d1": mean_d1,
         "valid_frac": float(valid.mean()),
         "novel_valid_frac": float((valid & ~is_copy).mean()),
+        "gen_share": gen_share(float((valid & ~is_copy).mean()), base),
         "unique_gen_frac": float(np.unique(gk).size / n),
         "proto_spearman": corr(idx.proto_ranks),
         "loglik_spearman": corr(idx.loglik_ranks),

@@ -4,8 +4,11 @@ Definitions (see docs/science.md, "Onset times and laws"):
 
 * A trial's curve is a metric against training step, sorted by step; rows whose metric is NaN are dropped first,
   so interpolation runs between the nearest evaluations that measured the metric.
-* First crossing: the first evaluation index ``i`` with ``y_i >= theta``. A later dip below ``theta`` does not
-  un-cross.
+* Onset evaluation (``consecutive`` = k, default ``DEFAULT_CONSECUTIVE`` = 2): the first evaluation index ``i``
+  with ``y_i, ..., y_{i+k-1}`` all ``>= theta`` (SCIENCE.md, "Onsets under noise": a single crossing of a low
+  threshold can be the null's noise). A crossing with fewer than k evaluations after it (the last evaluation) is
+  not an onset yet: the trial is censored. ``consecutive=1`` is the first-crossing rule: the first ``y_i >=
+  theta``. A later dip below ``theta`` does not un-cross.
 * ``i > 0``: ``log tau`` is interpolated linearly in ``y`` between ``(log s_{i-1}, y_{i-1})`` and
   ``(log s_i, y_i)``, i.e. ``log tau = log s_{i-1} + (theta - y_{i-1}) / (y_i - y_{i-1}) * log(s_i / s_{i-1})``.
   An exact hit (``y_i == theta``) gives ``tau = s_i``. If ``s_{i-1} == 0`` (an evaluation at step 0) the
@@ -27,21 +30,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
+from analysis.stats import with_clusters
 
 DEFAULT_THETAS: tuple[float, ...] = (0.1, 0.5, 0.9)
+#: Evaluations in a row at or above theta that make an onset (1 = the first crossing).
+DEFAULT_CONSECUTIVE: int = 2
+#: The named onset rules of the CLI (`--onset-rule`): evaluations in a row each needs.
+ONSET_RULES: dict[str, int] = {"consecutive": DEFAULT_CONSECUTIVE, "first": 1}
 TRIAL_COLUMNS = ("sweep", "status", "tail", "tail_family", "tail_a", "tail_levels", "L", "P", "seed",
                  "budget_steps", "final_step", "entropy", "entropy_tilt", "train_mass")
 
 
+def check_consecutive(consecutive: object) -> int:
+    """`consecutive` as an int >= 1, else ValueError saying what is valid."""
+    if isinstance(consecutive, bool) or not isinstance(consecutive, (int, np.integer)) or consecutive < 1:
+        raise ValueError(f"consecutive must be an integer >= 1 (1 = first crossing, {DEFAULT_CONSECUTIVE} = the "
+                         f"default), got {consecutive!r}")
+    return int(consecutive)
+
+
 def extract_onsets(codes: np.ndarray, steps: np.ndarray, y: np.ndarray, thetas: Sequence[float],
-                   n_trials: int | None = None) -> dict[str, np.ndarray]:
-    """First-crossing onsets for many curves at once (vectorized over trials and thresholds).
+                   n_trials: int | None = None, consecutive: int = DEFAULT_CONSECUTIVE) -> dict[str, np.ndarray]:
+    """Onsets for many curves at once (vectorized over trials and thresholds): the first evaluation that starts
+    `consecutive` evaluations in a row at or above theta (module docstring).
 
     ``codes`` are integer trial codes in ``[0, n_trials)`` (one per row, any order), ``steps`` the evaluation steps
     and ``y`` the metric. Returns arrays indexed ``[trial, theta]``: ``tau``, ``censored`` (right), ``left_censored``,
     and per trial ``last_step`` (last evaluated step, NaN rows included), ``first_step`` and ``n_evals`` (finite
     evaluations). Trials with no finite evaluation are right-censored at their last step (NaN if no row at all).
     """
+    consecutive = check_consecutive(consecutive)
     codes = np.asarray(codes, dtype=np.int64)
     steps = np.asarray(steps, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -70,9 +88,16 @@ def extract_onsets(codes: np.ndarray, steps: np.ndarray, y: np.ndarray, thetas: 
     first_step[g] = s[starts]
     n_evals[g] = ends - starts
     idx = np.arange(c.size)
+    seg_end = np.repeat(ends, ends - starts)        # end of each row's own segment
     big = np.iinfo(np.int64).max
     for k, theta in enumerate(thetas):
-        pos = np.where(v >= theta, idx, big)
+        above = v >= theta
+        run = above.copy()
+        for j in range(1, consecutive):             # the next j-th evaluation of the same trial is above too
+            nxt = np.zeros_like(above)
+            nxt[:-j] = above[j:]
+            run &= nxt & (idx + j < seg_end)
+        pos = np.where(run, idx, big)
         first = np.minimum.reduceat(pos, starts)
         hit = first < ends                          # reduceat of a segment stays inside it, or is `big`
         i = first[hit]
@@ -105,15 +130,36 @@ def _encode(trial_ids: pa.ChunkedArray | pa.Array, universe: pa.Array | None = N
     return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.float64), universe
 
 
+def with_gen_share(curves: pa.Table, trials: pa.Table | None) -> pa.Table:
+    """`curves` with `gen_share` filled from `novel_valid_frac` and the trial's p(T) (`train_mass`) where the store
+    holds none (stores written before it was a curve); unchanged when it is there or cannot be derived."""
+    have = "gen_share" in curves.column_names and curves.column("gen_share").null_count < curves.num_rows
+    if have or "novel_valid_frac" not in curves.column_names or trials is None or "train_mass" not in trials.column_names:
+        return curves
+    from analysis.metrics import gen_share
+
+    mass = dict(zip(trials.column("trial_id").to_pylist(), trials.column("train_mass").to_pylist()))
+    pt = np.array([np.nan if mass.get(t) is None else mass[t] for t in curves.column("trial_id").to_pylist()], float)
+    nv = curves.column("novel_valid_frac").to_numpy(zero_copy_only=False).astype(float)
+    col = pa.array(gen_share(nv, pt), pa.float64())
+    if "gen_share" in curves.column_names:
+        return curves.set_column(curves.column_names.index("gen_share"), "gen_share", col)
+    return curves.append_column("gen_share", col)
+
+
 def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequence[float] = DEFAULT_THETAS,
-                       metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC) -> pa.Table:
+                       metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC,
+                       consecutive: int = DEFAULT_CONSECUTIVE) -> pa.Table:
     """Onset table from a curves table (and a trials table for the group columns).
 
     One row per (trial, metric, theta) with columns ``trial_id, onset ('mem'|'gen'), metric, theta, tau, censored,
-    left_censored, last_step, first_step, n_evals`` plus the trial's ``sweep, status, tail, tail_family, tail_a,
-    tail_levels, L, P, seed, budget_steps, final_step`` when ``trials`` is given. Trials that appear in ``trials``
+    left_censored, last_step, first_step, n_evals, consecutive`` (the onset rule) plus the trial's ``sweep, status,
+    tail, tail_family, tail_a, tail_levels, L, P, seed, budget_steps, final_step`` and ``cluster`` (the trials that
+    share its grammar and data draw, ``analysis.stats.cluster_keys``) when ``trials`` is given. Trials that appear in ``trials``
     but have no curve rows are censored with NaN tau (nothing measured). ``gen_metric=None`` skips tau_gen.
     """
+    if gen_metric == "gen_share":
+        curves = with_gen_share(curves, trials)
     if metric not in curves.column_names:
         raise KeyError(f"metric {metric!r} not in curves columns {curves.column_names}")
     if trials is not None and trials.num_rows:
@@ -133,7 +179,7 @@ def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequen
     thetas = tuple(float(t) for t in thetas)
     for kind, m in specs:
         y = curves.column(m).to_numpy(zero_copy_only=False).astype(np.float64)
-        r = extract_onsets(codes, steps, y, thetas, n_trials=n)
+        r = extract_onsets(codes, steps, y, thetas, n_trials=n, consecutive=consecutive)
         K = len(thetas)
         tidx = np.repeat(np.arange(n), K)
         parts.append(pa.table({
@@ -147,11 +193,12 @@ def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequen
             "last_step": np.repeat(r["last_step"], K),
             "first_step": np.repeat(r["first_step"], K),
             "n_evals": np.repeat(r["n_evals"], K),
+            "consecutive": np.full(n * K, consecutive, np.int64),
         }))
     out = pa.concat_tables(parts) if parts else pa.table({})
     if trials is not None and trials.num_rows:
         keep = [c for c in TRIAL_COLUMNS if c in trials.column_names]
-        tt = trials.select(["trial_id"] + keep)
+        tt = with_clusters(trials.select(["trial_id"] + keep), trials)
         out = out.join(tt, "trial_id", join_type="left outer")
     return out.sort_by([("onset", "ascending"), ("theta", "ascending"), ("trial_id", "ascending")])
 
@@ -165,13 +212,15 @@ def _open_store(store_or_uri: Any):
 
 
 def onsets(store: Any, sweep: str | None = None, thetas: Sequence[float] = DEFAULT_THETAS,
-           metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC) -> pa.Table:
+           metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC,
+           consecutive: int = DEFAULT_CONSECUTIVE) -> pa.Table:
     """Onset table (see ``onsets_from_tables``) read from a store, for one sweep or all."""
     st = _open_store(store)
     trials = st.read("trials", sweep=sweep)
     cols = ["trial_id", "step", metric] + ([gen_metric] if gen_metric else [])
-    curves = st.read("curves", sweep=sweep, columns=cols)
-    return onsets_from_tables(trials, curves, thetas, metric, gen_metric)
+    cols += ["novel_valid_frac"] if gen_metric == "gen_share" else []     # to derive gen_share in older stores
+    curves = st.read("curves", sweep=sweep, columns=list(dict.fromkeys(cols)))
+    return onsets_from_tables(trials, curves, thetas, metric, gen_metric, consecutive)
 
 
 def first_copy_from_tables(copies: pa.Table, samples: pa.Table | None = None,

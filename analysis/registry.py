@@ -51,6 +51,9 @@ METRICS: tuple[Metric, ...] = (
                          "leaves up to that level succeeds)", level=True, onset="gen"),
     Metric("novel_valid_frac", "fraction of generated strings that are valid and not training strings",
            onset="gen"),
+    Metric("gen_share", "novel_valid_frac / (1 - p(T)): the share of a perfect generalizer's novel valid rate (a "
+                        "grammar-faithful sampler copies T at rate p(T), so its novel_valid_frac is 1 - p(T)); NaN "
+                        "when p(T) = 1", onset="gen"),
     Metric("unique_gen_frac", "distinct generated strings / number generated"),
     Metric("overprod", "slop: over-production of the common productions (top quarter by training count) in the "
                        "non-copy strings against a grammar-faithful generator's non-copies (the null, 0); scalar "
@@ -78,7 +81,7 @@ GEN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.onset == "gen"
 #: Metrics a spec may stop trials on or hand to Optuna.
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.objective)
 DEFAULT_MEM_METRIC: str = "mem_twin"
-DEFAULT_GEN_METRIC: str = "novel_valid_frac"
+DEFAULT_GEN_METRIC: str = "gen_share"
 assert DEFAULT_MEM_METRIC in MEM_METRICS and DEFAULT_GEN_METRIC in GEN_METRICS
 
 

@@ -72,7 +72,7 @@ def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAU
                 gen_metric: str = DEFAULT_GEN_METRIC) -> dict[str, pa.Table]:
     """The store tables the report needs (only the columns it uses); tables a sweep never wrote are left out."""
     st = onset._open_store(store_or_uri)
-    cols = list(dict.fromkeys(["trial_id", "step", metric, gen_metric, "overprod", "slop_n"]))
+    cols = list(dict.fromkeys(["trial_id", "step", metric, gen_metric, "novel_valid_frac", "overprod", "slop_n"]))
     out = {"trials": st.read("trials", sweep=sweep), "curves": st.read("curves", sweep=sweep, columns=cols)}
     for name, cols in (("level_curves", slop.SLOP_COLUMNS), ("copies", None),
                        ("samples", [c for c in memorder.SAMPLE_COLUMNS])):

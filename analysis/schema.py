@@ -53,6 +53,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("twin_set_mass", pa.float64()),    # p(T'), NaN when the twin null is undefined
         pa.field("heldout_mass", pa.float64()),     # p(H), distinct held-out strings
         pa.field("twin_note", pa.string()),         # why the twin null is undefined ("" when defined)
+        pa.field("chance_valid", pa.float64()),     # probability that a uniformly random string is valid
+        pa.field("data_draw", pa.string()),         # which seeds drew T and H: "grammar+data" or "data" (legacy)
     ]),
     "curves": pa.schema(_ID + [
         pa.field("step", pa.int64()),

@@ -17,7 +17,8 @@ One definition, used by the trial at every evaluation and by every table and fig
   index given the parent symbol), ``kl_gen_train_l`` against the eps-smoothed training conditionals,
   ``kl_gen_grammar_l`` against the null's conditionals r_l(k | parent); their scalars are means over the levels.
 Pooled (``pool_slop``): each trial's mean overprod before tau_mem (from tau_gen when it was observed) and after it,
-with bootstrap intervals over trials; the null is 0.
+with bootstrap intervals over clusters of trials that share a grammar and a data draw (``analysis.stats``); the
+null is 0.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import pyarrow.compute as pc
 
 from analysis.onset import _open_store, onsets_from_tables
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
-from analysis.stats import bootstrap_mean
+from analysis.stats import bootstrap_mean, cluster_codes, with_clusters
 
 #: Fraction of productions (by training count) that count as "common" in `overprod`.
 OVERPROD_TOP_Q = 0.25
@@ -233,7 +234,7 @@ def slop_from_tables(level_curves: pa.Table | None, trials: pa.Table | None, win
     out = pa.concat_tables([p.cast(parts[0].schema) for p in parts])
     if trials is not None:
         keep = [c for c in ("tail", "L", "P", "seed") if c in trials.column_names]
-        out = out.join(trials.select(["trial_id"] + keep), "trial_id", join_type="left outer")
+        out = out.join(with_clusters(trials.select(["trial_id"] + keep), trials), "trial_id", join_type="left outer")
     if windows is not None:
         out = out.join(windows, "trial_id", join_type="left outer")
     return out.sort_by([("trial_id", "ascending"), ("level", "ascending"), ("step", "ascending")])
@@ -241,7 +242,7 @@ def slop_from_tables(level_curves: pa.Table | None, trials: pa.Table | None, win
 
 def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
     """Per (tail, L, level): the mean over trials of each trial's mean `overprod` before memorization and after it,
-    with bootstrap intervals over trials, the fraction of trials that over-produce (> 0) before it, and the mean
+    with bootstrap intervals over clusters of trials, the fraction of trials that over-produce (> 0) before it, and the mean
     number of non-copy strings per evaluation the values rest on (`strings_before`, `strings_after`). The null
     (a grammar-faithful generator) is 0 at every level.
 
@@ -253,6 +254,7 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
         return pa.table({})
     t = slop_table.filter(pc.is_finite(slop_table.column("overprod")))
     d = {c: t.column(c).to_numpy(zero_copy_only=False) for c in cols}
+    codes = cluster_codes(t)
     step = d["step"].astype(float)
     tau_mem = np.where(d["mem_censored"].astype(bool), np.inf, d["tau_mem"].astype(float))
     tau_gen = np.where(d["gen_censored"].astype(bool), -np.inf, d["tau_gen"].astype(float))
@@ -268,10 +270,10 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
             row: dict[str, Any] = {"tail": g.split("\x00")[0], "L": int(g.split("\x00")[1]), "level": int(level)}
             for name, ph in (("before", 0), ("after", 1)):
                 m = sel & (phase == ph)
-                ids, inv = np.unique(d["trial_id"][m], return_inverse=True)
+                ids, first, inv = np.unique(d["trial_id"][m], return_index=True, return_inverse=True)
                 per_trial = (np.bincount(inv, d["overprod"][m].astype(float), ids.size) /
                              np.maximum(np.bincount(inv, minlength=ids.size), 1))
-                mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng)
+                mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng, codes[m][first])
                 strings = float(d["slop_n"][m].astype(float).mean()) if m.any() else float("nan")
                 row.update({f"n_{name}": int(ids.size), f"overprod_{name}": mean, f"overprod_{name}_lo": lo,
                             f"overprod_{name}_hi": hi, f"strings_{name}": strings})

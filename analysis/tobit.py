@@ -177,17 +177,6 @@ def wald(fun, phi: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q0, np.sqrt(np.where(var >= 0, var, np.nan))
 
 
-def boot_weights(grp: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n) multinomial counts: trials resampled with replacement within each group (points sorted by group)."""
-    n = grp.size
-    starts = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]])
-    ends = np.r_[starts[1:], n]
-    rows = np.arange(n_boot, dtype=np.int64)[:, None] * n
-    flat = [(rows + rng.integers(a, b, size=(n_boot, b - a))).ravel() for a, b in zip(starts, ends)]
-    W = np.bincount(np.concatenate(flat) if flat else np.array([], np.int64), minlength=n_boot * n)
-    return W.reshape(n_boot, n).astype(float)
-
-
 def pct(samples: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over the converged replicates (columns are quantities)."""
     s = samples[ok]

@@ -14,6 +14,22 @@ DRAW_FACTOR = 50
 MIN_DRAW_BUDGET = 1_000_000
 
 
+#: How a trial's training and held-out sets are seeded: "grammar+data" from both the grammar seed and the data seed
+#: (two grammar seeds are two independent samples), "data" from the data seed alone (stores written before
+#: 2026-12-07: two grammar seeds then draw the same rank trees; kept reachable to reproduce them).
+DATA_DRAWS: tuple[str, ...] = ("grammar+data", "data")
+
+
+def draw_seed(grammar_seed: int, data_seed: int, draw: str = "grammar+data") -> int:
+    """The seed of a trial's data draw (SCIENCE.md, "Independence"); the held-out set uses this + 1."""
+    grammar_seed, data_seed = _check_int("grammar_seed", grammar_seed, 0), _check_int("data_seed", data_seed, 0)
+    if draw not in DATA_DRAWS:
+        raise ValueError(f"draw must be one of {DATA_DRAWS}, got {draw!r}")
+    if draw == "data":
+        return data_seed
+    return int(np.random.SeedSequence([data_seed, grammar_seed]).generate_state(1, np.uint64)[0] >> 2)
+
+
 def _check_grammar(g: object) -> Grammar:
     if not isinstance(g, Grammar):
         raise ValueError(f"g must be a Grammar, got {type(g).__name__}")

@@ -157,6 +157,18 @@ class GrammarSpec:
         """Number of distinct strings, n_c * m**((s**L - 1)/(s - 1)), as an exact Python int."""
         return self.n_c * self.m**self.n_productions
 
+    @property
+    def chance_valid(self) -> float:
+        """Probability that a uniformly random string of length d is valid: (m / v**(s-1))**B * n_c*m / v**s.
+
+        Exact: a uniform block of s symbols is a right-hand side with probability v*m / v**s, and given that, its
+        parent is uniform over the v symbols (each has m productions), so a valid level's parent string is uniform
+        again; B = (s**L - s)/(s - 1) blocks lie below the root, whose block is valid with probability n_c*m / v**s.
+        The chance level of `valid_frac` and `novel_valid_frac` (SCIENCE.md, "Generalization against chance")."""
+        blocks = (self.s**self.L - self.s) // (self.s - 1)
+        return math.exp(blocks * math.log(self.m / self.v ** (self.s - 1))
+                        + math.log(self.n_c * self.m / self.v**self.s))
+
     def level_entropies(self) -> np.ndarray:
         """Each production level's share of the string entropy, in nats, shape (L,): s**l nodes at level l, each
         choosing its production independently from that level's rank distribution, so s**l * H(p_l)."""

@@ -20,7 +20,7 @@ def data_columns(data: Any) -> dict[str, Any]:
     return {"entropy": spec.entropy, "entropy_root": spec.root_entropy, "entropy_tilt": spec.entropy_tilt,
             "entropy_levels": [float(h) for h in spec.level_entropies()], "train_mass": float(idx.copy_baseline),
             "twin_set_mass": float(idx.twin_set_mass), "heldout_mass": float(idx.heldout_mass),
-            "twin_note": idx.twin_note}
+            "twin_note": idx.twin_note, "chance_valid": spec.chance_valid}
 
 
 def trials_row(cfg: TrialConfig, status: str, attempt_start: float, final_step: int | None,
@@ -42,6 +42,7 @@ def trials_row(cfg: TrialConfig, status: str, attempt_start: float, final_step: 
         "L": int(cfg.grammar.L),
         "P": int(cfg.P),
         "seed": int(cfg.seed),
+        "data_draw": cfg.data_draw,
         "n_gen": int(cfg.n_gen),
         "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
     }

@@ -72,13 +72,14 @@ class _Data:
 # ---------------------------------------------------------------------------------------------------- setup
 def build_data(cfg: TrialConfig) -> _Data:
     """Grammar (with the trial's tail on its levels), training set (unique or iid) and held-out set."""
-    from rhm import Grammar, sample_heldout, sample_iid, sample_unique
+    from rhm import Grammar, draw_seed, sample_heldout, sample_iid, sample_unique
 
     gspec = dataclasses.replace(cfg.grammar, levels=cfg.tail.level_dists(cfg.grammar.L))
     grammar = Grammar.from_spec(gspec)
     sample = sample_unique if cfg.unique else sample_iid
-    train = np.asarray(sample(grammar, cfg.P, cfg.data_seed), dtype=np.int64)
-    heldout = np.asarray(sample_heldout(grammar, cfg.heldout, train, cfg.data_seed + 1), dtype=np.int64)
+    seed = draw_seed(cfg.grammar.seed, cfg.data_seed, cfg.data_draw)     # both seeds: grammars are independent
+    train = np.asarray(sample(grammar, cfg.P, seed), dtype=np.int64)
+    heldout = np.asarray(sample_heldout(grammar, cfg.heldout, train, seed + 1), dtype=np.int64)
     from analysis.metrics import index_training_set
 
     return _Data(grammar, train, heldout, index_training_set(grammar, train, heldout=heldout))

@@ -67,7 +67,7 @@ def run_trial(tmp_path, monkeypatch, tail: str, P: int, seed: int = 0, **planted
     spec = SweepSpec.from_dict({
         "name": "nulls", "store": str(tmp_path / "store"),
         "grammar": {"v": 16, "n_c": 4, "m": 4, "s": 2, "L": 3},
-        "data": {"P": P, "heldout": 256}, "tail": TAILS[tail],
+        "data": {"P": P, "heldout": 256, "draw": "data"}, "tail": TAILS[tail],   # the draw these were tuned on
         "model": {"process": "masked", "backbone": "transformer", "width": 8, "depth": 1, "heads": 1},
         "train": {"steps": 10000, "evals_per_decade": 6, "first_eval": 10},
         "eval": {"n_gen": 256}, "axes": {"seed": [seed]},

@@ -11,8 +11,9 @@ from analysis.onset import extract_onsets, first_copy_from_tables, onsets_from_t
 from analysis.synthetic import synthetic_tables
 
 
-def one(steps, y, thetas=(0.5,)):
-    r = extract_onsets(np.zeros(len(steps), int), steps, y, thetas)
+def one(steps, y, thetas=(0.5,), consecutive=1):
+    """Onsets of one curve; the first-crossing rule unless `consecutive` says otherwise."""
+    r = extract_onsets(np.zeros(len(steps), int), steps, y, thetas, consecutive=consecutive)
     return r["tau"][0], r["censored"][0], r["left_censored"][0]
 
 
@@ -49,6 +50,22 @@ def test_left_censored_when_above_at_first_evaluation_and_nan_rows_skipped():
     assert tau[0] == pytest.approx(10 ** 2) and not cen[0]
 
 
+def test_two_evaluation_rule_skips_a_lone_crossing_and_censors_a_last_one():
+    """The default rule needs theta at 2 evaluations in a row: a lone spike is not an onset; the onset is
+    interpolated into the interval before the first run of two; a crossing at the last evaluation is censored."""
+    steps, y = [10, 100, 1000, 10000, 100000], [0.0, 0.6, 0.2, 0.7, 0.9]
+    tau, cen, _ = one(steps, y, consecutive=2)
+    assert tau[0] == pytest.approx(10 ** (3 + 0.3 / 0.5)) and not cen[0]   # run 0.7, 0.9 from 10000; 0.2 -> 0.7
+    tau, cen, _ = one(steps, y, consecutive=1)
+    assert tau[0] == pytest.approx(10 ** (1 + 0.5 / 0.6)) and not cen[0]   # first crossing: the spike
+    tau, cen, _ = one([10, 100, 1000], [0.0, 0.1, 0.8], consecutive=2)
+    assert tau[0] == 1000 and cen[0]
+    tau, cen, _ = one([10, 100, 1000], [0.0, 0.6, 0.8], consecutive=3)
+    assert cen[0]
+    with pytest.raises(ValueError, match="consecutive must be an integer >= 1"):
+        one([10], [0.0], consecutive=0)
+
+
 def test_vectorized_over_shuffled_trials_matches_single():
     rng = np.random.default_rng(0)
     steps = np.unique(np.geomspace(10, 1e4, 30).astype(int))
@@ -57,14 +74,14 @@ def test_vectorized_over_shuffled_trials_matches_single():
     perm = rng.permutation(codes.size)
     r = extract_onsets(codes[perm], np.tile(steps, 50)[perm], np.concatenate(ys)[perm], (0.1, 0.5, 0.9))
     for k in range(50):
-        tau, cen, left = one(steps, ys[k], (0.1, 0.5, 0.9))
+        tau, cen, left = one(steps, ys[k], (0.1, 0.5, 0.9), consecutive=2)
         np.testing.assert_allclose(r["tau"][k], tau)
         np.testing.assert_array_equal(r["censored"][k], cen)
 
 
 def test_onsets_table_recovers_planted_onsets_and_keeps_censored():
     tb = synthetic_tables(n_seeds=3, budget=3000, n_evals=40, detail_trials=0)
-    on = onsets_from_tables(tb["trials"], tb["curves"], thetas=(0.5,))
+    on = onsets_from_tables(tb["trials"], tb["curves"], thetas=(0.5,), consecutive=1)   # a crossing at the last
     assert on.num_rows == 2 * tb["trials"].num_rows                 # mem and gen rows, nothing dropped
     mem = on.filter(pa.compute.equal(on["onset"], "mem")).join(tb["trials"].select(["trial_id", "true_tau"]), "trial_id")
     d = mem.to_pydict()

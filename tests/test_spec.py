@@ -362,8 +362,11 @@ def test_effective_spec_round_trips(name):
 
 def test_trial_ids_unchanged_for_specs_that_keep_the_old_behaviour(tmp_path):
     """Ids published before stop.metric existed: a trial without early stop, or stopping on copy_frac (the old
-    rule), keeps its id; stopping on another metric is another trial."""
+    rule), keeps its id; stopping on another metric is another trial. Likewise the data draw of those ids (the
+    data seed alone, `data.draw: data`); the default draw (both seeds) draws other data, so it is another trial."""
     d = _good(tmp_path, axes={"P": [4]})
+    assert SweepSpec.from_dict(d).trials()[0].trial_id != "t-7fe2d2e9e3"
+    d["data"] = {**d.get("data", {}), "draw": "data"}
     assert SweepSpec.from_dict(d).trials()[0].trial_id == "t-7fe2d2e9e3"  # computed by the code before the split
     d["stop"] = {"theta": 0.9, "patience": 2, "metric": "copy_frac"}
     assert SweepSpec.from_dict(d).trials()[0].trial_id == "t-b8ae126694"
@@ -393,6 +396,7 @@ def test_early_stop_follows_the_stop_metric(tmp_path, metric):
     raw["axes"] = {"P": [8]}
     raw["train"] = {**raw["train"], "steps": 1000}
     raw["stop"] = {"theta": 0.5, "patience": 2, "metric": metric}
+    raw["data"] = {**raw["data"], "draw": "data"}   # the training set on which the two metrics stop apart
     (cfg,) = SweepSpec.from_dict(raw).trials()
     seen: list[dict] = []
     out = train_trial(cfg, report=lambda m, d: seen.append(dict(m)), write_store=False)

@@ -12,7 +12,9 @@ YAML format (every key below is optional unless marked *required*; see sweeps/pr
     grammar: {v: 16, n_c: 4, m: 4, s: 2, L: 3, seed: 0, root: {family: uniform}}   # rhm.GrammarSpec fields
     tail: {family: power, a: 1.0, levels: [0]}   # rule-probability tail; `levels` None = every level,
                                     #   negative levels count from the leaves (-1 = the level just above the tokens)
-    data: {P: 32, unique: true, heldout: 256}   # training-set size, unique strings or i.i.d., held-out set size
+    data: {P: 32, unique: true, heldout: 256, draw: grammar+data}   # training-set size, unique strings or i.i.d.,
+                                    #   held-out set size; draw: which seeds draw them (grammar+data: both the
+                                    #   grammar seed and the data seed; data: the data seed alone, as before)
     model: {process: masked, backbone: transformer, width: 64, depth: 2, heads: 4}   # models.ModelConfig fields
     train: {steps: 4000, batch_size: 32, lr: 1.0e-3, evals_per_decade: 8, first_eval: 10}   # models.TrainConfig
     eval: {n_gen: 256, sample_steps: null}      # generated samples per evaluation; sampler steps (null = the exact
@@ -45,7 +47,9 @@ trials.
 
 Seeds: `seed` drives the data sample and the model init (data_seed = train.seed = seed). The grammar itself is
 fixed per (tail, L, ...) across seeds, drawn from `grammar.seed` (default 0), so seeds measure the spread over
-training sets and inits on one grammar; make `grammar.seed` an axis to also vary the grammar.
+training sets and inits on one grammar; make `grammar.seed` an axis to also vary the grammar. The data draw is
+seeded by both (`rhm.draw_seed`), so two grammar seeds are two independent samples (`data.draw: data` gives the
+draw of stores written before, where they shared one).
 
 Modes: `grid` runs every point. `optuna-grid` runs the same grid through Optuna's GridSampler (the study is
 journaled to `optuna.journal`, so an interrupted sweep resumes). `optuna-boundary` lets Optuna pick points among

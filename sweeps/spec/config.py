@@ -20,7 +20,7 @@ from sweeps.spec.tail import TailSpec
 IDENTITY = ("sweep", "trial_id", "store")
 # Fields added after trial ids were first published: left out of the hash at the value that reproduces the
 # behaviour of trials written before they existed, so those trials keep their ids (and a store resumes them).
-LEGACY = {"stop_metric": "copy_frac"}
+LEGACY = {"stop_metric": "copy_frac", "data_draw": "data"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +40,7 @@ class TrialConfig:
     unique: bool = True
     heldout: int = 256
     data_seed: int
+    data_draw: str = "data"     # rhm.DATA_DRAWS; specs write "grammar+data", the default reads configs from before
     model: ModelConfig
     train: TrainConfig
     n_gen: int = 256
@@ -50,6 +51,9 @@ class TrialConfig:
     seed: int
 
     def __post_init__(self) -> None:
+        from rhm import DATA_DRAWS
+        if self.data_draw not in DATA_DRAWS:
+            raise ValueError(f"data_draw must be one of {DATA_DRAWS}, got {self.data_draw!r}")
         if not self.trial_id:
             object.__setattr__(self, "trial_id", f"{self.sweep}-{self.content_hash()}")
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from analysis.registry import DEFAULT_MEM_METRIC, OBJECTIVE_METRICS
+from rhm.data import DATA_DRAWS
 
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -19,6 +20,7 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0, le=1, description="a fraction in (0, 1]")]
 Objective = Literal[OBJECTIVE_METRICS]  # the metrics analysis.registry lets a spec stop on or optimize
 Mode = Literal["grid", "optuna-grid", "optuna-boundary"]
+DataDraw = Literal[DATA_DRAWS]  # rhm.data.DATA_DRAWS: which seeds draw the training and held-out sets
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                             description="letters, digits, '_', '-', '.', e.g. demo")]
 MODES: tuple[str, ...] = Mode.__args__
@@ -31,6 +33,7 @@ class DataSection:
     P: PosInt
     unique: bool = True
     heldout: NonNegInt = 256
+    draw: DataDraw = "grammar+data"
 
 
 @dataclass(frozen=True)

@@ -263,6 +263,7 @@ def make_trial(spec: SweepSpec, point: Mapping[str, Any]) -> TrialConfig:
     check_data(s["data"], s["grammar"])
     data, ev, stop, seed = s["data"], s["eval"], s["stop"], s["seed"]
     return TrialConfig(sweep=spec.name, store=spec.store, grammar=s["grammar"], tail=s["tail"], P=data.P,
-                       unique=data.unique, heldout=data.heldout, data_seed=seed, model=s["model"],
+                       unique=data.unique, heldout=data.heldout, data_seed=seed, data_draw=data.draw,
+                       model=s["model"],
                        train=s["train"], n_gen=ev.n_gen, sample_steps=ev.sample_steps, theta_stop=stop.theta,
                        stop_patience=stop.patience, stop_metric=stop.metric, seed=seed)

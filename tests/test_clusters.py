@@ -1,0 +1,99 @@
+"""Independent grammar seeds and intervals over clusters of trials that share a grammar and data draw
+(SCIENCE.md, "Nulls that match what they are compared with": Independence)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rhm import draw_seed, rank_trees
+
+
+def _two_grammar_seeds(draw: str) -> list:
+    from sweeps.spec import SweepSpec, load_spec
+    from sweeps.trial import build_data
+
+    spec = load_spec("tiny", overrides=["axes.grammar.seed=[0,1]", "axes.P=[8]", "axes.seed=[0]",
+                                        "axes.tail=[{family: power, a: 1.0}]", f"data.draw={draw}"])
+    trials = spec.trials()
+    assert sorted(t.grammar.seed for t in trials) == [0, 1] and {t.data_seed for t in trials} == {0}
+    return trials, [build_data(t) for t in trials]
+
+
+def test_two_grammar_seeds_draw_different_rank_trees() -> None:
+    """The default draw seeds T by grammar seed and data seed: the two grammars' training rank trees differ (with
+    the legacy draw they are identical: one sample counted twice) and the trial ids say which draw was used."""
+    trials, data = _two_grammar_seeds("grammar+data")
+    ranks = [rank_trees(d.grammar, d.train).flat() for d in data]
+    assert not np.array_equal(ranks[0], ranks[1])
+    assert data[0].index.copy_baseline != pytest.approx(data[1].index.copy_baseline)
+    old_trials, old = _two_grammar_seeds("data")
+    old_ranks = [rank_trees(d.grammar, d.train).flat() for d in old]
+    np.testing.assert_array_equal(old_ranks[0], old_ranks[1])
+    assert {t.data_draw for t in trials} == {"grammar+data"} and {t.data_draw for t in old_trials} == {"data"}
+    assert not {t.trial_id for t in trials} & {t.trial_id for t in old_trials}
+
+
+def test_draw_seed() -> None:
+    """Legacy draw: the data seed itself; the default: a function of both seeds, different per grammar seed."""
+    assert draw_seed(5, 3, "data") == 3
+    assert draw_seed(0, 3) != draw_seed(1, 3) and draw_seed(0, 3) == draw_seed(0, 3)
+    assert 0 <= draw_seed(7, 2**40) < 2**62
+    with pytest.raises(ValueError, match="draw must be one of"):
+        draw_seed(0, 0, "both")
+
+
+def test_cluster_keys_follow_the_grammar_and_the_draw() -> None:
+    """Legacy draw: two grammar seeds with one data seed are one unit; the default draw: two; the tail and P never
+    split a unit (same rules, same draw stream); another data seed or another grammar shape is another unit."""
+    import pyarrow as pa
+
+    from analysis.stats import cluster_keys
+
+    rows = [  # (trial, grammar seed, data seed, draw, tail, P, L)
+        ("a", 0, 0, "data", "uniform", 64, 3), ("b", 1, 0, "data", "uniform", 64, 3),
+        ("c", 0, 0, "data", "power(a=1)", 128, 3), ("d", 0, 1, "data", "uniform", 64, 3),
+        ("e", 0, 0, "grammar+data", "uniform", 64, 3), ("f", 1, 0, "grammar+data", "uniform", 64, 3),
+        ("g", 0, 0, "grammar+data", "power(a=2)", 16, 3), ("h", 0, 0, "grammar+data", "uniform", 64, 2),
+    ]
+    cols = ["trial_id", "cfg.grammar.seed", "seed", "data_draw", "tail", "P", "L"]
+    t = pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})
+    t = t.append_column("cfg.grammar.v", pa.array([8] * len(rows)))
+    k = dict(zip(t.column("trial_id").to_pylist(), cluster_keys(t)))
+    assert k["a"] == k["b"] == k["c"] != k["d"]
+    assert k["e"] == k["g"] != k["f"] and k["e"] != k["h"] and k["e"] != k["a"]
+    assert len(set(cluster_keys(t.drop_columns(["seed"])))) == len(rows)     # nothing known: each its own
+
+
+def test_cluster_bootstrap_counts_a_duplicated_trial_once() -> None:
+    """Trials duplicated in pairs that share a draw (one sample counted twice): the cluster bootstrap gives exactly
+    the interval of the undoubled trials; treating the copies as independent narrows it by about sqrt(2)."""
+    from analysis.stats import bootstrap_mean
+
+    x = np.random.default_rng(1).normal(size=12)
+    dup, pairs = np.repeat(x, 2), np.repeat(np.arange(12), 2)
+    once = bootstrap_mean(x, 4000, np.random.default_rng(0))
+    clustered = bootstrap_mean(dup, 4000, np.random.default_rng(0), clusters=pairs)
+    np.testing.assert_allclose(clustered, once, rtol=1e-12)
+    naive = bootstrap_mean(dup, 4000, np.random.default_rng(0))
+    ratio = (naive[2] - naive[1]) / (once[2] - once[1])
+    assert 0.6 < ratio < 0.8, ratio
+    assert np.isnan(bootstrap_mean(dup[:4], 100, np.random.default_rng(0), clusters=pairs[:4])[1])   # 2 clusters
+
+
+def test_law_intervals_resample_clusters() -> None:
+    """fit_group on every trial doubled into a shared cluster gives the undoubled law's interval; as independent
+    trials the interval of beta shrinks (the defect the cluster bootstrap removes)."""
+    from analysis.fits import fit_group
+    from analysis.synthetic import planted_onsets
+
+    d = planted_onsets([16, 32, 64, 128], n_seeds=4, logC=1.0, beta=1.0, sigma=0.3, budget=1e9,
+                       rng=np.random.default_rng(3))
+    x, y, cen = d["logP"], d["logtau"], d["censored"]
+    once = fit_group(x, y, cen, n_boot=400, seed=1)
+    two = lambda a: np.repeat(a, 2)   # noqa: E731
+    clustered = fit_group(two(x), two(y), two(cen), n_boot=400, seed=1, clusters=two(np.arange(x.size)))
+    assert clustered["beta"] == pytest.approx(once["beta"], rel=1e-6)
+    assert clustered["beta_lo"] == pytest.approx(once["beta_lo"], rel=1e-4)
+    assert clustered["beta_hi"] == pytest.approx(once["beta_hi"], rel=1e-4)
+    naive = fit_group(two(x), two(y), two(cen), n_boot=400, seed=1)
+    assert naive["beta_hi"] - naive["beta_lo"] < 0.85 * (once["beta_hi"] - once["beta_lo"])
