@@ -19,7 +19,8 @@ VERSION_KEY: bytes = b"memsweep.schema_version"
 CFG_PREFIX: str = "cfg."
 
 
-TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed")
+#: `diverged`: training loss or weights went non-finite (the step is `final_step`); fits and reports leave it out.
+TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed", "diverged")
 
 _TS = pa.timestamp("us", tz="UTC")
 # Every row says which attempt of which trial wrote it and where that attempt resumed from, so the retry rule needs
@@ -55,6 +56,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("twin_note", pa.string()),         # why the twin null is undefined ("" when defined)
         pa.field("chance_valid", pa.float64()),     # probability that a uniformly random string is valid
         pa.field("data_draw", pa.string()),         # which seeds drew T and H: "grammar+data" or "data" (legacy)
+        pa.field("error", pa.string()),             # why a failed / diverged attempt ended (null otherwise)
     ]),
     "curves": pa.schema(_ID + [
         pa.field("step", pa.int64()),

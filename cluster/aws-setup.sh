@@ -6,7 +6,8 @@
 #  - the security group `memsweep-ray` in the region's default VPC: SSH (22/tcp) from SSH_CIDR only, and any
 #    traffic between the cluster's own nodes; nothing else (the dashboard is reached through `ray dashboard`);
 #  - instance profiles `memsweep-head` and `memsweep-worker` whose roles may use BUCKET and no other bucket
-#    (iam-head-policy.json: also launches and stops workers; iam-worker-policy.json: the bucket only);
+#    (iam-head-policy.json: also launches, stops and terminates instances tagged ray-cluster-name=memsweep, with
+#    IMDSv2 required; iam-worker-policy.json: the bucket only);
 #  - the Ray auth token ~/.ray/auth_token (`ray get-auth-token --generate`), copied to every node by `ray up`.
 # It prints the edits cluster.yaml needs (the bucket and the security group id).
 set -euo pipefail

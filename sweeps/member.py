@@ -6,7 +6,11 @@ member of a pack (sweeps.pack_trial): one code path for both.
 - `MemberLog`: a trial's early-stop streak, objective curve and rows at each evaluation, and its checkpoint state.
 - `Attempt`: one attempt of one trial in the store: its writer, the `samples` rows of a fresh start and its
   `trials` rows (running, then done / stopped / failed).
-- `maybe_crash`: the test-only fault hook (SIGKILL once, right after an evaluation's rows are flushed).
+- `diverged_at`: per member, the step its training loss (or weights) first went non-finite: it is then stored
+  `diverged` with that step and trains no further (its curves would be noise that looks like a trial that never
+  memorized).
+- `maybe_crash`: the test-only fault hook (SIGKILL once, right after an evaluation's rows are flushed); `maybe_fail`
+  and `maybe_poison` make one member raise, or its weights non-finite, at a step.
 """
 from __future__ import annotations
 
@@ -25,6 +29,12 @@ from sweeps.spec import TrialConfig
 # right after the rows of the first evaluation at or past this step are flushed (before its checkpoint).
 CRASH_AT_STEP = "_crash_at_step"
 CRASH_MARKER = "_crash_marker"
+# Test-only member faults, {trial id: step}: the member raises at its first evaluation at or past the step
+# (FAIL_MEMBER), or its weights become NaN right after that evaluation (POISON_MEMBER).
+FAIL_MEMBER = "_fail_member"
+POISON_MEMBER = "_poison_member"
+HOOKS = (CRASH_AT_STEP, CRASH_MARKER, FAIL_MEMBER, POISON_MEMBER)
+DIVERGED = "diverged"
 
 
 def sample_seed(cfg: TrialConfig, step: int) -> int:
@@ -97,13 +107,57 @@ class Attempt:
         self.writer.append("trials", trials_row(cfg, "running", t0, None, False, self.facts))
         self.writer.flush()
 
-    def finish(self, status: str, final_step: int) -> None:
-        """Write the attempt's last `trials` row (done / stopped / failed) and flush; once."""
+    def finish(self, status: str, final_step: int, error: str | None = None) -> None:
+        """Write the attempt's last `trials` row (done / stopped / failed / diverged, with why for the last two) and
+        flush; once."""
         if self.finished:
             return
-        self.writer.append("trials", trials_row(self.cfg, status, self.t0, int(final_step), True, self.facts))
+        row = trials_row(self.cfg, status, self.t0, int(final_step), True, self.facts)
+        row["error"] = [error]
+        self.writer.append("trials", row)
         self.writer.flush()
         self.finished = True
+
+
+def diverged_at(trainer: Any) -> list[int | None]:
+    """Per member still training: the step of its first non-finite training loss since the last evaluation, else
+    the current step when only its weights are non-finite, else None. One host sync for the whole pack."""
+    import torch
+
+    losses = trainer.step_losses                                    # (K, n): steps step-n+1 .. step
+    K, n = losses.shape
+    bad = ~torch.isfinite(losses)
+    weights_ok = torch.stack([torch.isfinite(p.detach().reshape(K, -1)).all(1)
+                              for p in trainer.model.parameters()]).all(0).cpu()
+    first = bad.int().argmax(1)
+    return [int(trainer.step) - n + 1 + int(first[k]) if bad[k].any() else
+            (None if weights_ok[k] else int(trainer.step)) for k in range(K)]
+
+
+def divergence(step: int) -> str:
+    """The `error` a diverged trial is stored with."""
+    return f"training diverged: non-finite loss or weights at step {step}"
+
+
+def maybe_fail(hooks: Mapping[str, Any], trial_id: str, step: int) -> None:
+    """Test hook: raise in member `trial_id` at its first evaluation at/after `hooks[FAIL_MEMBER][trial_id]`."""
+    at = (hooks.get(FAIL_MEMBER) or {}).get(trial_id)
+    if at is not None and step >= int(at):
+        raise RuntimeError(f"injected fault in trial {trial_id} at step {step}")
+
+
+def maybe_poison(hooks: Mapping[str, Any], trainer: Any, step: int, ids: list[str] | None = None) -> None:
+    """Test hook: set the weights of each member listed in `hooks[POISON_MEMBER]` to NaN once its step is reached
+    (its next training step's loss is then non-finite). `ids`: the trial id of each member (default member_ids)."""
+    import torch
+
+    ids = list(trainer.member_ids) if ids is None else ids
+    for m, at in (hooks.get(POISON_MEMBER) or {}).items():
+        if m in ids and step >= int(at):
+            k = ids.index(m)
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p[k] = float("nan")
 
 
 def maybe_crash(hooks: Mapping[str, Any], step: int) -> None:

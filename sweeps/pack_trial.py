@@ -4,8 +4,10 @@ Each member is the trial it would be alone (models.Trainer: its own data, init, 
 and writes what a lone trial writes (sweeps.member: the same rows, attempt bookkeeping, stop rule and sample seeds),
 so the store, its readers, fits and reports cannot tell a member from a lone trial.
 
-At each evaluation, for every member still training: generate, score, write and flush its rows; then the fault
-hook; then members that met their stop rule are marked `stopped` in the store and dropped from the pack (they cost
+At each evaluation, members whose loss or weights went non-finite are stored `diverged` (with the step) and dropped;
+for every member still training: generate, score, write and flush its rows (a member whose scoring or writing raises
+is stored `failed` with the error and dropped: its mates go on as a pack without it would); then the fault hook;
+then members that met their stop rule are marked `stopped` in the store and dropped from the pack (they cost
 no compute from the next step on); then one checkpoint of every remaining member (trainer state keyed by member
 id, and per member its stop streak, curve and wall time, all `weights_only`-safe and JSON), then Tune is told.
 A retried pack resumes from that checkpoint with the members the store does not list as finished; each writes a
@@ -25,7 +27,8 @@ from typing import Any
 
 import torch
 
-from sweeps.member import CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, maybe_crash, sample_seed, score
+from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, maybe_crash, maybe_fail,
+                           maybe_poison, sample_seed, score)
 from sweeps.packing import MEMBERS_KEY, Pack
 from sweeps.rows import summary
 from sweeps.trial import (RESUME_FROM, STATE_FILE, STORE_ID_KEY, TRAINER_FILE, ReportFn, TrialOutcome, build_data,
@@ -73,41 +76,61 @@ class _PackLoop:
         self.logs = {m: MemberLog(self.cfgs[m], datas[m], attempts[m].writer, "copy_frac", states.get(m))
                      for m in self.cfgs}
         self.last: dict[str, dict[str, Any]] = {}
-        self.final: dict[str, int] = {}             # member -> step it stopped at
+        self.final: dict[str, int] = {}             # member -> step it left the pack at (stopped, failed, diverged)
+        self.ended: dict[str, str] = {}             # member -> its status when it left the pack early
         self._heldout: dict[str, torch.Tensor] = {}
 
+    def _end(self, trainer: Any, members: dict[str, tuple[str, int, str | None]]) -> None:
+        """Finish members in the store ({member: (status, step, error)}) and drop them from the pack."""
+        for m, (status, at, error) in members.items():
+            self.attempts[m].finish(status, at, error)
+            self.final[m], self.ended[m] = at, status
+        trainer.drop(list(members))
+
     def on_eval(self, trainer: Any, step: int) -> bool:
-        """Evaluate every member, write its rows; finish and drop stopped members; checkpoint; report."""
+        """Drop diverged members; evaluate every other member, write its rows (a member that raises fails alone);
+        finish and drop stopped members; checkpoint; report."""
+        bad = {m: (DIVERGED, at, divergence(at)) for m, at in zip(trainer.member_ids, diverged_at(trainer))
+               if at is not None}
+        self._end(trainer, bad)
         ids = list(trainer.member_ids)
+        if not ids:
+            if self.report is not None:
+                self._report(trainer, step, list(bad))
+            return False
         cfgs = [self.cfgs[m] for m in ids]
         for m in ids:
             if m not in self._heldout:
                 self._heldout[m] = torch.as_tensor(self.datas[m].heldout, dtype=torch.long, device=trainer.device)
         gen = trainer.sample_members(cfgs[0].n_gen, cfgs[0].sample_steps, [sample_seed(c, step) for c in cfgs])
         held = trainer.eval_losses(torch.stack([self._heldout[m] for m in ids]))
-        stopped = []
+        ended: dict[str, tuple[str, int, str | None]] = {}
         for k, m in enumerate(ids):
-            ev = score(self.datas[m], gen[k], trainer.train_losses[k], held[k])
-            if self.logs[m].record(step, ev):
-                stopped.append(m)
+            try:
+                maybe_fail(self.hooks, m, step)
+                ev = score(self.datas[m], gen[k], trainer.train_losses[k], held[k])
+                if self.logs[m].record(step, ev):
+                    ended[m] = ("stopped", step, None)
+            except Exception as e:  # noqa: BLE001 - one member's fault is that member's, not its pack mates'
+                ended[m] = ("failed", step, f"{type(e).__name__}: {e}")
+                continue
             self.last[m] = summary(step, ev.scalars, {STORE_ID_KEY: m, "stopped": self.logs[m].stopped})
         maybe_crash(self.hooks, step)
-        for m in stopped:                           # finished in the store at once, then out of the pack
-            self.attempts[m].finish("stopped", step)
-            self.final[m] = step
-        trainer.drop(stopped)
+        self._end(trainer, ended)                   # finished in the store at once, then out of the pack
+        maybe_poison(self.hooks, trainer, step)
         if self.report is not None:
-            self._report(trainer, step, ids)
+            self._report(trainer, step, list(bad) + ids)
         return False                                # the run ends by itself when no member is left
 
     def _report(self, trainer: Any, step: int, ids: list[str]) -> None:
         """Tell Tune: the pack's step, each member's state, and a checkpoint of the members left (if any)."""
         alive = list(trainer.member_ids)
-        members = {m: {"step": int(step), "copy_frac": self.last[m].get("copy_frac"), "stopped": self.logs[m].stopped,
+        members = {m: {"step": int(step), "copy_frac": self.last.get(m, {}).get("copy_frac"),
+                       "stopped": self.logs[m].stopped, "status": self.ended.get(m, "running"),
                        "finished": m not in alive or step >= self.cfgs[m].train.steps} for m in ids}
         metrics = {"step": int(step), STORE_ID_KEY: self.pack.pack_id, "pack_id": self.pack.pack_id,
                    "members_training": len(alive), MEMBERS_KEY: members,
-                   "copy_frac": max((self.last[m].get("copy_frac", 0.0) for m in ids), default=0.0)}
+                   "copy_frac": max((self.last.get(m, {}).get("copy_frac", 0.0) for m in ids), default=0.0)}
         if not alive:
             self.report(metrics, None)
             return
@@ -118,26 +141,39 @@ class _PackLoop:
             self.report(metrics, d)
 
 
+def _held_by(pack: Pack, checkpoint_dir: str | None) -> Pack:
+    """The members of `pack` that its checkpoint holds (the others left the pack before it was written: failed or
+    diverged, which the store does not count as finished); the whole pack without a readable checkpoint."""
+    try:
+        held = json.loads(Path(checkpoint_dir, STATE_FILE).read_text())["members"] if checkpoint_dir else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return pack
+    if not isinstance(held, dict) or not held or not set(held) & set(pack.member_ids):
+        return pack
+    return pack.without(m for m in pack.member_ids if m not in held)
+
+
 def train_pack(pack: Pack, report: ReportFn | None = None, checkpoint_dir: str | None = None, *,
                device: str = "cpu", hooks: Mapping[str, Any] | None = None,
                memory_budget: int | None = None) -> list[TrialOutcome]:
     """Train the pack's members to their budgets or early stops, Ray-free; every member writes to the store as a
     lone trial would. `checkpoint_dir` resumes the members from a pack checkpoint. One outcome per member."""
     t0 = time.time()
+    pack = _held_by(pack, checkpoint_dir)
     datas = {t.trial_id: build_data(t) for t in pack.members}
     trainer, states, resumed = _restore(pack, datas, device, checkpoint_dir, memory_budget)
     attempts = {t.trial_id: Attempt(t, datas[t.trial_id], resumed, t0) for t in pack.members}
     loop = _PackLoop(pack, datas, attempts, report, dict(hooks or {}), states)
     try:
         final = int(trainer.run(loop.on_eval))
-    except BaseException:
+    except BaseException as e:
         for m, a in attempts.items():
-            a.finish("failed", loop.final.get(m, int(trainer.step)))
+            a.finish("failed", loop.final.get(m, int(trainer.step)), f"{type(e).__name__}: {e}")
         raise
     for m in trainer.member_ids:
         attempts[m].finish("done", final)
     wall = time.time() - t0
-    return [TrialOutcome(m, "stopped" if m in loop.final else "done", loop.final.get(m, final), resumed,
+    return [TrialOutcome(m, loop.ended.get(m, "done"), loop.final.get(m, final), resumed,
                          loop.logs[m].n_evals, wall, loop.last.get(m, {})) for m in pack.member_ids]
 
 
@@ -167,7 +203,7 @@ def run_pack(config: dict) -> None:
     first = pack.members[0]
     ckpt = resume_checkpoint(first, config.get(RESUME_FROM), owner_id=pack.pack_id)
     device, gpus = session_device()
-    hooks = {k: config[k] for k in (CRASH_AT_STEP, CRASH_MARKER) if k in config}
+    hooks = {k: config[k] for k in HOOKS if k in config}
     report = tune_reporter({"sweep": first.sweep, "trial_id": pack.pack_id, "members": pack.member_ids}, attempt)
     run_from(ckpt, first, lambda d: train_pack(pack, report, d, device=device, hooks=hooks,
                                                memory_budget=memory_budget(gpus)))

@@ -44,11 +44,12 @@ from ray import tune
 
 from sweeps import optuna_mode, recovery
 from sweeps.interrupt import SigintGuard
+from sweeps.member import DIVERGED
 from sweeps.lease import TTL_S, Lease
 from sweeps.packing import member_ids_of, plan_packs
 from sweeps.spec import SweepSpec, TrialConfig
 from sweeps.spec.storage import is_local, local_path
-from sweeps.trial import ATTEMPT, DONE_STATUSES, RESUME_FROM, RETRY_BACKOFF, run_trial
+from sweeps.trial import ATTEMPT, FINAL_STATUSES, RESUME_FROM, RETRY_BACKOFF, run_trial
 
 MODES = ("grid", "optuna-grid", "optuna-boundary")
 # Tune warns when checkpoints (one per evaluation) force frequent experiment snapshots; that is by design here.
@@ -69,6 +70,7 @@ class SweepResult:
     errors: dict[str, str] = dataclasses.field(default_factory=dict)   # trial id -> why it failed (last line)
     messages: list[str] = dataclasses.field(default_factory=list)      # what went wrong around the trials
     n_interrupted: int = 0  # trials stopped by Ctrl-C (they continue with --resume)
+    n_diverged: int = 0  # trials whose loss or weights went non-finite (stored `diverged`, never retrained)
     interrupted: bool = False  # the user stopped the sweep (Ctrl-C)
 
 
@@ -102,18 +104,25 @@ def default_storage_path(store: str) -> str:
     return str(local.parent / "tune")
 
 
-def finished_trials(store_uri: str, sweep: str) -> set[str]:
-    """Trial ids of `sweep` whose latest `trials` row is done or stopped (empty when the store has none)."""
+def finished_trials(store_uri: str, sweep: str, statuses: tuple[str, ...] = FINAL_STATUSES) -> set[str]:
+    """Trial ids of `sweep` whose latest `trials` row has one of `statuses` (default: finished, never trained
+    again: done, stopped, diverged); empty when the store has none."""
+    return {tid for tid, (st, _, _) in trial_outcomes(store_uri, sweep).items() if st in statuses}
+
+
+def trial_outcomes(store_uri: str, sweep: str) -> dict[str, tuple[str, int | None, str | None]]:
+    """{trial id: (status, final step, error)} of the latest `trials` row of each trial of `sweep`."""
     from analysis.store import Store
 
     try:
-        t = Store(store_uri).read("trials", sweep=sweep, columns=["trial_id", "status"])
+        t = Store(store_uri).read("trials", sweep=sweep)
     except FileNotFoundError:
-        return set()
+        return {}
     if t.num_rows == 0:
-        return set()
-    return {tid for tid, st in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist())
-            if st in DONE_STATUSES}
+        return {}
+    errors = t.column("error").to_pylist() if "error" in t.column_names else [None] * t.num_rows
+    return {tid: (st, step, err) for tid, st, step, err in zip(
+        t.column("trial_id").to_pylist(), t.column("status").to_pylist(), t.column("final_step").to_pylist(), errors)}
 
 
 def _ensure_ray(address: str | None, workers: int | None, cpu: float) -> bool:
@@ -328,6 +337,14 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
 
             ray.shutdown()
     errors = _errors(results)
+    outcomes = trial_outcomes(spec.store, spec.name)
+    ran = {t.trial_id for t in unfinished}
+    for tid, (status, step, why) in sorted(outcomes.items()):
+        if tid in ran and status == "failed" and why and tid not in errors:   # a pack member that failed alone
+            errors[tid] = why
+        if tid in ran and status == DIVERGED:
+            messages.append(f"trial {tid} diverged at step {step} (non-finite loss or weights); it is stored as "
+                            "`diverged` and left out of fits and reports")
     if errors:
         _, msg = recovery.try_mark_failed(spec.store, spec.name, errors, "that Tune reported errored")
         messages += [msg] if msg else []
@@ -415,11 +432,13 @@ def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[
     ran = set(planned) | (set(_trial_ids(results)) if results is not None else set())
     ran -= done_before
     done_after = finished_trials(spec.store, spec.name)
+    diverged = finished_trials(spec.store, spec.name, (DIVERGED,))
     skipped = done_before & {t.trial_id for t in trials} if spec.mode != "optuna-boundary" else set()
-    n_done = len(ran & done_after)
+    n_done = len(ran & done_after - diverged)
     unfinished = ran - done_after
     errored = {tid for r in results or () if r.error is not None for tid in member_ids_of(r.config or {})}
     failed = unfinished & errored if interrupted else unfinished
     path = getattr(results, "experiment_path", None) if results is not None else None
     return SweepResult(n_done=n_done, n_failed=len(failed), n_skipped=len(skipped), experiment_path=path,
-                       store=str(spec.store), n_interrupted=len(unfinished - failed), interrupted=interrupted)
+                       store=str(spec.store), n_interrupted=len(unfinished - failed), interrupted=interrupted,
+                       n_diverged=len(ran & diverged))

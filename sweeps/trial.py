@@ -26,13 +26,15 @@ import numpy as np
 import torch
 
 from analysis.registry import OBJECTIVE_METRICS
-from sweeps.member import CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, maybe_crash, sample_seed, score
+from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, maybe_crash, maybe_poison,
+                           sample_seed, score)
 from sweeps.rows import data_columns, eval_rows, samples_rows, summary, trials_row  # noqa: F401 - re-exported
 from sweeps.spec import TrialConfig
 
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "trial_state.json"
-DONE_STATUSES = ("done", "stopped")
+DONE_STATUSES = ("done", "stopped")          # trained to its budget or its stop rule: what fits and reports use
+FINAL_STATUSES = (*DONE_STATUSES, DIVERGED)  # never trained again (a diverged trial would diverge again)
 # The store's trial id in every Tune result (Tune overwrites a metric named `trial_id` with its own id).
 STORE_ID_KEY = "memsweep_trial_id"
 
@@ -51,7 +53,7 @@ class TrialOutcome:
     """What a finished (or early-stopped) trial returns to its caller."""
 
     trial_id: str
-    status: str  # "done" | "stopped" | "skipped" (already finished in the store)
+    status: str  # "done" | "stopped" | "diverged" | "skipped" (already finished in the store)
     final_step: int
     resumed_from_step: int
     n_evals: int  # evaluations run by this attempt
@@ -135,6 +137,7 @@ class _Loop:
         self.log = MemberLog(cfg, data, writer, metric, start_state)
         self.last: dict[str, Any] = {}
         self._heldout: torch.Tensor | None = None
+        self.diverged: int | None = None   # the step its loss or weights went non-finite
 
     @property
     def stopped(self) -> bool:
@@ -145,13 +148,18 @@ class _Loop:
         return self.log.n_evals
 
     def on_eval(self, trainer: Any, step: int) -> bool:
-        """Evaluate, write rows, checkpoint, report; True when the early-stop criterion is met."""
+        """Evaluate, write rows, checkpoint, report; True when the early-stop criterion is met or training diverged
+        (nothing is written for an evaluation of non-finite weights)."""
+        (self.diverged,) = diverged_at(trainer)
+        if self.diverged is not None:
+            return True
         if self._heldout is None:  # once per attempt, not once per evaluation
             self._heldout = torch.as_tensor(self.data.heldout, dtype=torch.long, device=trainer.device)
         ev = evaluate_step(self.cfg, trainer, self.data, step, self._heldout)
         self.log.record(step, ev)
         maybe_crash(self.hooks, step)
         self.last = summary(step, ev.scalars, trial_extra(self.cfg, self.log, self.hooks))
+        maybe_poison(self.hooks, trainer, step, [self.cfg.trial_id])
         if self.report is not None:
             with tempfile.TemporaryDirectory(prefix="memsweep-ckpt-") as d:
                 trainer.save(os.path.join(d, TRAINER_FILE))
@@ -225,10 +233,10 @@ def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, check
     attempt = Attempt(cfg, data, resumed, t0)
     try:
         out = _run_loop(cfg, data, trainer, attempt.writer, report, hooks, state, resumed, t0)
-    except BaseException:
-        attempt.finish("failed", int(trainer.step))
+    except BaseException as e:
+        attempt.finish("failed", int(trainer.step), f"{type(e).__name__}: {e}")
         raise
-    attempt.finish(out.status, out.final_step)
+    attempt.finish(out.status, out.final_step, divergence(out.final_step) if out.status == DIVERGED else None)
     return out
 
 
@@ -237,7 +245,10 @@ def _run_loop(cfg: TrialConfig, data: _Data, trainer: Any, writer: Any, report: 
     """Drive Trainer.run with the evaluation callback and package the outcome."""
     loop = _Loop(cfg, data, writer, report, hooks, state)
     final = int(trainer.run(loop.on_eval))
-    status = "stopped" if loop.stopped else "done"
+    if loop.diverged is not None:
+        final, status = loop.diverged, DIVERGED
+    else:
+        status = "stopped" if loop.stopped else "done"
     return TrialOutcome(cfg.trial_id, status, final, resumed, loop.n_evals, time.time() - t0, loop.last)
 
 
@@ -248,7 +259,7 @@ def finished_in_store(cfg: TrialConfig) -> bool:
 
 
 def finished_ids(cfgs: list[TrialConfig]) -> set[str]:
-    """The ids among `cfgs` (trials of one sweep and store) that the store lists as done or stopped."""
+    """The ids among `cfgs` (trials of one sweep and store) that the store lists as finished (FINAL_STATUSES)."""
     from analysis.store import Store
 
     if not cfgs:
@@ -259,7 +270,7 @@ def finished_ids(cfgs: list[TrialConfig]) -> set[str]:
     except FileNotFoundError:
         return set()
     return {t for t, s in zip(rows.column("trial_id").to_pylist(), rows.column("status").to_pylist())
-            if s in DONE_STATUSES}
+            if s in FINAL_STATUSES}
 
 
 def stored_summary(cfg: TrialConfig, boundary: Mapping[str, Any]) -> dict[str, Any]:
@@ -357,6 +368,6 @@ def run_trial(config: dict) -> None:
         return
     ckpt = resume_checkpoint(cfg, config.get(RESUME_FROM))
     device, _ = session_device()
-    hooks = {k: config[k] for k in (CRASH_AT_STEP, CRASH_MARKER, "boundary") if k in config}
+    hooks = {k: config[k] for k in (*HOOKS, "boundary") if k in config}
     report = tune_reporter({"sweep": cfg.sweep, "trial_id": cfg.trial_id}, attempt)
     run_from(ckpt, cfg, lambda d: train_trial(cfg, report, d, device=device, hooks=hooks))

@@ -1,9 +1,11 @@
 """cluster.yaml: valid for Ray's cluster launcher (checked offline against Ray's own schema), installs this
 project on every node, has GPU worker nodes, and is locked down: token auth, dashboard on localhost, SSH only
-through the user's security group, S3 access to the store's bucket only."""
+through the user's security group, S3 access to the store's bucket only, EC2 rights only on the cluster's tagged
+instances, IMDSv2 required, torch pinned."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -35,7 +37,9 @@ def test_ray_launcher_accepts_it(cluster):
 def test_setup_installs_this_project(cluster):
     setup = "\n".join(cluster["setup_commands"])
     assert "pip install" in setup and "-e ~/memsweep" in setup
-    assert "pip install -q torch" in setup and "torch==2.13.0" not in setup  # PyPI's CUDA build, not the CPU pin
+    # torch pinned to the version this checkout is tested with (the Makefile's), from PyPI: its CUDA build
+    pin = re.search(r"torch==[0-9.]+", (ROOT / "Makefile").read_text()).group(0)
+    assert re.search(rf"pip install -q {re.escape(pin)} --index-url https://pypi\.org/simple\s", setup + "\n"), setup
     assert f"ray[default,tune]=={ray.__version__}" in setup           # same Ray as here
     mounts = cluster.get("file_mounts", {})
     assert mounts.get("~/memsweep") == "." or "git clone" in setup
@@ -96,6 +100,41 @@ def test_s3_access_is_scoped_to_the_store_bucket(cluster, node):
         assert len(passes) == 1 and all(r.endswith("/memsweep-worker") for r in _list(passes[0]["Resource"]))
         assert all(a.startswith(("ec2:", "iam:PassRole", "iam:GetInstanceProfile")) for st in others
                    for a in _list(st["Action"]))
+
+
+def test_imdsv2_is_required_on_every_node(cluster):
+    for name, t in cluster["available_node_types"].items():
+        assert t["node_config"].get("MetadataOptions", {}).get("HttpTokens") == "required", name
+
+
+def test_head_may_only_touch_the_clusters_tagged_instances(cluster):
+    """Every EC2 action that launches, changes or ends an instance is conditioned on the tag Ray puts on this
+    cluster's nodes (ray-cluster-name=<cluster_name>); a launch must also require IMDSv2; only Describe* (which
+    cannot be scoped) is on every resource."""
+    from ray.autoscaler.tags import TAG_RAY_CLUSTER_NAME
+
+    policy = json.loads((ROOT / "cluster" / "iam-head-policy.json").read_text())
+    ec2 = [st for st in policy["Statement"] if any(a.startswith("ec2:") for a in _list(st["Action"]))]
+    tag = {f"aws:RequestTag/{TAG_RAY_CLUSTER_NAME}": cluster["cluster_name"]}
+    own = {f"ec2:ResourceTag/{TAG_RAY_CLUSTER_NAME}": cluster["cluster_name"]}
+    for st in ec2:
+        actions, resources = _list(st["Action"]), _list(st["Resource"])
+        cond = st.get("Condition", {}).get("StringEquals", {})
+        if "*" in resources:
+            assert actions == ["ec2:Describe*"], st
+            continue
+        assert all(r.startswith("arn:aws:ec2:") for r in resources), st
+        instances = [r for r in resources if ":instance/" in r]
+        if "ec2:RunInstances" in actions and instances:
+            assert cond.items() >= {**tag, "ec2:MetadataHttpTokens": "required"}.items(), st
+        elif "ec2:RunInstances" in actions:      # what a launch uses besides the instance itself
+            assert not instances and set(actions) == {"ec2:RunInstances"}, st
+        elif set(actions) <= {"ec2:CreateTags"} and cond.get("ec2:CreateAction") == "RunInstances":
+            pass                                   # tags written by the launch itself (already conditioned)
+        else:
+            assert cond.items() >= own.items(), st
+    changing = {a for st in ec2 for a in _list(st["Action"])}
+    assert {"ec2:RunInstances", "ec2:TerminateInstances", "ec2:StopInstances", "ec2:StartInstances"} <= changing
 
 
 def _list(x) -> list:
