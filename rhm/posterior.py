@@ -26,6 +26,8 @@ from .strings import as_strings
 
 # Strings per vectorized chunk: keeps each level's (chunk, nodes, rules) temporaries in cache.
 CHUNK = 256
+# Masked strings take a fast path when the bottom level's tables ((v+1)**s codes x productions) stay this small.
+MASKED_TABLE_MAX = 2**24
 
 
 @dataclass(frozen=True)
@@ -125,43 +127,131 @@ class GrammarPosterior:
         return PosteriorResult(marginals=post, log_evidence=loge)
 
     def masked(self, z: object) -> PosteriorResult:
-        """`marginals` of masked strings z (n, d) in [0, v], v = masked."""
-        return self.marginals(masked_evidence(z, self.grammar.spec.v))
+        """`marginals` of masked strings z (n, d) in [0, v], v = masked; the same numbers, faster: the bottom
+        level's inside messages and its leaves' posteriors come from tables over the (v+1)**s masked blocks."""
+        sp = self.grammar.spec
+        z = _as_tokens(z, sp.v + 1, "z")
+        if z.shape[1] != sp.d:
+            raise ValueError(f"z must have shape (n, d={sp.d}), got shape {z.shape}")
+        if (sp.v + 1) ** sp.s * sp.n_parents(sp.L - 1) * sp.m > MASKED_TABLE_MAX:
+            return self.marginals(masked_evidence(z, sp.v))
+        if not hasattr(self, "_blocks"):
+            self._blocks = _BlockTables(self)
+        post = np.empty((*z.shape, sp.v))
+        loge = np.empty(z.shape[0])
+        for start in range(0, z.shape[0], CHUNK):
+            sl = slice(start, start + CHUNK)
+            post[sl], loge[sl] = self._masked_chunk(z[sl])
+        return PosteriorResult(marginals=post, log_evidence=loge)
+
+    def _masked_chunk(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sp, tab = self.grammar.spec, self._blocks
+        n, s, v, bottom = z.shape[0], sp.s, sp.v, sp.L - 1
+        blocks = z.reshape(n, sp.n_nodes(bottom), s)
+        code = blocks @ tab.digit                                       # (n, nodes): the block's masked pattern
+        node_post, loge = self._propagate(tab.beta[code], tab.log_peak[code].sum(1), bottom)
+        rho = node_post * tab.inv_beta[code]                            # post(a) / beta(a): the outside ratio
+        flat = rho.reshape(-1, rho.shape[-1])
+        out = np.empty((n, sp.n_nodes(bottom), s, v))
+        for j in range(s):
+            others = np.delete(blocks, j, axis=2) @ tab.other_digit     # (n, nodes): pattern of the siblings
+            pat = others.reshape(-1)
+            w = np.take_along_axis(flat, tab.sparse_parent[j][pat], axis=1) * tab.sparse_p[j][pat]
+            leaf = w.reshape(n, -1, v, tab.width[j]).sum(-1)            # siblings partly observed
+            free = pat == tab.all_masked
+            leaf.reshape(-1, v)[free] = flat[free] @ tab.free[j]        # every sibling masked
+            observed = blocks[:, :, j] < v
+            leaf[observed] = 0.0
+            leaf[observed, blocks[:, :, j][observed]] = 1.0             # an observed token is its own posterior
+            out[:, :, j] = leaf
+        out = out.reshape(n, sp.d, v)
+        out[~np.isfinite(loge)] = np.nan
+        return out, loge
 
     def _chunk(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._propagate(e, np.zeros(e.shape[0]), self.grammar.spec.L)
+
+    def _propagate(self, beta: np.ndarray, log_scale: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+        """From the inside messages beta (n, s**top, symbols) of the nodes at depth `top` (the leaves: top = L) and
+        their summed log scales (n,): the posteriors of those nodes' symbols and log p(z)."""
         sp = self.grammar.spec
-        n, s, m = e.shape[0], sp.s, sp.m
-        beta = e
-        log_scale = np.zeros(n)
-        prods, norms = [None] * sp.L, [None] * sp.L
-        for level in range(sp.L - 1, -1, -1):                          # inside: beta of every node, bottom-up
+        n, s, m = beta.shape[0], sp.s, sp.m
+        prods, norms = [None] * top, [None] * top
+        for level in range(top - 1, -1, -1):                            # inside: beta of every node, bottom-up
             n_nodes, n_par = sp.n_nodes(level), sp.n_parents(level)
             ch = beta.reshape(n, n_nodes, s, beta.shape[-1])
-            prod = np.take(ch[:, :, 0], self.child[level][0], axis=-1)
+            prod = ch[:, :, 0][..., self.child[level][0]]
             for j in range(1, s):
-                prod *= np.take(ch[:, :, j], self.child[level][j], axis=-1)
+                prod *= ch[:, :, j][..., self.child[level][j]]
             prod *= self.p[level]                                       # (n, nodes, R): p(a,k) prod_j beta_j
             b = prod.reshape(n, n_nodes, m, n_par).sum(2)               # (n, nodes, n_par)
-            top = b.max(-1, keepdims=True)
-            ok = top > 0
+            peak = b.max(-1, keepdims=True)
+            ok = peak > 0
             norms[level] = np.where(b > 0, b, 1.0)                      # q = prod / beta; 0/0 -> 0
             prods[level] = prod
-            log_scale += np.log(np.where(ok, top, 1.0)).sum((1, 2))
-            beta = np.divide(b, top, out=np.zeros_like(b), where=ok)
+            log_scale = log_scale + np.log(np.where(ok, peak, 1.0)).sum((1, 2))
+            beta = np.divide(b, peak, out=np.zeros_like(b), where=ok)
         root = self.root_probs * beta[:, 0, :]                          # (n, n_c)
         z_root = root.sum(-1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_evidence = np.log(z_root[:, 0]) + log_scale
             post = (root / z_root)[:, None, :]                          # NaN where p(z) = 0
-        for level in range(sp.L):                                       # outside: node posteriors, top-down
+        for level in range(top):                                        # outside: node posteriors, top-down
             n_nodes = sp.n_nodes(level)
-            w = np.take(post / norms[level], self.parent[level], axis=-1)
+            w = np.tile(post / norms[level], sp.m)                      # parent of production r is r % n_par
             w *= prods[level]                                           # (n, nodes, R): production posteriors
-            child_post = np.empty((n, n_nodes, s, sp.v))
-            for j in range(s):
-                np.matmul(w, self.scatter[level][j], out=child_post[:, :, j])
+            w = w.reshape(n * n_nodes, -1)
+            child_post = np.stack([w @ self.scatter[level][j] for j in range(s)], axis=1)   # contiguous BLAS
             post = child_post.reshape(n, n_nodes * s, sp.v)
         return post, log_evidence
+
+
+class _BlockTables:
+    """Tables of the bottom production level over the masked patterns of a block of s leaves (state v = masked;
+    code = sum_j state_j (v+1)**(s-1-j)): beta (codes, n_par) the inside message rescaled to max 1, log_peak its log
+    scale, inv_beta 1 / the unscaled message (0 where it is 0); per leaf j, over the siblings' patterns: free[j]
+    (n_par, v) the child marginals when every sibling is masked; sparse_parent[j] / sparse_p[j] (patterns,
+    v * width) the parent and probability of the productions consistent with the observed siblings, `width` slots
+    per leaf symbol (1 when s = 2: a right-hand side is unique in its level), padded with probability 0."""
+
+    def __init__(self, bp: GrammarPosterior):
+        sp = bp.grammar.spec
+        v, s, m, bottom = sp.v, sp.s, sp.m, sp.L - 1
+        n_par = sp.n_parents(bottom)
+        child, p, parent = bp.child[bottom], bp.p[bottom], bp.parent[bottom]
+        R = child.shape[1]
+        self.digit = (v + 1) ** np.arange(s - 1, -1, -1, dtype=np.int64)
+        self.other_digit = self.digit[1:]
+        self.all_masked = int(v * self.other_digit.sum())
+        states = (np.arange((v + 1) ** s)[:, None] // self.digit) % (v + 1)             # (codes, s)
+        fits = (states[:, :, None] == v) | (states[:, :, None] == child[None])         # (codes, s, R)
+        beta = (fits.all(1) * p).reshape(-1, m, n_par).sum(1)                           # (codes, n_par)
+        peak = beta.max(1, keepdims=True)
+        self.beta = np.divide(beta, peak, out=np.zeros_like(beta), where=peak > 0)
+        self.log_peak = np.log(np.where(peak[:, 0] > 0, peak[:, 0], 1.0))
+        self.inv_beta = np.divide(1.0, beta, out=np.zeros_like(beta), where=beta > 0)
+        self.parent_ext, self.p_ext = np.append(parent, 0), np.append(p, 0.0)
+        self.child_ext = [np.append(c, 0) for c in child]
+        others = (np.arange((v + 1) ** (s - 1))[:, None] // self.other_digit) % (v + 1)   # (patterns, s-1)
+        self.free, self.sparse_parent, self.sparse_p, self.width = [], [], [], []
+        for j in range(s):
+            sib = np.delete(child, j, axis=0)                                           # (s-1, R)
+            ok = ((others[:, :, None] == v) | (others[:, :, None] == sib[None])).all(1)  # (patterns, R)
+            ok[self.all_masked] = False                                                 # that one is `free`
+            pat, rule = np.nonzero(ok)
+            key = pat * v + child[j][rule]                                              # (pattern, leaf symbol)
+            order = np.argsort(key, kind="stable")
+            key, rule = key[order], rule[order]
+            width = max(int(np.bincount(key).max()), 1) if key.size else 1
+            lists = np.full((ok.shape[0] * v, width), R, dtype=np.int64)
+            lists[key, np.arange(key.size) - np.searchsorted(key, key)] = rule
+            lists = lists.reshape(ok.shape[0], v * width)
+            free = np.zeros((n_par, v))
+            np.add.at(free, (parent, child[j]), p)
+            self.free.append(free)
+            self.sparse_parent.append(self.parent_ext[lists])
+            self.sparse_p.append(self.p_ext[lists])
+            self.width.append(width)
 
 
 def grammar_posterior(grammar: Grammar, evidence: object) -> PosteriorResult:

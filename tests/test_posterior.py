@@ -156,3 +156,18 @@ def test_bad_input_is_named():
         channel_evidence(np.zeros((1, g.spec.d), int), 1.5, g.spec.v)
     with pytest.raises(ValueError, match="evidence must have shape"):
         GrammarPosterior(g).marginals(np.ones((2, g.spec.d, g.spec.v + 1)))
+
+
+@pytest.mark.parametrize("kw", SPECS, ids=IDS)
+def test_masked_fast_path_equals_general_propagation(kw, monkeypatch):
+    """The block-table path (`masked`) and the general one (`marginals` of masked_evidence) are the same numbers;
+    with the tables disabled `masked` falls back to the general path."""
+    g = _grammar(kw)
+    z = _masks(g, np.random.default_rng(4), 80, (0.1, 0.5, 0.9))
+    bp = GrammarPosterior(g)
+    fast, slow = bp.masked(z), bp.marginals(masked_evidence(z, g.spec.v))
+    np.testing.assert_allclose(fast.marginals, slow.marginals, atol=1e-12)
+    np.testing.assert_allclose(fast.log_evidence, slow.log_evidence, rtol=1e-12)
+    import rhm.posterior as posterior
+    monkeypatch.setattr(posterior, "MASKED_TABLE_MAX", 0)
+    np.testing.assert_array_equal(GrammarPosterior(g).masked(z).marginals, slow.marginals)
