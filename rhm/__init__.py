@@ -1,5 +1,6 @@
 """Random Hierarchy Model grammars: validated specs, sampling, parsing, likelihoods and training sets."""
 from .data import DATA_DRAWS, draw_seed, sample_heldout, sample_iid, sample_unique
+from .empirical import empirical_grammar
 from .grammar import Grammar, Parse
 from .spec import FAMILIES, GrammarSpec, RuleDist
 from .strings import as_strings, encode_strings
@@ -18,6 +19,7 @@ __all__ = [
     "as_strings",
     "derive",
     "draw_seed",
+    "empirical_grammar",
     "encode_strings",
     "rank_trees",
     "sample_heldout",

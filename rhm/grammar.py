@@ -6,6 +6,7 @@ at level l expands to nodes s*j..s*j+s-1 at level l+1, a production's flat id is
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,8 +45,13 @@ class Grammar:
 
     Public attributes (read-only arrays): spec; rules[l] (n_parents(l), m, s); probs[l] / log_probs[l]
     (n_parents(l), m), rows summing to 1; root_probs / root_log_probs (n_c,); rank_to_index[l] (n_parents(l), m),
-    the index k holding rank r+1; root_rank_to_class (n_c,).
+    the index k holding rank r+1; root_rank_to_class (n_c,). `reweighted` gives the same rules with other
+    production probabilities (per parent symbol, zeros allowed), e.g. the empirical grammar of a training set.
     """
+
+    # Per-parent sampling tables of a reweighted grammar (None: probabilities shared by rank, per level).
+    _row_cdf: list[np.ndarray] | None = None
+    _root_class_cdf: np.ndarray | None = None
 
     def __init__(self, spec: GrammarSpec, rules: Sequence[np.ndarray]):
         """Use Grammar.from_spec or Grammar.from_rules; this assumes `rules` already match `spec`."""
@@ -194,6 +200,26 @@ class Grammar:
                 )
         return cls(spec, arrs)
 
+    def reweighted(self, root_probs: object, probs: Sequence[object]) -> Grammar:
+        """These rules with other probabilities: root_probs (n_c,) over root classes, probs[l] (n_parents(l), m) over
+        production index k, each row a distribution (zeros allowed: such a production is never drawn, its loglik is
+        -inf). Parsing, likelihoods and counts are this grammar's; sampling is exact, by inverse CDF per parent."""
+        sp = self.spec
+        root = _check_dist("root_probs", root_probs, (sp.n_c,))
+        if not isinstance(probs, Sequence) or len(probs) != sp.L:
+            raise ValueError(f"probs must be a list of L = {sp.L} arrays (n_parents(l), m), got {type(probs).__name__}")
+        rows = [_check_dist(f"probs[{lv}]", p, (sp.n_parents(lv), sp.m)) for lv, p in enumerate(probs)]
+        g = copy.copy(self)
+        with np.errstate(divide="ignore"):
+            g.root_probs, g.root_log_probs = root, np.log(root)
+            g.probs, g.log_probs = rows, [np.log(p) for p in rows]
+        g._logp_of_id = [np.append(lp.ravel(), -np.inf) for lp in g.log_probs]
+        g._root_class_cdf = _cdf(root)
+        g._row_cdf = [_cdf(p) for p in rows]
+        for arr in (g.root_probs, g.root_log_probs, *g.probs, *g.log_probs):
+            arr.flags.writeable = False
+        return g
+
     def to_rules(self) -> list[np.ndarray]:
         """The rules in the interop layout (copies): rules[0] (n_c, m, s), rules[l>=1] (v, m, s), int64."""
         return [r.copy() for r in self.rules]
@@ -218,6 +244,12 @@ class Grammar:
     def _sample_chunk(self, n: int, rng: np.random.Generator) -> np.ndarray:
         sp = self.spec
         m = sp.m
+        if self._row_cdf is not None:  # reweighted: one distribution per parent symbol, over production index k
+            cur = _inverse_cdf(self._root_class_cdf, rng.random(n))[:, None]
+            for level in range(sp.L):
+                k = _inverse_cdf_rows(self._row_cdf[level], cur, rng.random(cur.shape))
+                cur = np.take(self._child_by_index[level], cur * m + k, axis=0).reshape(n, -1)
+            return cur
         r = _inverse_cdf(self._root_cdf, rng.random(n))
         cur = np.take(self.root_rank_to_class, r)[:, None]
         for level in range(sp.L):
@@ -407,12 +439,36 @@ def _inverse_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     return r
 
 
+def _inverse_cdf_rows(cdf: np.ndarray, parent: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Index k (int64, parent's shape) of uniforms u under each parent's own cumulative row cdf[parent] (n_par, m)."""
+    k = np.zeros(u.shape, dtype=np.int64)
+    for c in range(cdf.shape[1] - 1):
+        k += u >= np.take(cdf[:, c], parent)
+    return k
+
+
 def _cdf(p: np.ndarray) -> np.ndarray:
-    """Cumulative sums of p with the last entry exactly 1 (so inverse-CDF never runs past the end)."""
-    c = np.cumsum(p)
-    c /= c[-1]
-    c[-1] = 1.0
+    """Cumulative sums of p along its last axis, exactly 1 from the last non-zero entry on: inverse-CDF never runs
+    past the end, and never lands on a zero-probability entry (a zero adds nothing to the sum before it)."""
+    c = np.cumsum(p, axis=-1)
+    c /= c[..., -1:]
+    last = (np.asarray(p) > 0).shape[-1] - 1 - np.argmax((np.asarray(p) > 0)[..., ::-1], axis=-1)
+    c[np.arange(c.shape[-1]) >= np.expand_dims(last, -1)] = 1.0
     return c
+
+
+def _check_dist(name: str, p: object, shape: tuple[int, ...]) -> np.ndarray:
+    """p as a float64 array of `shape` whose last axis holds distributions (finite, >= 0, summing to 1)."""
+    arr = np.array(p, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"{name} must hold finite probabilities >= 0, got min {np.nanmin(arr)}")
+    sums = arr.sum(-1)
+    if not np.allclose(sums, 1.0, rtol=0, atol=1e-9):
+        bad = np.unravel_index(np.argmax(np.abs(sums - 1.0)), sums.shape) if sums.ndim else ()
+        raise ValueError(f"{name} rows must sum to 1; row {tuple(int(i) for i in bad)} sums to {float(sums[bad])}")
+    return arr
 
 
 def _check_count(name: str, n: object) -> int:
