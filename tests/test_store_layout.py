@@ -16,7 +16,7 @@ import pytest
 from analysis.query import sql
 from analysis.schema import SCHEMA_VERSION, VERSION_KEY
 from analysis.store import Store, print_summary
-from raw_store import raw_rows
+from raw_store import assert_raw_reads_are_the_store_reads, raw_reads, raw_rows
 from sweeps.spec import load_spec
 from sweeps.trial import train_trial
 
@@ -63,6 +63,24 @@ def test_standard_readers_open_the_store(trial_store):
                                                                                           "step"))))
     df = pd.read_parquet(folder)
     assert df["sweep"].astype(str).unique().tolist() == ["tiny"]        # one sweep column, a plain string
+
+
+def test_after_compaction_raw_readers_see_what_the_store_reads(tmp_path):
+    """A retried trial: before compaction a raw read holds the superseded attempt's trials row and steps; after it
+    (the runner compacts when a sweep ends) pandas, pyarrow, polars and duckdb read exactly `Store.read`'s rows."""
+    store = Store(tmp_path)
+    _retried(store)
+    with store.writer("r", "t", attempt_ns=200, attempt=2, resumed_from_step=20) as w:   # a same-attempt rewrite
+        w.append("curves", {"step": [40], "copy_frac": [0.444]})
+    before = raw_reads(tmp_path, "trials")["duckdb"]
+    assert [r for r in before if r[1] == "t" and r[-1] == "running"]          # attempt 1's row, as the issue saw
+    assert len(raw_reads(tmp_path, "curves")["pandas"]) == 10 > store.read("curves").num_rows == 6
+    store.compact()
+    assert_raw_reads_are_the_store_reads(tmp_path, ("trials", "curves"))
+    tr = Store(tmp_path).read("trials")
+    assert tr["attempts"].to_pylist() == [2, 1] and tr["status"].to_pylist() == ["done", "done"]
+    assert pd.read_parquet(tmp_path / "trials")["attempts"].tolist() == [2, 1]      # the count survives, raw too
+    assert Store(tmp_path).read("curves")["copy_frac"].to_pylist() == [0.1, 0.2, 0.33, 0.444, 0.7, 0.8]
 
 
 def test_sql_views_are_what_the_store_reads(tmp_path):
@@ -217,3 +235,4 @@ def test_compaction_tolerates_fragments_that_vanish(tmp_path, monkeypatch):
     assert list(zip(left["trial_id"].to_pylist(), left["step"].to_pylist())) == [("t", 30), ("t", 40), ("u", 10),
                                                                                 ("u", 20)]
     assert np.all(np.isin(left["copy_frac"].to_numpy(), want["copy_frac"].to_numpy()))
+

@@ -17,7 +17,7 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -90,6 +90,15 @@ def parse_name(name: str) -> tuple[int, str | None] | None:
     return order, unquote(parts[4])
 
 
+def torn(before: Sequence[Frag], after: Sequence[Frag]) -> bool:
+    """Whether a compaction ran between two listings: a listed file went, or a merged file came. A listing made
+    while a compaction renames its merged file in and deletes the originals may hold neither (POSIX leaves both
+    unspecified), so a read is only complete when the listing after it shows no compaction began or ended."""
+    now = {f.path for f in after}
+    then = {f.path for f in before}
+    return not then <= now or any(f.trial_id is None and f.path not in then for f in after)
+
+
 def check_name(what: str, value: str) -> None:
     """ValueError unless `value` can name a folder of the store (a sweep)."""
     if not value or "/" in value or value.startswith(".") or "=" in value:
@@ -132,6 +141,11 @@ class Layout:
                   self.atomic_rename)
         return final
 
+    def _delete_fragment(self, path: str) -> None:
+        """Delete a fragment this store listed (gone already is fine: another compaction took it)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(path)
+
     # ---------------------------------------------------------------- listing
     def sweeps(self) -> list[str]:
         """Names of the sweeps that have any fragment in any table."""
@@ -140,11 +154,17 @@ class Layout:
     def _list(self, table: str, sweep: str | None = None) -> list[Frag]:
         """Visible fragments of a table (temporary and hidden files ignored), in write order; both layouts."""
         root = self._dir(table)
-        if sweep is None:
-            infos = self.fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-        else:
-            infos = [i for d in (self._dir(table, sweep), f"{root}/sweep={quote(sweep, safe='')}")
-                     for i in self.fs.get_file_info(pafs.FileSelector(d, allow_not_found=True))]
+        for attempt in range(3):     # a folder a writer creates while we list it can read as "not found" once
+            try:
+                if sweep is None:
+                    infos = self.fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+                else:
+                    infos = [i for d in (self._dir(table, sweep), f"{root}/sweep={quote(sweep, safe='')}")
+                             for i in self.fs.get_file_info(pafs.FileSelector(d, allow_not_found=True))]
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         out = []
         for info in infos:
             if info.type != pafs.FileType.File:
