@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.query import sql
+from analysis.store.sql import QueryError
 from analysis.schema import SCHEMA_VERSION, VERSION_KEY
 from analysis.store import Store, print_summary
 from raw_store import assert_raw_reads_are_the_store_reads, raw_reads, raw_rows
@@ -97,6 +98,24 @@ def test_sql_views_are_what_the_store_reads(tmp_path):
     assert sql("select status from trials where trial_id = 't'", [store])["status"].to_pylist() == ["done"]
 
 
+@pytest.mark.parametrize("query", ["select * from read_csv('/etc/passwd', header=false)",
+                                   "select * from read_text('/etc/passwd')",
+                                   "select * from glob('/root/*')",
+                                   "select 1; COPY (select * from curves) TO '{target}'",
+                                   "COPY (select * from curves) TO '{target}'",
+                                   "select * from curves; SET enable_external_access = true",
+                                   "SET enable_external_access = true"])
+def test_sql_sees_the_store_and_nothing_else(tmp_path, query):
+    store = Store(tmp_path / "s")
+    _retried(store)
+    target = tmp_path / "out.csv"
+    with pytest.raises(QueryError) as e:
+        store.sql(query.format(target=target))
+    assert not target.exists()
+    assert "root:" not in str(e.value)                            # nothing of /etc/passwd leaks into the error
+    assert store.sql("select count(*) as n from curves")["n"].to_pylist() == [6]   # the store itself still reads
+
+
 def test_sql_command(tmp_path):
     store = Store(tmp_path / "s")
     _retried(store)
@@ -106,6 +125,14 @@ def test_sql_command(tmp_path):
     bad = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select nope from curves"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "query failed" in bad.stderr and "Traceback" not in bad.stderr
+    typo = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select * from curve"], capture_output=True,
+                          text=True)
+    assert typo.returncode == 2 and "did you mean 'curves'" in typo.stderr and "duckdb_views" not in typo.stderr, \
+        typo.stderr
+    assert "trials, curves, level_curves" in " ".join(typo.stderr.split())
+    passwd = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select * from read_text('/etc/passwd')"],
+                            capture_output=True, text=True)
+    assert passwd.returncode == 2 and "root:" not in passwd.stdout + passwd.stderr, passwd.stdout
     # a result wider than the terminal (every trials column) is shown one row at a time, every name and value legible
     wide = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select * from trials"],
                           capture_output=True, text=True)
