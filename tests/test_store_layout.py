@@ -263,3 +263,52 @@ def test_compaction_tolerates_fragments_that_vanish(tmp_path, monkeypatch):
                                                                                 ("u", 20)]
     assert np.all(np.isin(left["copy_frac"].to_numpy(), want["copy_frac"].to_numpy()))
 
+
+# ------------------------------------------------------------------------------------------- symlinks, disk full
+def test_a_symlinked_sweep_folder_gets_no_write_and_no_delete(tmp_path):
+    """A symlink planted at <store>/curves/<sweep> (a shared store): a write through it is refused naming the path,
+    and compaction merges and deletes nothing there; the fragments it leads to stay as they were."""
+    from analysis.store import OutsideStoreError
+
+    root, outside = tmp_path / "store", tmp_path / "elsewhere"
+    store = Store(root)
+    _retried(store)                                       # sweep r, a real folder
+    other = Store(tmp_path / "victim")
+    _retried(other)
+    victim = tmp_path / "victim" / "curves" / "r"
+    before = sorted(p.name for p in victim.iterdir())
+    (root / "curves" / "x").symlink_to(victim, target_is_directory=True)
+    with pytest.raises(OutsideStoreError, match=str(root / "curves" / "x")):
+        with store.writer("x", "t", attempt=1) as w:
+            w.append("curves", {"step": [10], "copy_frac": [0.5]})
+    assert sorted(p.name for p in victim.iterdir()) == before
+    report = Store(root).compact()
+    assert "outside the store" in report["curves"]["x"]["skipped"] and str(root / "curves" / "x") in \
+        report["curves"]["x"]["skipped"]
+    assert sorted(p.name for p in victim.iterdir()) == before            # nothing deleted through the link
+    assert report["curves"]["r"]["fragments_in"] == 3                      # the store's own folders compacted
+    assert not outside.exists()
+
+
+def test_a_symlinked_spec_copy_is_refused(tmp_path):
+    """A symlink planted at <store>/_specs/<name>-<hash>.yaml (dangling, so the write would create its target):
+    recording the effective spec refuses, naming the path, and writes nothing outside the store."""
+    from analysis.store import OutsideStoreError
+    from sweeps.spec.storage import local_path, record_spec, spec_copy_uri
+
+    spec = load_spec("tiny").with_store(str(tmp_path / "store"))
+    link = local_path(spec_copy_uri(spec))
+    link.parent.mkdir(parents=True)
+    target = tmp_path / "outside.yaml"
+    link.symlink_to(target)
+    with pytest.raises(OutsideStoreError, match=str(link)):
+        record_spec(spec)
+    assert not target.exists()
+    link.unlink()                                         # a symlinked _specs folder is refused the same way
+    link.parent.rmdir()
+    (tmp_path / "specs_elsewhere").mkdir()
+    link.parent.symlink_to(tmp_path / "specs_elsewhere", target_is_directory=True)
+    with pytest.raises(OutsideStoreError):
+        record_spec(spec)
+    assert not list((tmp_path / "specs_elsewhere").iterdir())
+

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from analysis.schema import KEYS, TABLES, table_schema
-from analysis.store.layout import Frag
+from analysis.store.layout import Frag, OutsideStoreError
 from analysis.store.reader import conform, unify
 from analysis.store.supersession import latest, latest_trials, supersede
 
@@ -51,6 +51,11 @@ class Compactor:
         legacy = {f.path.rsplit("/", 1)[0] for f in frags if "/sweep=" in f.path}   # version-1 folders
         if len(frags) < 2 and not legacy and all(f.trial_id is None for f in frags):
             return None
+        try:
+            for d in {f.path.rsplit("/", 1)[0] for f in frags}:
+                self._check_inside(d)
+        except OutsideStoreError as e:      # a planted symlink: merge nothing, delete nothing
+            return {"skipped": str(e)}
         try:
             tables_, kept = self._read_frags(frags, None, None)
         except FileNotFoundError as e:      # another process compacted or deleted them: nothing to merge

@@ -90,6 +90,19 @@ def parse_name(name: str) -> tuple[int, str | None] | None:
     return order, unquote(parts[4])
 
 
+class OutsideStoreError(PermissionError):
+    """A write or delete that a symlink would send outside the store's real path (refused, naming the path)."""
+
+
+def check_inside(root: str, path: str) -> None:
+    """OutsideStoreError unless local `path`, symlinks resolved, lies inside `root`'s real path: in a shared store
+    a planted symlink must not make the store write or delete anywhere else."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise OutsideStoreError(f"store {root}: {path} leads outside the store (to {real}) through a symlink; "
+                                "refusing to write or delete there")
+
+
 def torn(before: Sequence[Frag], after: Sequence[Frag]) -> bool:
     """Whether a compaction ran between two listings: a listed file went, or a merged file came. A listing made
     while a compaction renames its merged file in and deletes the originals may hold neither (POSIX leaves both
@@ -134,6 +147,7 @@ class Layout:
         if d not in self._dirs:
             self.fs.create_dir(d, recursive=True)
             self._dirs.add(d)
+        self._check_inside(d)
         t = t.replace_schema_metadata(schema_metadata())
         final = f"{d}/{name}"
         put_whole(self.fs, final, lambda out: pq.write_table(t, out, write_page_checksum=True,
@@ -141,8 +155,14 @@ class Layout:
                   self.atomic_rename)
         return final
 
+    def _check_inside(self, path: str) -> None:
+        """`check_inside` for a local store (object stores have no symlinks)."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            check_inside(self.root, path)
+
     def _delete_fragment(self, path: str) -> None:
         """Delete a fragment this store listed (gone already is fine: another compaction took it)."""
+        self._check_inside(path.rsplit("/", 1)[0])
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(path)
 
