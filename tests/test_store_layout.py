@@ -312,3 +312,26 @@ def test_a_symlinked_spec_copy_is_refused(tmp_path):
         record_spec(spec)
     assert not list((tmp_path / "specs_elsewhere").iterdir())
 
+
+def test_a_full_disk_names_the_store_and_the_file(tmp_path, monkeypatch):
+    """ENOSPC while a fragment is written (simulated): the error keeps its errno and names the store and the file,
+    as the README says, and leaves no partial or temporary file behind."""
+    import errno
+    import os
+
+    store = Store(tmp_path / "store")
+    _retried(store)
+    files = sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file())
+
+    def full(table, where, **kwargs):
+        where.write(b"PAR1 partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pq, "write_table", full)
+    with pytest.raises(OSError) as e:
+        with store.writer("r", "v", attempt=1) as w:
+            w.append("curves", {"step": [10], "copy_frac": [0.5]})
+    monkeypatch.undo()
+    assert e.value.errno == errno.ENOSPC and "No space left on device" in str(e.value)
+    assert str(tmp_path / "store") in str(e.value) and "/curves/r/" in str(e.value), str(e.value)
+    assert sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file()) == files

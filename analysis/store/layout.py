@@ -150,9 +150,16 @@ class Layout:
         self._check_inside(d)
         t = t.replace_schema_metadata(schema_metadata())
         final = f"{d}/{name}"
-        put_whole(self.fs, final, lambda out: pq.write_table(t, out, write_page_checksum=True,
-                                                             row_group_size=ROW_GROUP, compression="zstd"),
-                  self.atomic_rename)
+        try:
+            put_whole(self.fs, final, lambda out: pq.write_table(t, out, write_page_checksum=True,
+                                                                 row_group_size=ROW_GROUP, compression="zstd"),
+                      self.atomic_rename)
+        except OSError as e:             # "[Errno 28] No space left on device" alone does not say where
+            if isinstance(e, OutsideStoreError) or final in str(e):
+                raise
+            if e.errno:
+                raise type(e)(e.errno, f"{e.strerror or e} (store {self.uri})", final) from e
+            raise type(e)(f"store {self.uri}: writing {final}: {e}") from e
         return final
 
     def _check_inside(self, path: str) -> None:
