@@ -21,11 +21,13 @@ def _running_then_done(store: Store, w) -> None:
     w.flush()
 
 
+@pytest.mark.parametrize("table", ["trials", "curves"])
 @pytest.mark.parametrize("pause", ["after reading", "after writing the merged file"])
-@pytest.mark.parametrize("round_", range(4))
-def test_interleaved_compactions_never_undo_a_final_status(tmp_path, monkeypatch, pause, round_):
-    """C1 reads the two `running` fragments; before it goes on, the writer adds `done` and C2 compacts all three.
-    Then C1 finishes. Whatever order the two merged files end in, the trial reads `done`, and stays so after another
+@pytest.mark.parametrize("round_", range(3))
+def test_interleaved_compactions_never_undo_a_final_status(tmp_path, monkeypatch, table, pause, round_):
+    """C1 reads `table`'s two fragments of attempt 1 (trials `running`, curves step 20 = 0.2); before it goes on,
+    the same attempt writes `done` and rewrites step 20 as 0.25, and C2 compacts all of it. Then C1 finishes.
+    Whichever order the two merged files end in, the trial reads `done` with 0.25, and stays so after another
     compaction (before the fix: `running` in about half the rounds, the merged files tied on their order)."""
     root = tmp_path / "s"
     c1, c2 = Store(root), Store(root)
@@ -34,31 +36,38 @@ def test_interleaved_compactions_never_undo_a_final_status(tmp_path, monkeypatch
     fired: list[bool] = []
 
     def others() -> None:
-        if fired or threading.current_thread() is not main:
-            return
         fired.append(True)
         w.append("trials", {"status": "done", "final_step": 20})
+        w.append("curves", {"step": 20, "copy_frac": 0.25})
         w.flush()
         c2.compact()
 
-    main = threading.current_thread()
-    hook = "_read_frags" if pause == "after reading" else "_write_fragment"
-    real = getattr(Store, hook)
+    if pause == "after reading":
+        real_read = Store._read_frags
 
-    def paused(self, *a, **k):
-        out = real(self, *a, **k)
-        if self is c1:
-            others()
-        return out
+        def paused(self, frags, *a, **k):
+            out = real_read(self, frags, *a, **k)
+            if self is c1 and not fired and frags and frags[0].table == table:
+                others()
+            return out
+        monkeypatch.setattr(Store, "_read_frags", paused)
+    else:
+        real_write = Store._write_fragment
 
-    monkeypatch.setattr(Store, hook, paused)
+        def paused(self, table_, sweep, name, t):
+            out = real_write(self, table_, sweep, name, t)
+            if self is c1 and not fired and table_ == table and "_compact_" in name:
+                others()
+            return out
+        monkeypatch.setattr(Store, "_write_fragment", paused)
     c1.compact()
     monkeypatch.undo()
     assert fired
     for _ in range(2):
         tr = Store(root).read("trials").to_pylist()
         assert [(r["trial_id"], r["status"]) for r in tr] == [("t", "done")]
-        assert Store(root).read("curves")["step"].to_pylist() == [10, 20]
+        cu = Store(root).read("curves")
+        assert cu["step"].to_pylist() == [10, 20] and cu["copy_frac"].to_pylist() == [0.1, 0.25]
         Store(root).compact()
 
 
