@@ -26,12 +26,16 @@ _TS = pa.timestamp("us", tz="UTC")
 # Every row says which attempt of which trial wrote it and where that attempt resumed from, so the retry rule needs
 # nothing but the row's own table (a damaged `trials` file loses trial metadata, never curve rows). `attempt` is a
 # per-trial counter (1, 2, ...; null in stores written before it existed), `attempt_ns` the attempt's start time.
+# `write_order` is the writer's flush sequence (ns, increasing within an attempt): of two rows of one attempt and key
+# the larger wins, wherever compaction moved them (null in files written before it: the file name's order then).
 _ID = [pa.field("sweep", pa.string()), pa.field("trial_id", pa.string()), pa.field("attempt_ns", pa.int64()),
-       pa.field("attempt", pa.int64()), pa.field("resumed_from_step", pa.int64())]
+       pa.field("attempt", pa.int64()), pa.field("resumed_from_step", pa.int64()),
+       pa.field("write_order", pa.int64())]
 
 #: Fixed columns of every table (the trials table also holds any number of `cfg.*` columns).
 SCHEMAS: dict[str, pa.Schema] = {
     "trials": pa.schema(_ID + [
+        pa.field("attempts", pa.int64()),           # attempts the trial has had (readers and compaction fill it)
         pa.field("status", pa.string()),
         pa.field("started_at", _TS),
         pa.field("finished_at", _TS),
@@ -97,7 +101,7 @@ KEYS: dict[str, tuple[str, ...]] = {
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
 #: Columns every row carries about the attempt that wrote it (filled by the writer).
-ATTEMPT_COLUMNS: tuple[str, ...] = ("sweep", "trial_id", "attempt_ns", "attempt", "resumed_from_step")
+ATTEMPT_COLUMNS: tuple[str, ...] = ("sweep", "trial_id", "attempt_ns", "attempt", "resumed_from_step", "write_order")
 
 
 class SchemaVersionError(RuntimeError):

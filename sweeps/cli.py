@@ -141,7 +141,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_sql(args: argparse.Namespace) -> int:
     """SQL over one or several stores; prints the result (or writes it with --out)."""
-    from analysis.query import sql
+    from analysis.store.sql import QueryError, sql
     *uris, query = args.items
     if not uris:
         raise UserError("sql needs at least one STORE before the query, e.g. memsweep sql runs/demo/store "
@@ -151,8 +151,8 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     stores = [_existing_store(u, args.sweep) for u in uris]
     try:
         result = sql(query, stores, args.sweep)
-    except Exception as e:  # duckdb's parser/binder errors: the user's query, not a crash
-        if type(e).__module__.lstrip("_").startswith("duckdb"):
+    except Exception as e:  # duckdb's parser/binder errors and refused queries: the user's query, not a crash
+        if isinstance(e, QueryError) or type(e).__module__.lstrip("_").startswith("duckdb"):
             raise UserError(f"query failed: {e}") from None
         raise
     console = _console()

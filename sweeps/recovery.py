@@ -169,18 +169,16 @@ def _stored_steps(store_uri: str, sweep: str, trial_ids: list[str]) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------------------- store
-_WRITER_OWNED = ("sweep", "trial_id", "attempt_ns", "attempt", "resumed_from_step", "attempts")
-
-
 def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = None) -> list[str]:
     """Write `failed` for the latest attempt of every trial (of `trial_ids`, default all) the store says is
     `running`, as a later row of that same attempt (so the store's retry rule is unchanged). Returns the trial
     ids marked. Only a driver holding the sweep's lease may call this: no other driver can be running them."""
-    from analysis.schema import CFG_PREFIX, table_schema
+    from analysis.schema import ATTEMPT_COLUMNS, CFG_PREFIX, table_schema
     from analysis.store import Store
 
     store = Store(store_uri)
-    stored = set(table_schema("trials").names) - set(_WRITER_OWNED)  # not what the reader computes or the writer fills
+    # the columns a row states, not those the writer fills or the reader counts
+    stored = set(table_schema("trials").names) - {*ATTEMPT_COLUMNS, "attempts"}
     ids = None if trial_ids is None else sorted(set(trial_ids))
     if ids == []:
         return []

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from analysis.schema import TABLES
 from analysis.store import Store
 from models import eval_schedule
 from sweeps.runner import run_sweep
 from sweeps.spec import SweepSpec, load_spec
-from raw_store import raw_rows, raw_step_counts
+from raw_store import assert_raw_reads_are_the_store_reads, raw_rows, raw_step_counts
 from ray_procs import kill_processes_under
 
 pytestmark = pytest.mark.ray
@@ -64,6 +65,51 @@ def test_killed_trial_is_retried_from_its_checkpoint(ray_cluster, tmp_path):
     assert steps_of(store, "crash", t.trial_id) == eval_schedule(200, 4, 10)
     levels = store.read("level_curves", sweep="crash", columns=["step", "level"]).to_pylist()
     assert len(levels) == len({(r["step"], r["level"]) for r in levels}) == len(eval_schedule(200, 4, 10)) * 2
+    # the runner compacted the sweep at its end: pandas, pyarrow, polars and duckdb read what Store.read does,
+    # the dead attempt's trials row and step 56 included
+    assert_raw_reads_are_the_store_reads(spec.store, TABLES)
+
+
+class _Died(Exception):
+    """Stands for the process dying right after an evaluation's rows were flushed."""
+
+
+def test_rows_a_failed_retry_never_rewrote_are_superseded(tmp_path):
+    """Attempt 1 writes every evaluation to step 178 and dies; attempt 2 resumes from attempt 1's step-32
+    checkpoint and dies after writing step 100, so the trial ends failed. Attempt 1's step-178 rows are never
+    rewritten: only supersession (a row above a later attempt's resumed_from_step is dropped) keeps them out of
+    the trial's curve, although the raw files still hold them."""
+    from sweeps.trial import train_trial
+
+    spec = SweepSpec.from_dict(spec_dict(tmp_path, "sup", [8], 200))
+    (t,) = spec.trials()
+    saved = tmp_path / "ckpt32"
+
+    def first(metrics, checkpoint):
+        if metrics["step"] == 32:
+            shutil.copytree(checkpoint, saved)
+        if metrics["step"] == 178:
+            raise _Died
+
+    def second(metrics, checkpoint):
+        if metrics["step"] == 100:
+            raise _Died
+
+    with pytest.raises(_Died):
+        train_trial(t, report=first)
+    with pytest.raises(_Died):
+        train_trial(t, report=second, checkpoint_dir=str(saved))
+    store = Store(spec.store)
+    assert raw_step_counts(spec.store, t.trial_id) == {10: 1, 18: 1, 32: 1, 56: 2, 100: 2, 178: 1}
+    assert steps_of(store, "sup", t.trial_id) == [10, 18, 32, 56, 100]
+    for table in ("level_curves", "copies", "parts"):
+        assert 178 in raw_step_counts(spec.store, t.trial_id, table), table
+        assert 178 not in store.read(table, sweep="sup", columns=["step"])["step"].to_pylist(), table
+    row = store.read("trials", sweep="sup").to_pylist()[0]
+    assert (row["status"], row["attempts"], row["resumed_from_step"]) == ("failed", 2, 32)
+    store.compact()                          # as the runner does when a sweep ends: the files hold the clean view
+    assert raw_step_counts(spec.store, t.trial_id) == {10: 1, 18: 1, 32: 1, 56: 1, 100: 1}
+    assert_raw_reads_are_the_store_reads(spec.store, TABLES)
 
 
 DRIVER = """

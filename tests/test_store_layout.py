@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.query import sql
+from analysis.store.sql import QueryError
 from analysis.schema import SCHEMA_VERSION, VERSION_KEY
 from analysis.store import Store, print_summary
-from raw_store import raw_rows
+from raw_store import assert_raw_reads_are_the_store_reads, raw_reads, raw_rows
 from sweeps.spec import load_spec
 from sweeps.trial import train_trial
 
@@ -65,6 +66,24 @@ def test_standard_readers_open_the_store(trial_store):
     assert df["sweep"].astype(str).unique().tolist() == ["tiny"]        # one sweep column, a plain string
 
 
+def test_after_compaction_raw_readers_see_what_the_store_reads(tmp_path):
+    """A retried trial: before compaction a raw read holds the superseded attempt's trials row and steps; after it
+    (the runner compacts when a sweep ends) pandas, pyarrow, polars and duckdb read exactly `Store.read`'s rows."""
+    store = Store(tmp_path)
+    _retried(store)
+    with store.writer("r", "t", attempt_ns=200, attempt=2, resumed_from_step=20) as w:   # a same-attempt rewrite
+        w.append("curves", {"step": [40], "copy_frac": [0.444]})
+    before = raw_reads(tmp_path, "trials")["duckdb"]
+    assert [r for r in before if r[1] == "t" and r[-1] == "running"]          # attempt 1's row, as the issue saw
+    assert len(raw_reads(tmp_path, "curves")["pandas"]) == 10 > store.read("curves").num_rows == 6
+    store.compact()
+    assert_raw_reads_are_the_store_reads(tmp_path, ("trials", "curves"))
+    tr = Store(tmp_path).read("trials")
+    assert tr["attempts"].to_pylist() == [2, 1] and tr["status"].to_pylist() == ["done", "done"]
+    assert pd.read_parquet(tmp_path / "trials")["attempts"].tolist() == [2, 1]      # the count survives, raw too
+    assert Store(tmp_path).read("curves")["copy_frac"].to_pylist() == [0.1, 0.2, 0.33, 0.444, 0.7, 0.8]
+
+
 def test_sql_views_are_what_the_store_reads(tmp_path):
     store = Store(tmp_path / "a")
     _retried(store)
@@ -79,6 +98,24 @@ def test_sql_views_are_what_the_store_reads(tmp_path):
     assert sql("select status from trials where trial_id = 't'", [store])["status"].to_pylist() == ["done"]
 
 
+@pytest.mark.parametrize("query", ["select * from read_csv('/etc/passwd', header=false)",
+                                   "select * from read_text('/etc/passwd')",
+                                   "select * from glob('/root/*')",
+                                   "select 1; COPY (select * from curves) TO '{target}'",
+                                   "COPY (select * from curves) TO '{target}'",
+                                   "select * from curves; SET enable_external_access = true",
+                                   "SET enable_external_access = true"])
+def test_sql_sees_the_store_and_nothing_else(tmp_path, query):
+    store = Store(tmp_path / "s")
+    _retried(store)
+    target = tmp_path / "out.csv"
+    with pytest.raises(QueryError) as e:
+        store.sql(query.format(target=target))
+    assert not target.exists()
+    assert "root:" not in str(e.value)                            # nothing of /etc/passwd leaks into the error
+    assert store.sql("select count(*) as n from curves")["n"].to_pylist() == [6]   # the store itself still reads
+
+
 def test_sql_command(tmp_path):
     store = Store(tmp_path / "s")
     _retried(store)
@@ -88,6 +125,14 @@ def test_sql_command(tmp_path):
     bad = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select nope from curves"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "query failed" in bad.stderr and "Traceback" not in bad.stderr
+    typo = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select * from curve"], capture_output=True,
+                          text=True)
+    assert typo.returncode == 2 and "did you mean 'curves'" in typo.stderr and "duckdb_views" not in typo.stderr, \
+        typo.stderr
+    assert "trials, curves, level_curves" in " ".join(typo.stderr.split())
+    passwd = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select * from read_text('/etc/passwd')"],
+                            capture_output=True, text=True)
+    assert passwd.returncode == 2 and "root:" not in passwd.stdout + passwd.stderr, passwd.stdout
     # a result wider than the terminal (every trials column) is shown one row at a time, every name and value legible
     wide = subprocess.run(MEMSWEEP + ["sql", str(tmp_path / "s"), "select * from trials"],
                           capture_output=True, text=True)
@@ -217,3 +262,76 @@ def test_compaction_tolerates_fragments_that_vanish(tmp_path, monkeypatch):
     assert list(zip(left["trial_id"].to_pylist(), left["step"].to_pylist())) == [("t", 30), ("t", 40), ("u", 10),
                                                                                 ("u", 20)]
     assert np.all(np.isin(left["copy_frac"].to_numpy(), want["copy_frac"].to_numpy()))
+
+
+# ------------------------------------------------------------------------------------------- symlinks, disk full
+def test_a_symlinked_sweep_folder_gets_no_write_and_no_delete(tmp_path):
+    """A symlink planted at <store>/curves/<sweep> (a shared store): a write through it is refused naming the path,
+    and compaction merges and deletes nothing there; the fragments it leads to stay as they were."""
+    from analysis.store import OutsideStoreError
+
+    root, outside = tmp_path / "store", tmp_path / "elsewhere"
+    store = Store(root)
+    _retried(store)                                       # sweep r, a real folder
+    other = Store(tmp_path / "victim")
+    _retried(other)
+    victim = tmp_path / "victim" / "curves" / "r"
+    before = sorted(p.name for p in victim.iterdir())
+    (root / "curves" / "x").symlink_to(victim, target_is_directory=True)
+    with pytest.raises(OutsideStoreError, match=str(root / "curves" / "x")):
+        with store.writer("x", "t", attempt=1) as w:
+            w.append("curves", {"step": [10], "copy_frac": [0.5]})
+    assert sorted(p.name for p in victim.iterdir()) == before
+    report = Store(root).compact()
+    assert "outside the store" in report["curves"]["x"]["skipped"] and str(root / "curves" / "x") in \
+        report["curves"]["x"]["skipped"]
+    assert sorted(p.name for p in victim.iterdir()) == before            # nothing deleted through the link
+    assert report["curves"]["r"]["fragments_in"] == 3                      # the store's own folders compacted
+    assert not outside.exists()
+
+
+def test_a_symlinked_spec_copy_is_refused(tmp_path):
+    """A symlink planted at <store>/_specs/<name>-<hash>.yaml (dangling, so the write would create its target):
+    recording the effective spec refuses, naming the path, and writes nothing outside the store."""
+    from analysis.store import OutsideStoreError
+    from sweeps.spec.storage import local_path, record_spec, spec_copy_uri
+
+    spec = load_spec("tiny").with_store(str(tmp_path / "store"))
+    link = local_path(spec_copy_uri(spec))
+    link.parent.mkdir(parents=True)
+    target = tmp_path / "outside.yaml"
+    link.symlink_to(target)
+    with pytest.raises(OutsideStoreError, match=str(link)):
+        record_spec(spec)
+    assert not target.exists()
+    link.unlink()                                         # a symlinked _specs folder is refused the same way
+    link.parent.rmdir()
+    (tmp_path / "specs_elsewhere").mkdir()
+    link.parent.symlink_to(tmp_path / "specs_elsewhere", target_is_directory=True)
+    with pytest.raises(OutsideStoreError):
+        record_spec(spec)
+    assert not list((tmp_path / "specs_elsewhere").iterdir())
+
+
+def test_a_full_disk_names_the_store_and_the_file(tmp_path, monkeypatch):
+    """ENOSPC while a fragment is written (simulated): the error keeps its errno and names the store and the file,
+    as the README says, and leaves no partial or temporary file behind."""
+    import errno
+    import os
+
+    store = Store(tmp_path / "store")
+    _retried(store)
+    files = sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file())
+
+    def full(table, where, **kwargs):
+        where.write(b"PAR1 partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pq, "write_table", full)
+    with pytest.raises(OSError) as e:
+        with store.writer("r", "v", attempt=1) as w:
+            w.append("curves", {"step": [10], "copy_frac": [0.5]})
+    monkeypatch.undo()
+    assert e.value.errno == errno.ENOSPC and "No space left on device" in str(e.value)
+    assert str(tmp_path / "store") in str(e.value) and "/curves/r/" in str(e.value), str(e.value)
+    assert sorted(p for p in (tmp_path / "store").rglob("*") if p.is_file()) == files

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from analysis.schema import SchemaVersionError
 from analysis.store.compaction import Compactor
 from analysis.store.damage import Fragments
-from analysis.store.layout import Layout, put_whole
+from analysis.store.layout import Layout, OutsideStoreError, check_inside, put_whole
 from analysis.store.reader import Reader
 from analysis.store.summary import Summary, print_summary
 from analysis.store.writer import Writer
@@ -22,7 +22,7 @@ from analysis.store.writer import Writer
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Store", "Writer", "print_summary", "put_whole", "SchemaVersionError"]
+__all__ = ["OutsideStoreError", "SchemaVersionError", "Store", "Writer", "check_inside", "print_summary", "put_whole"]
 
 
 class Store(Layout, Fragments, Reader, Compactor, Summary):

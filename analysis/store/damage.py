@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from analysis.schema import KEYS, SchemaVersionError, check_version, table_schema
 from analysis.store.layout import FORMAT, Frag
+from analysis.store.supersession import with_write_order
 
 
 def check_keys(table: str, phys: pa.Schema) -> None:
@@ -73,6 +74,8 @@ class Fragments:
     def _read_frags(self, frags: Sequence[Frag], columns: Sequence[str] | None, filt: pc.Expression | None) -> tuple[list[pa.Table], list[Frag]]:
         """Read fragments in parallel (threads); corrupt ones are reported and skipped; a fragment deleted under
         us (by compaction) raises FileNotFoundError so the caller re-lists. Returns tables in `frags` order."""
+        want_order = columns is None or "write_order" in columns
+
         def one(f: Frag) -> pa.Table | Exception:
             try:
                 with self.fs.open_input_file(f.path) as fh:
@@ -86,9 +89,10 @@ class Fragments:
                         # big (merged) file: let the dataset scanner skip row groups by their statistics
                         frag = FORMAT.make_fragment(f.path, filesystem=self.fs, file_size=f.size or None)
                         t = frag.to_table(columns=cols, filter=filt, use_threads=False)
-                        return typed(f.table, t)
+                        return with_write_order(typed(f.table, t), f.order) if want_order else typed(f.table, t)
                     t = typed(f.table, pf.read(columns=cols, use_threads=False))
-                    return t if filt is None else t.filter(filt)
+                    t = t if filt is None else t.filter(filt)
+                    return with_write_order(t, f.order) if want_order else t
             except SchemaVersionError as e:
                 return e
             except FileNotFoundError as e:

@@ -17,7 +17,7 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -90,6 +90,28 @@ def parse_name(name: str) -> tuple[int, str | None] | None:
     return order, unquote(parts[4])
 
 
+class OutsideStoreError(PermissionError):
+    """A write or delete that a symlink would send outside the store's real path (refused, naming the path)."""
+
+
+def check_inside(root: str, path: str) -> None:
+    """OutsideStoreError unless local `path`, symlinks resolved, lies inside `root`'s real path: in a shared store
+    a planted symlink must not make the store write or delete anywhere else."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise OutsideStoreError(f"store {root}: {path} leads outside the store (to {real}) through a symlink; "
+                                "refusing to write or delete there")
+
+
+def torn(before: Sequence[Frag], after: Sequence[Frag]) -> bool:
+    """Whether a compaction ran between two listings: a listed file went, or a merged file came. A listing made
+    while a compaction renames its merged file in and deletes the originals may hold neither (POSIX leaves both
+    unspecified), so a read is only complete when the listing after it shows no compaction began or ended."""
+    now = {f.path for f in after}
+    then = {f.path for f in before}
+    return not then <= now or any(f.trial_id is None and f.path not in then for f in after)
+
+
 def check_name(what: str, value: str) -> None:
     """ValueError unless `value` can name a folder of the store (a sweep)."""
     if not value or "/" in value or value.startswith(".") or "=" in value:
@@ -125,12 +147,31 @@ class Layout:
         if d not in self._dirs:
             self.fs.create_dir(d, recursive=True)
             self._dirs.add(d)
+        self._check_inside(d)
         t = t.replace_schema_metadata(schema_metadata())
         final = f"{d}/{name}"
-        put_whole(self.fs, final, lambda out: pq.write_table(t, out, write_page_checksum=True,
-                                                             row_group_size=ROW_GROUP, compression="zstd"),
-                  self.atomic_rename)
+        try:
+            put_whole(self.fs, final, lambda out: pq.write_table(t, out, write_page_checksum=True,
+                                                                 row_group_size=ROW_GROUP, compression="zstd"),
+                      self.atomic_rename)
+        except OSError as e:             # "[Errno 28] No space left on device" alone does not say where
+            if isinstance(e, OutsideStoreError) or final in str(e):
+                raise
+            if e.errno:
+                raise type(e)(e.errno, f"{e.strerror or e} (store {self.uri})", final) from e
+            raise type(e)(f"store {self.uri}: writing {final}: {e}") from e
         return final
+
+    def _check_inside(self, path: str) -> None:
+        """`check_inside` for a local store (object stores have no symlinks)."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            check_inside(self.root, path)
+
+    def _delete_fragment(self, path: str) -> None:
+        """Delete a fragment this store listed (gone already is fine: another compaction took it)."""
+        self._check_inside(path.rsplit("/", 1)[0])
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(path)
 
     # ---------------------------------------------------------------- listing
     def sweeps(self) -> list[str]:
@@ -140,11 +181,17 @@ class Layout:
     def _list(self, table: str, sweep: str | None = None) -> list[Frag]:
         """Visible fragments of a table (temporary and hidden files ignored), in write order; both layouts."""
         root = self._dir(table)
-        if sweep is None:
-            infos = self.fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-        else:
-            infos = [i for d in (self._dir(table, sweep), f"{root}/sweep={quote(sweep, safe='')}")
-                     for i in self.fs.get_file_info(pafs.FileSelector(d, allow_not_found=True))]
+        for attempt in range(3):     # a folder a writer creates while we list it can read as "not found" once
+            try:
+                if sweep is None:
+                    infos = self.fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+                else:
+                    infos = [i for d in (self._dir(table, sweep), f"{root}/sweep={quote(sweep, safe='')}")
+                             for i in self.fs.get_file_info(pafs.FileSelector(d, allow_not_found=True))]
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         out = []
         for info in infos:
             if info.type != pafs.FileType.File:

@@ -1,6 +1,7 @@
 """Reading: every fragment of a table merged to one schema, then deduplicated by the retry rule (`supersession`)."""
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -8,10 +9,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.schema import ATTEMPT_COLUMNS, KEYS, table_schema
-from analysis.store.layout import Frag
-from analysis.store.supersession import latest, supersede
+from analysis.store.layout import Frag, torn
+from analysis.store.supersession import latest, latest_trials, supersede
 
-MAX_RETRIES = 5
+MAX_RETRIES = 20      # reads retried while compactions change the files under them
 ATTEMPT_SCHEMA = pa.schema([table_schema("curves").field(c) for c in ATTEMPT_COLUMNS])
 
 
@@ -78,17 +79,24 @@ class Reader:
             f_ids = pc.field("trial_id").isin(ids)
             filt = f_ids if filt is None else (filt & f_ids)
             want = set(ids.to_pylist())
-        for attempt in range(MAX_RETRIES):
+        def listing() -> list[Frag]:
             frags = self._list(table, sweep)
-            if trials is not None:
-                frags = [f for f in frags if f.trial_id is None or f.trial_id in want]
+            return frags if trials is None else [f for f in frags if f.trial_id is None or f.trial_id in want]
+
+        frags = listing()
+        for attempt in range(MAX_RETRIES):
             try:
                 tables, kept = self._read_frags(frags, columns, filt)
+                now = listing()
+                if not torn(frags, now):
+                    break
             except FileNotFoundError:
-                if attempt == MAX_RETRIES - 1:
-                    raise
-                continue
-            break
+                now = listing()
+            frags = now
+            time.sleep(0.01 * attempt)
+        else:
+            raise FileNotFoundError(f"{self.uri}: compactions kept changing {table!r} while reading it; "
+                                    "read again")
         if columns is None:
             schema = unify([t.schema for t in tables], base) if table == "trials" else base
         else:
@@ -105,22 +113,29 @@ class Reader:
         fragment costs no data row. rfs stays null where neither says it."""
         cols = ["sweep", "trial_id", "attempt_ns", "attempt", "resumed_from_step"]
         parts: list[pa.Table] = []
-        for _ in range(MAX_RETRIES):
+        want = None if trials is None else set(map(str, trials))
+
+        def listing() -> list[Frag]:
             frags = self._list("trials", sweep)
-            if trials is not None:
-                want = set(map(str, trials))
-                frags = [f for f in frags if f.trial_id is None or f.trial_id in want]
+            return frags if want is None else [f for f in frags if f.trial_id is None or f.trial_id in want]
+
+        frags = listing()
+        for attempt in range(MAX_RETRIES):
             todo = [f for f in frags if f.path not in self._cache]
             try:
                 tables, kept = self._read_frags(todo, cols, None)
+                for f, t in zip(kept, tables):
+                    self._cache[f.path] = conform(t, ATTEMPT_SCHEMA)
+                now = listing()
+                if not torn(frags, now):
+                    parts = [self._cache[f.path] for f in frags if f.path in self._cache]
+                    break
             except FileNotFoundError:
-                continue
-            for f, t in zip(kept, tables):
-                self._cache[f.path] = conform(t, ATTEMPT_SCHEMA)
-            parts = [self._cache[f.path] for f in frags if f.path in self._cache]
-            break
+                now = listing()
+            frags = now
+            time.sleep(0.01 * attempt)
         else:
-            raise FileNotFoundError("store kept changing while reading the trials table")
+            raise FileNotFoundError(f"{self.uri}: compactions kept changing the trials table while reading it")
         if own is not None and own.num_rows:
             parts.append(conform(own.select([c for c in cols if c in own.column_names]), ATTEMPT_SCHEMA))
         t = pa.concat_tables(parts) if parts else ATTEMPT_SCHEMA.empty_table()
@@ -148,13 +163,7 @@ class Reader:
         keys = ("sweep",) + KEYS[table]
         if table == "trials":
             raw, _ = self._raw(table, sweep, trials, None, None)
-            counts = raw.select(["sweep", "trial_id", "attempt_ns"]).group_by(
-                ["sweep", "trial_id", "attempt_ns"]).aggregate([]).group_by(["sweep", "trial_id"]).aggregate(
-                [("attempt_ns", "count")]).rename_columns(["sweep", "trial_id", "attempts"])
-            out = latest(raw, keys)
-            att = out.select(["sweep", "trial_id"]).join(counts, ["sweep", "trial_id"], join_type="left outer")
-            att = att.sort_by([("sweep", "ascending"), ("trial_id", "ascending")])
-            out = out.append_column("attempts", att["attempts"].cast(pa.int64()))
+            out = latest_trials(raw)
             if filter is not None:
                 _referenced(filter, out.schema)
                 out = out.filter(filter)

@@ -88,6 +88,8 @@ def _to_table(table: str, data: Mapping[str, Any] | pa.Table | pa.RecordBatch, f
             if vals - {fill[c]}:
                 raise ValueError(f"column {c!r} is {sorted(map(str, vals))} but this writer is for {c}={fill[c]!r}")
             del cols[c]
+    if "attempts" in cols:
+        raise ValueError("column 'attempts' is the store's own: readers and compaction count a trial's attempts")
     missing = [k for k in KEYS[table] if k not in cols and k not in fill]
     if missing:
         raise ValueError(f"table {table!r} needs key column(s) {missing}")
@@ -135,7 +137,8 @@ class Writer:
     def append(self, table: str, data: Mapping[str, Any] | pa.Table | pa.RecordBatch) -> None:
         """Buffer rows (dict of columns, scalars broadcast, or an Arrow table); validates names and types now."""
         fill: dict[str, Any] = {"sweep": self.sweep, "trial_id": self.trial_id, "attempt_ns": self.attempt_ns,
-                                "attempt": self.attempt, "resumed_from_step": self.resumed_from_step}
+                                "attempt": self.attempt, "resumed_from_step": self.resumed_from_step,
+                                "write_order": None}            # set at flush
         if table == "curves":
             fill["written_at"] = _now()
         t = _to_table(table, data, fill)
@@ -153,6 +156,8 @@ class Writer:
             name = (f"{self._order:020d}_{self.attempt_ns}_{self._seq:05d}_{secrets.token_hex(4)}_"
                     f"{quote(self.trial_id, safe='')}.parquet")
             self._seq += 1
+            t = t.set_column(t.schema.get_field_index("write_order"), "write_order",
+                             pa.array(np.full(t.num_rows, self._order, np.int64)))
             paths.append(self.store._write_fragment(table, self.sweep, name, t))
             del self._buf[table]
         self._rows = 0

@@ -157,14 +157,19 @@ def record_spec(spec: Any) -> str:
     """Write the effective spec (spec.to_yaml()) next to the sweep's data, once; returns its URI."""
     import pyarrow.fs as pafs
 
+    from analysis.store import check_inside, put_whole
+
     uri = spec_copy_uri(spec)
-    if is_local(uri):
+    local = is_local(uri)
+    if local:
         fs, path = pafs.LocalFileSystem(), str(local_path(uri))
+        check_inside(str(local_path(spec.store)), path)       # a symlink planted in a shared store: refused
     else:
         fs, path = pafs.FileSystem.from_uri(uri)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        if local:
+            check_inside(str(local_path(spec.store)), path.rsplit("/", 1)[0])
         header = f"# effective spec of sweep {spec.name!r} (source: {spec.source or 'a dict'})\n"
-        with fs.open_output_stream(path) as out:
-            out.write((header + spec.to_yaml()).encode())
+        put_whole(fs, path, lambda out: out.write((header + spec.to_yaml()).encode()), atomic_rename=local)
     return uri
