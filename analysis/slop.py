@@ -275,7 +275,8 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
                              np.maximum(np.bincount(inv, minlength=ids.size), 1))
                 mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng, codes[m][first])
                 strings = float(d["slop_n"][m].astype(float).mean()) if m.any() else float("nan")
-                row.update({f"n_{name}": int(ids.size), f"overprod_{name}": mean, f"overprod_{name}_lo": lo,
+                row.update({f"n_{name}": int(ids.size), f"n_clusters_{name}": int(np.unique(codes[m][first]).size),
+                            f"overprod_{name}": mean, f"overprod_{name}_lo": lo,
                             f"overprod_{name}_hi": hi, f"strings_{name}": strings})
                 if name == "before":
                     row["frac_overproduce_before"] = float((per_trial > 0).mean()) if ids.size else float("nan")
