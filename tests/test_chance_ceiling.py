@@ -147,7 +147,7 @@ def test_trial_flags_by_formula() -> None:
     assert list(zip(kept["trial_id"], kept["theta"])) == [("ok", 0.1), ("ok", 0.9), ("noisy", 0.9)]
 
 
-def test_report_flags_a_power2_trial_of_the_s3_grammar(tmp_path) -> None:
+def test_report_flags_a_power2_trial_of_the_s3_grammar(tmp_path, capsys) -> None:
     """`memsweep report` on a store holding the s = 3 grammar (v=8, n_c=2, m=8, L=2) at P = 1024 under uniform and
     power(a=2) rules (rows written through the store API: real data sets, curves of a grammar-faithful generator
     at 6 evaluations) lists the power(a=2) trial as flagged with its p(T) and null sd, and not the uniform one."""
@@ -191,3 +191,9 @@ def test_report_flags_a_power2_trial_of_the_s3_grammar(tmp_path) -> None:
     uni = facts["uniform"][0]
     assert not any(line.strip().startswith(f"{uni}:") and "theta/4" in line for line in text.splitlines())
     assert "flags.csv" in (tmp_path / "report" / "index.html").read_text()
+    capsys.readouterr()
+    assert main(["fit", spec.store]) == 0                               # fit names it too, and what it did
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{tid}: p(T) {pt:.3g} > 0.5" in out and "left out of the onset laws" in out, out
+    assert main(["fit", spec.store, "--keep-flagged"]) == 0
+    assert "kept in the laws and verdicts (--keep-flagged)" in " ".join(capsys.readouterr().out.split())

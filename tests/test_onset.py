@@ -134,7 +134,7 @@ def test_onsets_of_a_grammar_faithful_sampler_against_the_exact_null():
     Measured here: at theta = 0.1 the first crossing gives an onset in 99.8% of replicates (SCIENCE.md: 0.96 or
     more) and the 2-evaluation rule in 64%: the rule alone does not make theta = 0.1 readable at this p(T) (the
     issue hoped for at most 5%); the null-sd flag (sd 0.13 > theta/4) is what keeps such a trial out of the laws.
-    At theta = 0.5 the 2-evaluation rule gives at most 5% (0.01% here)."""
+    At theta = 0.5 the 2-evaluation rule gives at most 5% (below 0.1% here)."""
     from analysis.flags import twin_null_sd
     from rhm import Grammar, GrammarSpec, RuleDist, draw_seed, sample_unique, twin_set
 
