@@ -128,7 +128,8 @@ def slop_lines(pooled: pa.Table) -> list[str]:
                     "common parts over-produced (slop)", "faithful within noise")
         why = _units(r["n_before"], r.get("n_clusters_before"))
         out.append(f"Slop, {r['tail']} L={r['L']}: overprod of non-copies before tau_mem {_f(r['overprod_before'])} "
-                   f"({_ci(r['overprod_before_lo'], r['overprod_before_hi'], why=why)}; null 0; {r['n_before']} trials, "
+                   f"({_ci(r['overprod_before_lo'], r['overprod_before_hi'], why=why)}; null 0; {r['n_before']} "
+                   "trials, "
                    f"~{r['strings_before']:.0f} strings per evaluation) -> {v}; after tau_mem "
                    f"{_f(r['overprod_after'])} ({r['n_after']} trials).")
     return out

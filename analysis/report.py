@@ -28,8 +28,8 @@ FIGURES: dict[str, str] = {
               "triangles right-censored trials (drawn at their last step; the onset is later). Solid lines: the "
               "censoring-aware (Tobit) law tau = C P^beta, legend with the bootstrap 95% interval of beta; dashed: "
               "naive OLS on observed points only, for comparison.",
-    "onsets_gen": "Generalization onset tau_gen (the generalization metric, gen_share by default, at theta=0.5) against P, "
-                  "same conventions. The science expects beta_gen close to 0.",
+    "onsets_gen": "Generalization onset tau_gen (the generalization metric, gen_share by default, at theta=0.5) "
+                  "against P, same conventions. The science expects beta_gen close to 0.",
     "phase": "Phase diagram per depth: tail x P, color = fraction of trials that reached theta=0.5 within their "
              "training budget; the text is the median tau_mem ('>' when more than half are censored).",
     "memorder": "Memorization order beside its null. Left: per trial, Spearman rho between a training sample's "
@@ -192,11 +192,13 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     th = 0.5 if 0.5 in thetas else float(thetas[0])
     flags = flagmod.trial_flags(trials, th)
     pacsv.write_csv(flags, out / "flags.csv")
-    ons_read = ons if keep_flagged else flagmod.drop_flagged_onsets(ons, flags)
-    kept = trials.column("trial_id").to_pylist()
-    if not keep_flagged:
-        kept = [t for t in trials.column("trial_id").to_pylist() if t not in set(flagmod.flagged_ids(flags))]
+    ons_read, tables, slop_curves = ons, dict(tables), curves
+    if not keep_flagged:      # the laws, verdicts and regime count read the unflagged trials; the figures all
+        bad = set(flagmod.flagged_ids(flags))
+        kept = [t for t in trials.column("trial_id").to_pylist() if t not in bad]
+        ons_read = flagmod.drop_flagged_onsets(ons, flags)
         tables = {k: (v if k in ("trials", "curves") else flagmod.keep_trials(v, kept)) for k, v in tables.items()}
+        slop_curves = flagmod.keep_trials(curves, kept)
     if laws is None:
         laws = fits.fit_laws(ons_read, theta=None, n_boot=n_boot)
     fits.write_laws(laws, out)
@@ -206,7 +208,6 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
                             "onsets_gen": plots.plot_onsets(ons, laws, th, "gen"),
                             "phase": plots.plot_phase(ons, th, "mem")}
     figs["memorder"], order_pooled = _order(tables, curves, trials, n_boot, out)
-    slop_curves = curves if keep_flagged else flagmod.keep_trials(curves, kept)
     slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, th),
                                        slop_curves)
     figs["slop"] = plots.plot_slop(slop_table)
