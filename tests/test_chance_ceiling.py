@@ -197,3 +197,23 @@ def test_report_flags_a_power2_trial_of_the_s3_grammar(tmp_path, capsys) -> None
     assert f"{tid}: p(T) {pt:.3g} > 0.5" in out and "left out of the onset laws" in out, out
     assert main(["fit", spec.store, "--keep-flagged"]) == 0
     assert "kept in the laws and verdicts (--keep-flagged)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_gen_share_of_older_stores_comes_from_novel_valid_frac_and_p_T() -> None:
+    """A store written before gen_share existed (the column all null) gets it from novel_valid_frac / (1 - p(T)):
+    tau_gen on it is where novel_valid_frac crosses theta * (1 - p(T))."""
+    import pyarrow as pa
+
+    from analysis.onset import onsets_from_tables, with_gen_share
+
+    steps = [10, 100, 1000, 10000]
+    curves = pa.table({"trial_id": ["a"] * 4 + ["b"] * 4, "step": steps * 2, "mem_twin": [0.0] * 8,
+                       "novel_valid_frac": [0.1, 0.3, 0.45, 0.5] * 2, "gen_share": pa.nulls(8, pa.float64())})
+    trials = pa.table({"trial_id": ["a", "b"], "train_mass": [0.0, 0.5]})
+    filled = with_gen_share(curves, trials).column("gen_share").to_pylist()
+    np.testing.assert_allclose(filled, [0.1, 0.3, 0.45, 0.5, 0.2, 0.6, 0.9, 1.0])
+    on = onsets_from_tables(trials, curves, thetas=(0.5,), consecutive=1).filter(
+        pa.compute.equal(pa.compute.field("onset"), "gen")).to_pydict()
+    tau = dict(zip(on["trial_id"], on["tau"]))
+    assert tau["a"] == pytest.approx(10000.0)                          # 0.5 reached at the last step
+    assert tau["b"] == pytest.approx(10 ** (1 + 0.3 / 0.4))           # 0.2 -> 0.6 between 10 and 100
