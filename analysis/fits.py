@@ -13,7 +13,7 @@ Statistical definitions (also in the report):
   ``tobit_fit`` is the same fit through ``scipy.optimize.minimize`` on ``(log C, beta, log sigma)`` (a check).
 * Intervals: percentile 95% bootstrap over clusters of trials that share a grammar and a data draw
   (``analysis.stats.cluster_keys``; the onsets table's ``cluster`` column, else each trial its own): resample the
-  clusters of each group with replacement, refit;
+  clusters of each group with replacement, refit; fewer than ``MIN_CLUSTERS`` (3) clusters give no interval;
   replicates whose fit does not converge, e.g. no observed point left, are dropped and counted in ``n_boot_ok``),
   and the Wald 95% interval from the inverse observed information (delta method to ``log C, beta, sigma``).
 * Joint law: all ``(tail, L)`` groups together with a common ``beta`` and ``sigma`` and one intercept per group;
@@ -43,7 +43,7 @@ from scipy import optimize, special, stats
 
 from analysis.onset import DEFAULT_THETAS, onsets as _onsets
 from analysis.covariates import covariate_matrix, fit_covariates
-from analysis.stats import cluster_codes, cluster_weights
+from analysis.stats import MIN_CLUSTERS, cluster_codes, cluster_weights
 from analysis.tobit import LEVEL, design, newton, pct, start, wald
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
 
@@ -124,7 +124,7 @@ def fit_group(logP: np.ndarray, logtau: np.ndarray, censored: np.ndarray, left: 
         res["pseudo_r2"] = float(1 - np.exp(-2 * (ll[0] - ll0[0]) / x.size))
     res["ks_p"] = _ks_pit(x[obs], y[obs], est, None if first is None else first[obs],
                           None if last is None else last[obs])
-    if bootstrap and n_boot > 0:
+    if bootstrap and n_boot > 0 and np.unique(clusters).size >= MIN_CLUSTERS:   # else no interval, not a fake one
         rng = np.random.default_rng(seed)
         W = cluster_weights(grp, clusters, n_boot, rng)
         # a replicate needs 2 observed points at 2 distinct P to identify the slope
@@ -248,7 +248,7 @@ def fit_joint(gidx: np.ndarray, logP: np.ndarray, logtau: np.ndarray, censored: 
             lr = max(0.0, 2 * float(llf[0] - ll[0]))
             out.update(lr_stat=lr, lr_df=G - 1, lr_p=float(stats.chi2.sf(lr, G - 1)))
     lo = hi = np.full(est.size, np.nan)
-    if n_boot > 0:
+    if n_boot > 0 and np.unique(clusters).size >= MIN_CLUSTERS:
         W = cluster_weights(g, clusters, n_boot, np.random.default_rng(seed))
         pb, _, cb, _ = newton(f, obs, g, G, T, W, np.repeat(phi, n_boot, 0))
         # every kept group must keep an observed point in the replicate, else its intercept is unbounded

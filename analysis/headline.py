@@ -23,14 +23,32 @@ def _f(x: Any, signed: bool = True) -> str:
     return f"{float(x):+.2f}" if signed else f"{float(x):.2f}"
 
 
-def _ci(lo: Any, hi: Any, signed: bool = True) -> str:
+def _estimated(lo: Any, hi: Any) -> bool:
+    """Whether (lo, hi) is an interval: both finite and of non-zero width."""
+    return (lo is not None and hi is not None and math.isfinite(float(lo)) and math.isfinite(float(hi))
+            and float(hi) > float(lo))
+
+
+def _ci(lo: Any, hi: Any, signed: bool = True, why: str = "too few independent units") -> str:
+    """"95% CI lo to hi", or "interval not estimated: why" (never "n/a to n/a", never a zero-width interval)."""
+    if not _estimated(lo, hi):
+        zero = lo is not None and hi is not None and math.isfinite(float(lo)) and float(lo) == float(hi)
+        return "interval not estimated: " + ("every resample gave the same value" if zero else why)
     return f"95% CI {_f(lo, signed)} to {_f(hi, signed)}"
+
+
+def _units(n: Any, clusters: Any) -> str:
+    """Why an interval over trials is missing: how many trials and clusters there were, against the minimum."""
+    from analysis.stats import MIN_CLUSTERS
+    k = n if clusters is None else clusters
+    return (f"{n or 0} trial(s) in {k or 0} cluster(s) of shared grammar and data draw; an interval needs "
+            f"{MIN_CLUSTERS}")
 
 
 def verdict(lo: Any, hi: Any, below: str, above: str, within: str) -> str:
     """Word for an interval against 0: `below` if it excludes 0 from below, `above` from above, else `within`."""
-    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-        return "undetermined (too few trials for an interval)"
+    if not _estimated(lo, hi):
+        return "undetermined (no interval)"
     return below if hi < 0 else above if lo > 0 else within
 
 
@@ -51,17 +69,27 @@ def law_lines(laws: pa.Table, theta: float = 0.5) -> list[str]:
         for r in fitted:
             if r["scope"] == "group":
                 out.append(f"tau_{onset} ({metric}, theta={theta:g}) for {r['tail']} L={r['L']}: grows like "
-                           f"P^{r['beta']:.2f} ({_ci(r['beta_lo'], r['beta_hi'], False)}; {r['n_obs']} observed, "
-                           f"{r['n_cens']} censored trials).")
+                           f"P^{r['beta']:.2f} ({_ci(r['beta_lo'], r['beta_hi'], False, _law_why(r))}; "
+                           f"{r['n_obs']} observed, {r['n_cens']} censored trials).")
             elif r["scope"] == "joint":
                 lr = "" if not math.isfinite(r["lr_p"] or math.nan) else f"; one common slope vs one per group: LR p = {r['lr_p']:.2g}"
-                out.append(f"tau_{onset} jointly over groups: P^{r['beta']:.2f} ({_ci(r['beta_lo'], r['beta_hi'], False)})"
-                           f"{lr}.")
+                out.append(f"tau_{onset} jointly over groups: P^{r['beta']:.2f} "
+                           f"({_ci(r['beta_lo'], r['beta_hi'], False, _law_why(r))}){lr}.")
             elif r["scope"] == "shift" and r["shift"] is not None and math.isfinite(r["shift"]) and r["shift"] != 0:
+                ci = (f"95% CI {math.exp(r['shift_lo']):.2f}x to {math.exp(r['shift_hi']):.2f}x"
+                      if _estimated(r["shift_lo"], r["shift_hi"]) else _ci(None, None, why=_law_why(r)))
                 out.append(f"  {r['tail']} L={r['L']} needs {math.exp(r['shift']):.2f}x the steps of "
-                           f"{r['reference']} to reach it at equal P (95% CI {math.exp(r['shift_lo']):.2f}x to "
-                           f"{math.exp(r['shift_hi']):.2f}x).")
+                           f"{r['reference']} to reach it at equal P ({ci}).")
     return out
+
+
+def _law_why(r: dict[str, Any]) -> str:
+    """Why a law row has no bootstrap interval."""
+    from analysis.stats import MIN_CLUSTERS
+    k = r.get("n_clusters")
+    if k is not None and k < MIN_CLUSTERS:
+        return _units(r.get("n_trials"), k)
+    return f"{r.get('n_boot_ok') or 0} bootstrap refits converged (need 10)"
 
 
 def order_lines(pooled: pa.Table | None) -> list[str]:
@@ -79,9 +107,12 @@ def order_lines(pooled: pa.Table | None) -> list[str]:
             v = verdict(r.get(f"{name}_excess_lo"), r.get(f"{name}_excess_hi"),
                         "prototypical first, beyond the null", "prototypical later than the null",
                         "not distinguishable from the null")
-            out.append(f"  {words} {_f(r[f'{name}_mean'])} vs null {_f(r.get(f'{name}_null_mean'))}: excess "
-                       f"{_f(r.get(f'{name}_excess_mean'))} ({_ci(r.get(f'{name}_excess_lo'), r.get(f'{name}_excess_hi'))})"
-                       f" -> {v}.")
+            why = _units(r.get(f"n_{name}"), r.get(f"n_clusters_{name}"))
+            left = r.get(f"n_{name}_no_null") or 0
+            extra = f"; {left} trial(s) without a null left out" if left else ""
+            out.append(f"  {words} {_f(r[f'{name}_mean'])} vs null {_f(r.get(f'{name}_null_mean'))} (the same "
+                       f"{r.get(f'n_{name}', 0)} trials{extra}): excess {_f(r.get(f'{name}_excess_mean'))} "
+                       f"({_ci(r.get(f'{name}_excess_lo'), r.get(f'{name}_excess_hi'), why=why)}) -> {v}.")
     return out
 
 
@@ -95,8 +126,10 @@ def slop_lines(pooled: pa.Table) -> list[str]:
             continue
         v = verdict(r["overprod_before_lo"], r["overprod_before_hi"], "common parts under-produced",
                     "common parts over-produced (slop)", "faithful within noise")
+        why = _units(r["n_before"], r.get("n_clusters_before"))
         out.append(f"Slop, {r['tail']} L={r['L']}: overprod of non-copies before tau_mem {_f(r['overprod_before'])} "
-                   f"({_ci(r['overprod_before_lo'], r['overprod_before_hi'])}; null 0; {r['n_before']} trials, "
+                   f"({_ci(r['overprod_before_lo'], r['overprod_before_hi'], why=why)}; null 0; {r['n_before']} "
+                   "trials, "
                    f"~{r['strings_before']:.0f} strings per evaluation) -> {v}; after tau_mem "
                    f"{_f(r['overprod_after'])} ({r['n_after']} trials).")
     return out

@@ -134,7 +134,9 @@ def with_gen_share(curves: pa.Table, trials: pa.Table | None) -> pa.Table:
     """`curves` with `gen_share` filled from `novel_valid_frac` and the trial's p(T) (`train_mass`) where the store
     holds none (stores written before it was a curve); unchanged when it is there or cannot be derived."""
     have = "gen_share" in curves.column_names and curves.column("gen_share").null_count < curves.num_rows
-    if have or "novel_valid_frac" not in curves.column_names or trials is None or "train_mass" not in trials.column_names:
+    derivable = ("novel_valid_frac" in curves.column_names and trials is not None
+                 and "train_mass" in trials.column_names)
+    if have or not derivable:
         return curves
     from analysis.metrics import gen_share
 
@@ -155,8 +157,9 @@ def onsets_from_tables(trials: pa.Table | None, curves: pa.Table, thetas: Sequen
     One row per (trial, metric, theta) with columns ``trial_id, onset ('mem'|'gen'), metric, theta, tau, censored,
     left_censored, last_step, first_step, n_evals, consecutive`` (the onset rule) plus the trial's ``sweep, status,
     tail, tail_family, tail_a, tail_levels, L, P, seed, budget_steps, final_step`` and ``cluster`` (the trials that
-    share its grammar and data draw, ``analysis.stats.cluster_keys``) when ``trials`` is given. Trials that appear in ``trials``
-    but have no curve rows are censored with NaN tau (nothing measured). ``gen_metric=None`` skips tau_gen.
+    share its grammar and data draw, ``analysis.stats.cluster_keys``) when ``trials`` is given. Trials that appear
+    in ``trials`` but have no curve rows are censored with NaN tau (nothing measured). ``gen_metric=None`` skips
+    tau_gen.
     """
     if gen_metric == "gen_share":
         curves = with_gen_share(curves, trials)

@@ -14,21 +14,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from analysis import fits, headline, memorder, onset, plots, slop
+from analysis import fits, flags as flagmod, headline, memorder, onset, plots, slop
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC, metric as metric_info
 
 FIGURES: dict[str, str] = {
     "curves": "Memorization curves: the memorization metric against training steps (log scale), one panel per "
               "(tail, depth L) group and one line per training-set size P, mean over seeds with a +-1 sd band.",
-    "curves_gen": "Generalization curves: the share of generations that are valid strings of the grammar and not "
-                  "training strings (novel_valid_frac) against training steps, laid out as the memorization curves; "
-                  "where it rises before the memorization metric, the model generalizes first.",
+    "curves_gen": "Generalization curves: the generalization metric (by default gen_share, the share of "
+                  "generations that are valid, novel strings over a perfect generalizer's 1 - p(T)) against "
+                  "training steps, laid out as the memorization curves; where it rises before the memorization "
+                  "metric, the model generalizes first.",
     "onsets": "Onset tau_mem against P (log-log) per group at theta=0.5. Filled points are observed onsets, open "
               "triangles right-censored trials (drawn at their last step; the onset is later). Solid lines: the "
               "censoring-aware (Tobit) law tau = C P^beta, legend with the bootstrap 95% interval of beta; dashed: "
               "naive OLS on observed points only, for comparison.",
-    "onsets_gen": "Generalization onset tau_gen (first step at which novel valid samples reach theta=0.5) against P, "
-                  "same conventions. The science expects beta_gen close to 0.",
+    "onsets_gen": "Generalization onset tau_gen (the generalization metric, gen_share by default, at theta=0.5) "
+                  "against P, same conventions. The science expects beta_gen close to 0.",
     "phase": "Phase diagram per depth: tail x P, color = fraction of trials that reached theta=0.5 within their "
              "training budget; the text is the median tau_mem ('>' when more than half are censored).",
     "memorder": "Memorization order beside its null. Left: per trial, Spearman rho between a training sample's "
@@ -45,11 +46,13 @@ FIGURES: dict[str, str] = {
 }
 
 STATS_TEXT = (
-    "Onsets: first evaluation at which the metric reaches theta, log-step interpolated linearly in the metric "
-    "between the two evaluations around the crossing; trials never reaching theta are right-censored at their last "
-    "step, trials already above theta at the first evaluation are left-censored. Laws: Tobit maximum likelihood of "
-    "log tau = log C + beta log P + sigma eps (observed: density; censored: survival), percentile 95% bootstrap over "
-    "trials within each group, Wald interval from the Hessian. Joint law: common beta and sigma, one intercept per "
+    "Onsets: the first evaluation that starts 2 evaluations in a row at or above theta (--onset-rule first: the "
+    "first crossing), log-step interpolated linearly in the metric between the evaluation before it and it; trials "
+    "never reaching theta are right-censored at their last step, trials already above theta at the first "
+    "evaluation are left-censored. tau_gen is read on gen_share = novel_valid_frac / (1 - p(T)) by default. Laws: "
+    "Tobit maximum likelihood of log tau = log C + beta log P + sigma eps (observed: density; censored: survival), "
+    "percentile 95% bootstrap over clusters of trials that share a grammar and a data draw (within each group), "
+    "Wald interval from the Hessian. Joint law: common beta and sigma, one intercept per "
     "(tail, L); 'shift' = log C_g - log C_ref (exp(shift) is the onset delay factor at equal P); LR test of a common "
     "slope. Goodness of fit (laws.csv): sigma, log-likelihood, Cox-Snell pseudo-R2, KS p-value of observed points' "
     "probability integral transforms; naive OLS of observed points only. Nulls: mem_twin = copy_frac - twin_frac * "
@@ -157,26 +160,56 @@ def _order(tables: dict[str, pa.Table], curves: pa.Table, trials: pa.Table, n_bo
     return plots.plot_memorder(order, memorder.fraction_by_quantile(first, tables["samples"], steps), trials), pooled
 
 
+def _flags_html(flags: pa.Table, kept: bool) -> str:
+    if flags.num_rows == 0:
+        return ""
+    n = int(pc.sum(flags.column("flagged")).as_py() or 0)
+    what = ("kept in the laws and verdicts (--keep-flagged)" if kept else
+            "left out of the onset laws and the order and slop verdicts (--keep-flagged keeps them)")
+    return (f"<h2>Nulls per trial: {n} of {flags.num_rows} trials flagged, {html.escape(what)}</h2><p>p(T) and "
+            "p(T') (training and twin-set mass), the chance level of validity (a uniformly random string is valid "
+            "that often), the ceiling of novel_valid_frac (1 - p(T): a perfect generalizer's value) and the null sd "
+            "of mem_twin (sqrt(p(T) (1 + p(T)/p(T')) / N)). Flagged: chance > 1%, p(T) > 0.5, or null sd > theta/4; "
+            "the null-sd flag is applied per threshold in the laws. Also in <a href='flags.csv'>flags.csv</a>.</p>"
+            + _table_html(flags, ["trial_id", "train_mass", "twin_set_mass", "chance_valid", "ceiling", "null_sd",
+                                  "flagged", "reason"]))
+
+
 def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, laws: pa.Table | None = None,
                              thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
                              gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, command: str = "",
-                             title: str = "memsweep report", problems: Sequence[str] = ()) -> Path:
-    """Figures (PNG + SVG), laws (Parquet + CSV), order and slop CSVs and index.html from in-memory store tables."""
+                             title: str = "memsweep report", problems: Sequence[str] = (),
+                             keep_flagged: bool = False, consecutive: int = onset.DEFAULT_CONSECUTIVE) -> Path:
+    """Figures (PNG + SVG), laws (Parquet + CSV), order and slop CSVs and index.html from in-memory store tables.
+
+    Trials flagged by `analysis.flags` are left out of the laws, the order and slop verdicts and the regime count
+    unless `keep_flagged`; the curve, onset and phase figures show every trial."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trials, curves = tables["trials"], tables["curves"]
-    ons = onset.onsets_from_tables(trials, curves, thetas, metric, gen_metric)
-    if laws is None:
-        laws = fits.fit_laws(ons, theta=None, n_boot=n_boot)
-    fits.write_laws(laws, out)
+    curves = onset.with_gen_share(curves, trials) if gen_metric == "gen_share" else curves
+    ons = onset.onsets_from_tables(trials, curves, thetas, metric, gen_metric, consecutive)
     th = 0.5 if 0.5 in thetas else float(thetas[0])
+    flags = flagmod.trial_flags(trials, th)
+    pacsv.write_csv(flags, out / "flags.csv")
+    ons_read, tables, slop_curves = ons, dict(tables), curves
+    if not keep_flagged:      # the laws, verdicts and regime count read the unflagged trials; the figures all
+        bad = set(flagmod.flagged_ids(flags))
+        kept = [t for t in trials.column("trial_id").to_pylist() if t not in bad]
+        ons_read = flagmod.drop_flagged_onsets(ons, flags)
+        tables = {k: (v if k in ("trials", "curves") else flagmod.keep_trials(v, kept)) for k, v in tables.items()}
+        slop_curves = flagmod.keep_trials(curves, kept)
+    if laws is None:
+        laws = fits.fit_laws(ons_read, theta=None, n_boot=n_boot)
+    fits.write_laws(laws, out)
     figs: dict[str, Any] = {"curves": plots.plot_curves(curves, trials, metric),
                             "curves_gen": plots.plot_curves(curves, trials, gen_metric),
                             "onsets": plots.plot_onsets(ons, laws, th, "mem"),
                             "onsets_gen": plots.plot_onsets(ons, laws, th, "gen"),
                             "phase": plots.plot_phase(ons, th, "mem")}
     figs["memorder"], order_pooled = _order(tables, curves, trials, n_boot, out)
-    slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, th), curves)
+    slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, th),
+                                       slop_curves)
     figs["slop"] = plots.plot_slop(slop_table)
     slop_pooled = slop.pool_slop(slop_table)
     if slop_pooled.num_rows:
@@ -190,7 +223,8 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
             f"<img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'/>"
             f"<p class='small'>Files: <a href='{name}.png'>{name}.png</a>, <a href='{name}.svg'>{name}.svg</a></p>"
             "</section>")
-    lines = headline.headline(trials, ons, laws, order_pooled, slop_pooled, th)
+    lines = (headline.headline(trials, ons_read, laws, order_pooled, slop_pooled, th)
+             + flagmod.flag_lines(flags, th, keep_flagged))
     head = _nested_list(lines)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -210,6 +244,7 @@ threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
 {_table_html(laws, LAW_VIEW)}
 {_order_html(order_pooled)}
 {_slop_html(slop_pooled)}
+{_flags_html(flags, keep_flagged)}
 {_problems_html(problems)}
 <h2>Method</h2><p>{html.escape(STATS_TEXT)}</p>
 </body></html>
@@ -222,12 +257,17 @@ threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
 
 def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = None,
                  thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
-                 gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200) -> Path:
+                 gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, keep_flagged: bool = False,
+                 consecutive: int = onset.DEFAULT_CONSECUTIVE) -> Path:
     """Read the store and write the report into out_dir; returns the path of index.html."""
     st = onset._open_store(store_or_uri)
     tables = read_tables(st, sweep, metric, gen_metric)
     uri = getattr(store_or_uri, "uri", store_or_uri)
-    cmd = f"memsweep report {uri} --out {out_dir}" + (f" --sweep {sweep}" if sweep else "")
+    cmd = (f"memsweep report {uri} --out {out_dir}" + (f" --sweep {sweep}" if sweep else "")
+           + (" --keep-flagged" if keep_flagged else "") + (f" --gen-metric {gen_metric}"
+                                                           if gen_metric != DEFAULT_GEN_METRIC else "")
+           + ("" if consecutive == onset.DEFAULT_CONSECUTIVE else " --onset-rule first" if consecutive == 1 else ""))
     return write_report_from_tables(tables, out_dir, thetas=thetas, metric=metric, gen_metric=gen_metric,
                                     n_boot=n_boot, command=cmd, title=f"memsweep report: {sweep or 'all sweeps'}",
-                                    problems=list(getattr(st, "problems", [])))
+                                    problems=list(getattr(st, "problems", [])), keep_flagged=keep_flagged,
+                                    consecutive=consecutive)

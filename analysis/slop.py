@@ -242,9 +242,9 @@ def slop_from_tables(level_curves: pa.Table | None, trials: pa.Table | None, win
 
 def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
     """Per (tail, L, level): the mean over trials of each trial's mean `overprod` before memorization and after it,
-    with bootstrap intervals over clusters of trials, the fraction of trials that over-produce (> 0) before it, and the mean
-    number of non-copy strings per evaluation the values rest on (`strings_before`, `strings_after`). The null
-    (a grammar-faithful generator) is 0 at every level.
+    with bootstrap intervals over clusters of trials, the fraction of trials that over-produce (> 0) before it, and
+    the mean number of non-copy strings per evaluation the values rest on (`strings_before`, `strings_after`). The
+    null (a grammar-faithful generator) is 0 at every level.
 
     "Before" is the partial-memorization window [tau_gen, tau_mem) when tau_gen was observed, else every evaluation
     before tau_mem at which the level's overprod is defined (non-copy parts were generated); "after" is from tau_mem
@@ -275,7 +275,8 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
                              np.maximum(np.bincount(inv, minlength=ids.size), 1))
                 mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng, codes[m][first])
                 strings = float(d["slop_n"][m].astype(float).mean()) if m.any() else float("nan")
-                row.update({f"n_{name}": int(ids.size), f"overprod_{name}": mean, f"overprod_{name}_lo": lo,
+                row.update({f"n_{name}": int(ids.size), f"n_clusters_{name}": int(np.unique(codes[m][first]).size),
+                            f"overprod_{name}": mean, f"overprod_{name}_lo": lo,
                             f"overprod_{name}_hi": hi, f"strings_{name}": strings})
                 if name == "before":
                     row["frac_overproduce_before"] = float((per_trial > 0).mean()) if ids.size else float("nan")

@@ -38,7 +38,8 @@ def cluster_keys(trials: pa.Table) -> np.ndarray:
 def with_clusters(table: pa.Table, trials: pa.Table | None) -> pa.Table:
     """`table` (rows with a trial_id) with a `cluster` column from `trials` (`cluster_keys`); unchanged without
     trials or when it already has one."""
-    if trials is None or trials.num_rows == 0 or "cluster" in table.column_names or "trial_id" not in table.column_names:
+    if (trials is None or trials.num_rows == 0 or "cluster" in table.column_names
+            or "trial_id" not in table.column_names):
         return table
     keys = dict(zip(trials.column("trial_id").to_pylist(), cluster_keys(trials).tolist()))
     return table.append_column("cluster", pa.array([keys.get(t) for t in table.column("trial_id").to_pylist()],

@@ -15,7 +15,7 @@ from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from analysis.registry import DEFAULT_MEM_METRIC, MEM_METRICS
+from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC, GEN_METRICS, MEM_METRICS
 from sweeps.launch import EXIT_INTERRUPTED, load, print_spec, resume_command, run
 
 DESCRIPTION = ("Sweeps that measure when and what discrete diffusion models memorize on Random Hierarchy Model "
@@ -75,13 +75,21 @@ def _write_table(table: Any, out: str) -> Path:
 
 
 def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, console: Any,
-         covariates: Sequence[str] = ()) -> Any:
+         covariates: Sequence[str] = (), gen_metric: str = DEFAULT_GEN_METRIC, onset_rule: str = "consecutive",
+         keep_flagged: bool = False) -> Any:
     """Onsets from the store, laws per (tail, L), joint and (with covariates) the covariate law, printed; returns
-    the laws table."""
+    the laws table. Flagged trials (`analysis.flags`) are left out unless `keep_flagged`; either way it says so."""
+    from analysis import flags
     from analysis.fits import fit_laws, print_laws
-    from analysis.onset import onsets
+    from analysis.onset import ONSET_RULES, onsets
     store = _existing_store(store_uri, sweep)
-    table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric)
+    table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric, gen_metric=gen_metric,
+                   consecutive=ONSET_RULES[onset_rule])
+    flagged = flags.trial_flags(store.read("trials", sweep=sweep), min(thetas))
+    for line in flags.flag_lines(flagged, min(thetas), keep_flagged, per_trial_max=0):
+        console.print(line, highlight=False, soft_wrap=True)
+    if not keep_flagged:
+        table = flags.drop_flagged_onsets(table, flagged)
     if table.num_rows == 0:
         raise UserError(f"no onsets in {store_uri!r}" + (f" for sweep {sweep!r}" if sweep else "")
                         + ": has a sweep written any curves there?")
@@ -95,10 +103,13 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
     return laws
 
 
-def _report(store_uri: str, out_dir: str, sweep: str | None) -> Path:
+def _report(store_uri: str, out_dir: str, sweep: str | None, gen_metric: str = DEFAULT_GEN_METRIC,
+            onset_rule: str = "consecutive", keep_flagged: bool = False) -> Path:
     """Write the HTML report; returns the path of its index.html."""
+    from analysis.onset import ONSET_RULES
     from analysis.report import write_report
-    path = Path(write_report(_existing_store(store_uri, sweep), out_dir, sweep=sweep))
+    path = Path(write_report(_existing_store(store_uri, sweep), out_dir, sweep=sweep, gen_metric=gen_metric,
+                             consecutive=ONSET_RULES[onset_rule], keep_flagged=keep_flagged))
     return path if path.suffix == ".html" else path / "index.html"
 
 
@@ -217,7 +228,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     console = _console()
     if args.out:
         _out_dir_ok(args.out)
-    laws = _fit(args.store, args.sweep, args.theta or [0.5], args.metric, console, args.covariate or ())
+    laws = _fit(args.store, args.sweep, args.theta or [0.5], args.metric, console, args.covariate or (),
+                args.gen_metric, args.onset_rule, args.keep_flagged)
     if args.out:
         console.print(f"laws written to {_write_table(laws, args.out)}")
     return 0
@@ -233,7 +245,7 @@ def _out_dir_ok(out: str) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    index = _report(args.store, args.out, args.sweep)
+    index = _report(args.store, args.out, args.sweep, args.gen_metric, args.onset_rule, args.keep_flagged)
     print(f"report: {index}")
     return 0
 
@@ -296,6 +308,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="continue unfinished trials from their latest checkpoints (finished ones are always skipped)")
 
 
+def _add_reading_options(p: argparse.ArgumentParser) -> None:
+    """How `fit` and `report` read onsets: the generalization metric, the onset rule, flagged trials."""
+    p.add_argument("--gen-metric", default=DEFAULT_GEN_METRIC, choices=GEN_METRICS,
+                   help="curve whose threshold crossing defines tau_gen (default gen_share = novel_valid_frac / "
+                        "(1 - p(T)))")
+    p.add_argument("--onset-rule", default="consecutive", choices=("consecutive", "first"),
+                   help="consecutive: theta at 2 evaluations in a row (default); first: the first crossing")
+    p.add_argument("--keep-flagged", action="store_true",
+                   help="keep trials flagged for chance > 1%%, p(T) > 0.5 or a noisy twin null in the laws and "
+                        "verdicts (they are left out by default; either way the output lists them)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsweep", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -347,11 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--covariate", action="append", default=None, metavar="COLUMN",
                    help="also fit a joint law whose intercepts are linear in this trial column (e.g. entropy, "
                         "entropy_tilt); repeat for several")
+    _add_reading_options(p)
 
     p = add("report", _cmd_report, "write the HTML report (figures + index.html) of a store")
     p.add_argument("store", metavar="STORE", help="store path or URI")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--sweep", default=None, help="only this sweep")
+    _add_reading_options(p)
 
     p = add("demo", _cmd_demo, "run the demo preset into DIR/store, fit and print the laws, write DIR/report")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")

@@ -61,9 +61,22 @@ def print_spec(spec: Any, console: Any) -> None:
     console.print(f"  {spec.n_trials} trials = {sizes}")
     for name, values in grid:
         console.print(f"    {name}: {', '.join(values)}", highlight=False)
+    _print_chance(spec, console)
     console.print("  effective spec:", highlight=False)
     for line in spec.to_yaml().splitlines():
         console.print(f"    {line}", highlight=False, markup=False)
+
+
+def _print_chance(spec: Any, console: Any) -> None:
+    """A warning per grammar of the spec whose chance level of validity exceeds 1% (analysis.flags)."""
+    from analysis.flags import chance_warning
+
+    shapes = {(g.v, g.n_c, g.m, g.s, g.L): g for g in (t.grammar for t in spec.trials())} if spec.mode != \
+        "optuna-boundary" else {}
+    for g in shapes.values():
+        text = chance_warning(g)
+        if text:
+            console.print(f"  [yellow]warning[/yellow]: {text}", highlight=False, soft_wrap=True)
 
 
 def resume_command(args: argparse.Namespace) -> str:

@@ -97,3 +97,28 @@ def test_law_intervals_resample_clusters() -> None:
     assert clustered["beta_hi"] == pytest.approx(once["beta_hi"], rel=1e-4)
     naive = fit_group(two(x), two(y), two(cen), n_boot=400, seed=1)
     assert naive["beta_hi"] - naive["beta_lo"] < 0.85 * (once["beta_hi"] - once["beta_lo"])
+
+
+def test_headline_never_prints_an_empty_or_zero_width_interval() -> None:
+    """Laws, order and slop rows whose intervals are NaN or of zero width read "interval not estimated: <why>"."""
+    import pyarrow as pa
+
+    from analysis.headline import law_lines, order_lines, slop_lines
+
+    nan = float("nan")
+    laws = pa.Table.from_pylist([
+        dict(theta=0.5, onset="mem", metric="mem_twin", status="ok", scope="group", tail="uniform", L=2, beta=1.1,
+             beta_lo=nan, beta_hi=nan, n_obs=2, n_cens=0, n_trials=2, n_clusters=2, n_boot_ok=0),
+        dict(theta=0.5, onset="mem", metric="mem_twin", status="ok", scope="group", tail="power(a=1)", L=2, beta=0.9,
+             beta_lo=0.9, beta_hi=0.9, n_obs=4, n_cens=0, n_trials=4, n_clusters=4, n_boot_ok=200)])
+    order = pa.Table.from_pylist([dict(tail="uniform", L=2, n_rho_proto=2, n_clusters_rho_proto=1,
+                                       rho_proto_mean=-0.2, rho_proto_null_mean=-0.1, rho_proto_excess_mean=-0.1,
+                                       rho_proto_excess_lo=nan, rho_proto_excess_hi=nan)])
+    slop = pa.Table.from_pylist([dict(tail="uniform", L=2, level=-1, overprod_before=0.1, overprod_before_lo=nan,
+                                      overprod_before_hi=nan, n_before=1, n_clusters_before=1, strings_before=200.0,
+                                      overprod_after=nan, n_after=0)])
+    text = "\n".join(law_lines(laws) + order_lines(order) + slop_lines(slop))
+    assert "n/a to n/a" not in text and "0.90 to 0.90" not in text
+    assert "interval not estimated: 2 trial(s) in 2 cluster(s)" in text
+    assert "interval not estimated: every resample gave the same value" in text
+    assert "interval not estimated: 2 trial(s) in 1 cluster(s)" in text and "1 trial(s) in 1 cluster(s)" in text

@@ -62,6 +62,9 @@ def test_two_evaluation_rule_skips_a_lone_crossing_and_censors_a_last_one():
     assert tau[0] == 1000 and cen[0]
     tau, cen, _ = one([10, 100, 1000], [0.0, 0.6, 0.8], consecutive=3)
     assert cen[0]
+    r = extract_onsets(np.array([0, 0, 1, 1]), np.array([10, 100, 10, 100]), np.array([0.0, 0.9, 0.9, 0.0]),
+                       (0.5,), consecutive=2)
+    assert r["censored"][:, 0].all()                              # a run never spans two trials
     with pytest.raises(ValueError, match="consecutive must be an integer >= 1"):
         one([10], [0.0], consecutive=0)
 
@@ -100,3 +103,56 @@ def test_first_copy_steps_with_never_copied_censored():
     d = first_copy_from_tables(copies, samples, last).to_pydict()
     assert d["first_step"] == [10, 100, 1000, 50]
     assert d["censored"] == [False, False, True, False]
+
+
+def _q_exact(pT: float, pTw: float, N: int, theta: float) -> float:
+    """P(mem_twin >= theta) for a grammar-faithful sampler, exactly: copies c ~ Bin(N, p(T)), then twin hits
+    t | c ~ Bin(N - c, p(T') / (1 - p(T))), and mem_twin = c/N - t/N * p(T)/p(T')."""
+    from scipy import stats
+    c = np.arange(N + 1)
+    tmax = np.floor((c / N - theta) * N * pTw / pT + 1e-9)
+    pt = np.where(tmax >= 0, stats.binom.cdf(tmax, N - c, pTw / (1 - pT)), 0.0)
+    return float((stats.binom.pmf(c, N, pT) * pt).sum())
+
+
+def _run_prob(q: float, E: int, k: int) -> float:
+    """P(some k evaluations in a row succeed among E independent ones, each with probability q): a Markov chain
+    over the current run length."""
+    state, hit = np.eye(k)[0], 0.0
+    for _ in range(E):
+        hit += state[-1] * q
+        state = np.r_[state.sum() * (1 - q), state[:-1] * q]
+    return hit
+
+
+def test_onsets_of_a_grammar_faithful_sampler_against_the_exact_null():
+    """L = 2, thin rules (power(a=2), the depth sweep's grammar), P = 64: p(T) above 0.5. A grammar-faithful
+    sampler's mem_twin over 25 evaluations at N = 256, 4,000 replicates (multinomial draws: exact for it), through
+    extract_onsets: the share of replicates with an onset matches the exact probability (a run of k evaluations at
+    or above theta) within 4 standard errors, for both rules and theta = 0.1 and 0.5.
+
+    Measured here: at theta = 0.1 the first crossing gives an onset in 99.8% of replicates (SCIENCE.md: 0.96 or
+    more) and the 2-evaluation rule in 64%: the rule alone does not make theta = 0.1 readable at this p(T) (the
+    issue hoped for at most 5%); the null-sd flag (sd 0.13 > theta/4) is what keeps such a trial out of the laws.
+    At theta = 0.5 the 2-evaluation rule gives at most 5% (below 0.1% here)."""
+    from analysis.flags import twin_null_sd
+    from rhm import Grammar, GrammarSpec, RuleDist, draw_seed, sample_unique, twin_set
+
+    g = Grammar.from_spec(GrammarSpec(v=16, n_c=4, m=4, s=2, L=2, seed=0, levels=RuleDist("power", a=2.0)))
+    ts = twin_set(g, sample_unique(g, 64, draw_seed(0, 0)))
+    pT, pTw, N, E, R = ts.train_mass, ts.mass, 256, 25, 4000
+    assert pT > 0.5
+    assert twin_null_sd(pT, pTw, N) > 0.1 / 4                       # flagged at theta = 0.1 (and at 0.5: p(T))
+    counts = np.random.default_rng(7).multinomial(N, [pT, pTw, 1 - pT - pTw], size=(R, E))
+    mem_twin = counts[..., 0] / N - counts[..., 1] / N * pT / pTw
+    codes, steps = np.repeat(np.arange(R), E), np.tile(np.geomspace(10, 1e5, E), R)
+    rate = {}
+    for k in (1, 2):
+        r = extract_onsets(codes, steps, mem_twin.ravel(), (0.1, 0.5), consecutive=k)
+        for j, theta in enumerate((0.1, 0.5)):
+            seen = float((~r["censored"][:, j]).mean())
+            exact = _run_prob(_q_exact(pT, pTw, N, theta), E, k)
+            assert abs(seen - exact) <= 4 * np.sqrt(max(exact * (1 - exact), 1e-4) / R), (k, theta, seen, exact)
+            rate[k, theta] = seen
+    assert rate[1, 0.1] >= 0.96 and rate[2, 0.1] < 0.8 * rate[1, 0.1]
+    assert rate[2, 0.5] <= 0.05 and rate[2, 0.5] <= rate[1, 0.5]

@@ -43,7 +43,7 @@ def test_report_from_synthetic_store(tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
         assert (tmp_path / "report" / f"{name}.svg").stat().st_size > 1000
     html = index.read_text()
-    assert p.tables == 3 and "memsweep report" in html  # laws, pooled order, pooled slop
+    assert p.tables == 4 and "memsweep report" in html  # laws, pooled order, pooled slop, nulls per trial
     assert "Memorization order beside its null, pooled" in html and "Slop beside its null, pooled" in html
     head = html[html.index('<section id="headline">'):html.index("</section>")]
     # the planted law (beta = 1) in words with its interval, the order beside its null, the slop verdict
