@@ -10,6 +10,7 @@ import numpy as np
 FAMILIES = ("uniform", "power", "exp")
 # Largest v**s we accept: rules are drawn with rng.choice(v**s, ...) which needs an int64 population.
 MAX_RHS = 2**62
+MAX_LENGTH = 2**20  # s**L tokens per string: a million is far past any model here (and keeps s**L cheap)
 
 
 def _check_int(name: str, value: object, lo: int) -> int:
@@ -112,6 +113,11 @@ class GrammarSpec:
         s = _check_int("s", self.s, 2)
         L = _check_int("L", self.L, 1)
         seed = _check_int("seed", self.seed, 0)
+        if L * math.log2(s) > math.log2(MAX_LENGTH) + 1e-9:  # before computing s**L (L=1000 would not end)
+            raise ValueError(f"strings of s**L = {s}**{L} tokens are too long; s**L must be <= 2**20 = {MAX_LENGTH:,} "
+                             f"(L <= {int(math.log2(MAX_LENGTH) // math.log2(s))} for s={s})")
+        if s * math.log2(v) > math.log2(MAX_RHS) + 1e-9:
+            raise ValueError(f"v**s = {v}**{s} is too large; it must be <= 2**62")
         rhs = v**s
         if rhs > MAX_RHS:
             raise ValueError(f"v**s = {v}**{s} = {rhs} is too large; it must be <= 2**62")

@@ -1,9 +1,12 @@
 """Bounds: absurd sizes are refused at validation with the estimate, the limit and the value that drives it."""
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from models import ModelConfig, build_model
 from sweeps.spec import SpecError, SweepSpec, bounds, load_spec
@@ -72,3 +75,77 @@ def test_a_machine_smaller_than_the_limits_is_checked_for_a_local_run(tmp_path, 
     monkeypatch.setattr(bounds, "local_limits", lambda gpu: (64 * 2**20, 64 * 2**20))
     with pytest.raises(SpecError, match=r"on this machine, trial b-\w+ needs ~.* of RAM .*over the limit of 64 MiB"):
         launch.preflight(spec, local=True)
+
+
+# ---- counts that size work, and YAML that expands: refused before any of that work (issue: inputs that stall)
+TOO_SLOW_S = 5.0   # measured ~0.2 s each; the limit only tells a refusal from a stall (minutes or more) on a busy box
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Fail (instead of hanging the suite) when the block runs past `seconds`."""
+    def _raise(*_):
+        raise TimeoutError(f"still running after {seconds} s: not refused before the work")
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.evals_per_decade=1000000000", r"train\.evals_per_decade=1,000,000,000 is over the limit of 10,000"),
+    ("grammar.L=1000", r"s\*\*L = 2\*\*1000 tokens are too long; s\*\*L must be <= 2\*\*20"),
+    ("grammar.s=1000", r"v\*\*s = 8\*\*1000 is too large; it must be <= 2\*\*62$"),
+    ("axes.seed=[" + ",".join(map(str, range(20001))) + "]", r"the grid has 80,004 trials, over the limit of 10,000"),
+])
+def test_counts_that_size_work_are_refused_before_the_work(override, message):
+    with _deadline(TOO_SLOW_S), pytest.raises(SpecError, match=message):
+        load_spec("tiny", [override])
+
+
+def _bomb(levels: int = 9) -> str:
+    """A "billion laughs": 9 nested aliases of 9 = 9**9 (387 million) values in under 1.5 KB of YAML."""
+    lines = ["[" + ", ".join(["1"] * 9) + "]"]
+    for k in range(1, levels):
+        lines.append("[" + ", ".join([f"*a{k - 1}"] * 9) + "]")
+    return "[" + ", ".join(f"&a{k} {line}" for k, line in enumerate(lines)) + "]"
+
+
+def test_a_yaml_alias_bomb_in_an_axis_is_refused(tmp_path):
+    bomb = _bomb()
+    assert len(bomb) < 1500
+    raw = yaml.safe_load((Path(load_spec("tiny").source)).read_text())   # parsing alone is cheap: shared refs
+    text = yaml.safe_dump({**raw, "store": str(tmp_path / "store"), "axes": {"P": [4]}}).replace(
+        "- 4", f"- 4\n  seed: {bomb}")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    with _deadline(TOO_SLOW_S), pytest.raises(SpecError, match=r"aliases \(\*name\) expand to more than 100,000"):
+        load_spec(str(path))
+    with _deadline(TOO_SLOW_S), pytest.raises(SpecError, match=r"expand to more than 100,000"):
+        load_spec("tiny", [f"axes.seed={bomb}"])
+    assert not (tmp_path / "store").exists()
+
+
+def _tree_size(x) -> int:
+    """Brute force: nodes of a parsed YAML value walked as a tree (a mapping's keys and values each count)."""
+    if isinstance(x, dict):
+        return 1 + sum(_tree_size(k) + _tree_size(v) for k, v in x.items())
+    if isinstance(x, list):
+        return 1 + sum(_tree_size(v) for v in x)
+    return 1
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+def test_expanded_size_counts_what_the_aliases_stand_for(levels):
+    """sweeps.spec.yamlsafe counts on the node graph what a walk of the parsed value meets (brute force), and
+    small aliases still load as yaml.safe_load loads them."""
+    from sweeps.spec.yamlsafe import expanded_size, load_yaml
+
+    text = f"tails: {{u: &u {{family: uniform}}}}\naxes: {{tail: [*u, *u]}}\nbomb: {_bomb(levels)}"
+    node = yaml.compose(text)
+    assert expanded_size(node) == _tree_size(yaml.safe_load(text))
+    assert load_yaml(text) == yaml.safe_load(text)
+    assert expanded_size(node, limit=10) == 11 < _tree_size(yaml.safe_load(text))

@@ -21,6 +21,8 @@ PEAK_FLOPS = {"cuda": 2.5e15, "cpu": 2e11}   # per GPU (B200 dense bf16) / per C
 MIN_STEP_SECONDS = 1e-4           # no optimizer step of a PyTorch model takes less (kernel launches, Adam)
 FLOAT = 4                         # bytes per float32 value
 TOKEN = 8                         # bytes per int64 token
+MAX_TRIALS = 10_000               # trials of one sweep (grid points, or optuna.trials): more is a typo or many sweeps
+MAX_EVALS_PER_DECADE = 10_000     # at 10,000 per decade every step below ~4,000 is already evaluated
 
 
 def n_params(model: Any, v: int, d: int, s: int, L: int) -> int:
@@ -116,7 +118,12 @@ def _why(trial: Any, parts: dict[str, float], show: Any) -> str:
 def problems(trial: Any, gpu: float, device_limit: float | None = None, host_limit: float | None = None
              ) -> list[tuple[str, str]]:
     """(kind, message) for every limit `trial` breaks on a GPU share `gpu` (0: CPU, where every part is in RAM);
-    the limits default to the MAX_* constants above."""
+    the limits default to the MAX_* constants above. Counts are checked first: the estimate walks them."""
+    per_decade = trial.train.evals_per_decade
+    if per_decade > MAX_EVALS_PER_DECADE:
+        return [("evaluations", f"train.evals_per_decade={per_decade:,} is over the limit of "
+                                f"{MAX_EVALS_PER_DECADE:,} (sweeps/spec/bounds.py); at that rate every step is "
+                                "evaluated already")]
     e = estimate(trial, gpu)
     host_limit = MAX_HOST_BYTES if host_limit is None else host_limit
     if gpu > 0:
@@ -136,6 +143,16 @@ def problems(trial: Any, gpu: float, device_limit: float | None = None, host_lim
         out.append(("time", f"needs at least {_duration(e.seconds)} ({_why(trial, e.time, _duration)}; at most "
                             f"{peak:.2g} FLOP/s and {1 / MIN_STEP_SECONDS:,.0f} steps/s), over the limit of "
                             f"{_duration(MAX_TRIAL_SECONDS)} per trial (sweeps/spec/bounds.py)"))
+    return out
+
+
+def count_problems(n_trials: int, optuna_trials: int | None) -> list[str]:
+    """Messages for a sweep with more trials than MAX_TRIALS (checked before any point is built)."""
+    out = []
+    for what, n in (("the grid has", n_trials), ("optuna.trials asks for", optuna_trials)):
+        if n is not None and n > MAX_TRIALS:
+            out.append(f"{what} {n:,} trials, over the limit of {MAX_TRIALS:,} per sweep (sweeps/spec/bounds.py); "
+                       "split it into several sweeps")
     return out
 
 

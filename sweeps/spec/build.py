@@ -7,6 +7,7 @@ touches) once under its section's name. Bounds (sweeps.spec.bounds) are checked 
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -21,6 +22,7 @@ from sweeps.spec.fields import MISSING, Fixed, Key, check_value, keys_of, to_pla
 from sweeps.spec.storage import check_store, resolve_store
 from sweeps.spec.sweep import (AXIS_ALIASES, PER_TRIAL_VALUES, Axis, SweepSpec, check_data, label, make_trial,
                                point_values, show, yaml_fields)
+from sweeps.spec.yamlsafe import load_yaml
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
@@ -30,7 +32,7 @@ def read_yaml(path: str | os.PathLike) -> Any:
     except OSError as e:
         raise SpecError([f"cannot read spec file: {e}"], str(path)) from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as e:
         raise SpecError([f"not valid YAML: {e}"], str(path)) from None
 
@@ -74,7 +76,10 @@ class _Builder:
                          raw=dict(d))
         skip = self._incomplete(spec)
         self._optuna(spec)
-        self._check_points(spec, skip)
+        too_many = bounds.count_problems(spec.n_trials, spec.optuna.trials)
+        self.problems += too_many
+        if not too_many:
+            self._check_points(spec, skip)
         if self.problems:
             raise SpecError(self.problems, self.source)
         store = resolve_store(spec.store)
@@ -171,8 +176,8 @@ class _Builder:
             first[canon] = i
             parsed.append(value)
         labels = [label(v) for v in parsed]
-        for i, lab in enumerate(labels):
-            if labels.index(lab) != i:
+        for lab, n in collections.Counter(labels).items():
+            for _ in range(n - 1):    # once per value that repeats an earlier label (a dict: linear in the values)
                 self.fail(f"{path}: two values share the label {lab!r} (what tables and Optuna call them); make them "
                           "differ in a printed digit")
         return parsed

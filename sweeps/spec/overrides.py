@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from sweeps.spec.sweep import AXIS_ALIASES
+from sweeps.spec.yamlsafe import load_yaml
 
 _DELETE = object()
 
@@ -31,7 +32,7 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     elif "=" in text:
         key, raw = text.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise ValueError(f"override {text!r}: the value is not valid YAML ({' '.join(str(e).split())})") from None
     else:
