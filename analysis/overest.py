@@ -125,3 +125,53 @@ def masked_true_logp(model: object, z: object, t: object, x: object, chunk: int 
             logits = model.net(z[:, sl].long(), t[:, sl].float()).float()
             out[:, sl] = torch.log_softmax(logits, -1).gather(-1, x[:, sl, :, None].long())[..., 0]
     return out
+
+
+# ---------------------------------------------------------------------------------------------- along training
+@dataclass(frozen=True)
+class TrialProbe:
+    """A trial's probe: its training strings, then its held-out strings (split "train" / "heldout", string_index
+    the row in its own set)."""
+
+    probe: Probe
+    split: np.ndarray
+    string_index: np.ndarray
+
+    @property
+    def is_train(self) -> np.ndarray:
+        return self.split == "train"
+
+
+def trial_probe(grammar: Grammar, train: object, heldout: object, seed: int, ts: tuple[float, ...] = NOISE_LEVELS,
+                draws: int = N_DRAWS) -> TrialProbe:
+    """The probe of a trial's training and held-out strings, mask draws from `seed` (fixed for the trial)."""
+    sp = grammar.spec
+    tr, ho = (as_strings(to_numpy(a), sp.v, sp.d, name) for a, name in ((train, "train"), (heldout, "heldout")))
+    probe = make_probe(grammar, np.concatenate([tr, ho]), ts, draws, seed)
+    split = np.array(["train"] * tr.shape[0] + ["heldout"] * ho.shape[0], dtype=object)
+    index = np.concatenate([np.arange(tr.shape[0]), np.arange(ho.shape[0])]).astype(np.int64)
+    return TrialProbe(probe=probe, split=split, string_index=index)
+
+
+def summarize(tp: TrialProbe, o: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The registry's overest curves (at the highest noise level) and the `overest` table's columns of o (T, n)."""
+    hi = int(np.argmax(tp.probe.ts))
+    train = tp.is_train
+    with np.errstate(invalid="ignore"):
+        tr = float(np.mean(o[hi, train])) if train.any() else float("nan")
+        ho = float(np.mean(o[hi, ~train])) if (~train).any() else float("nan")
+    T, n = o.shape
+    cols = {"t": np.repeat(tp.probe.ts, n), "split": np.tile(tp.split, T).astype(str),
+            "string_index": np.tile(tp.string_index, T), "o": o.reshape(-1).astype(np.float64)}
+    return {"overest_train": tr, "overest_heldout": ho, "overest_gap": tr - ho}, cols
+
+
+def overest_curves(rows: object) -> object:
+    """Per (trial, step, t): overest_train, overest_heldout and overest_gap from `overest` table rows (pandas)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    means = df.groupby(["trial_id", "step", "t", "split"])["o"].mean().unstack("split")
+    out = pd.DataFrame({"overest_train": means.get("train"), "overest_heldout": means.get("heldout")})
+    out["overest_gap"] = out["overest_train"] - out["overest_heldout"]
+    return out.reset_index()
