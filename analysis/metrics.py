@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from analysis.hamming import NEAR_COPY_RATIO, nn_hamming, near_copy
-from analysis.registry import CURVE_METRICS, LEVEL_METRICS
+from analysis.registry import CURVE_METRICS, LEVEL_METRICS, OVEREST_METRICS
 from analysis.slop import SlopReference, grammar_production_probs, slop_of_novel, slop_reference, slop_metrics
 from analysis.tokens import check_pair, is_tensor, to_numpy
 from rhm import as_strings, encode_strings, twin_set
@@ -204,6 +204,8 @@ class Evaluation:
     parts: flat columns over all levels and productions: level, production (flat id parent*m + k), gen_count (over
       the non-copy strings' parsed nodes), train_count, grammar_prob (expected frequency among the level's nodes).
     extras: diagnostics that are not store columns (n_valid, n_copies, n_twins).
+    overest: the `overest` table's columns (t, split, string_index, o) when the trial probed overestimation at this
+      evaluation (`analysis.overest`), else None.
     """
 
     scalars: dict[str, float]
@@ -211,6 +213,7 @@ class Evaluation:
     copies: dict[str, np.ndarray]
     parts: dict[str, np.ndarray]
     extras: dict[str, float] = field(default_factory=dict)
+    overest: dict[str, np.ndarray] | None = None
 
 
 def gen_share(novel_valid_frac: Any, train_mass: Any) -> Any:
@@ -318,6 +321,7 @@ def evaluate(
         "unique_gen_frac": float(np.unique(gk).size / n),
         "proto_spearman": corr(idx.proto_ranks),
         "loglik_spearman": corr(idx.loglik_ranks),
+        **{name: math.nan for name in OVEREST_METRICS},   # the trial fills them from the model (analysis.overest)
         **slop.scalars,
     }
     levels = {"valid_frac": parse.level_valid.mean(0).astype(np.float64), **slop.levels}

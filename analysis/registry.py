@@ -68,6 +68,11 @@ METRICS: tuple[Metric, ...] = (
                              "outside the training set)", level=True),
     Metric("proto_spearman", "Spearman correlation over training samples of copy count with prototypicality"),
     Metric("loglik_spearman", "Spearman correlation over training samples of copy count with log-likelihood"),
+    Metric("overest_train", "mean over training strings of the overestimation o(x, t) = mean over masked i of "
+                            "log p_model(x_i|z) - log p_grammar(x_i|z), at the probe's highest noise level t "
+                            "(early in denoising); per t and per string in the `overest` table (analysis.overest)"),
+    Metric("overest_heldout", "the same over held-out strings: the null, a model that has not seen x"),
+    Metric("overest_gap", "overest_train - overest_heldout: overestimation of the training strings beyond the null"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
@@ -80,9 +85,12 @@ MEM_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.onset == "mem"
 GEN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.onset == "gen")
 #: Metrics a spec may stop trials on or hand to Optuna.
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.objective)
+#: Curves filled from the model's predictions on the overestimation probe (NaN where it was not run).
+OVEREST_METRICS: tuple[str, ...] = ("overest_train", "overest_heldout", "overest_gap")
 DEFAULT_MEM_METRIC: str = "mem_twin"
 DEFAULT_GEN_METRIC: str = "gen_share"
 assert DEFAULT_MEM_METRIC in MEM_METRICS and DEFAULT_GEN_METRIC in GEN_METRICS
+assert set(OVEREST_METRICS) <= set(CURVE_METRICS)
 
 
 def metric(name: str) -> Metric:

@@ -86,6 +86,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("grammar_prob", pa.float64()),
         pa.field("null_prob", pa.float64()),        # frequency among a grammar-faithful generator's non-copies
     ]),
+    "overest": pa.schema(_ID + [             # analysis.overest: o(x, t) of each probed string at an evaluation
+        pa.field("step", pa.int64()), pa.field("t", pa.float64()),     # t: fraction of the string masked
+        pa.field("split", pa.string()),             # "train" or "heldout"
+        pa.field("string_index", pa.int64()),       # row of the training (train_index) or held-out set
+        pa.field("o", pa.float64()),                # mean over draws and masked i of log p_model - log p_grammar
+    ]),
 }
 
 #: Columns that identify one logical row; readers return exactly one row per key.
@@ -96,6 +102,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "copies": ("trial_id", "step", "train_index"),
     "samples": ("trial_id", "train_index"),
     "parts": ("trial_id", "step", "level", "production"),
+    "overest": ("trial_id", "step", "t", "split", "string_index"),
 }
 
 TABLES: tuple[str, ...] = tuple(SCHEMAS)

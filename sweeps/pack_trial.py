@@ -30,6 +30,7 @@ import torch
 from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, maybe_crash, maybe_fail,
                            maybe_poison, sample_seed, score)
 from sweeps.packing import MEMBERS_KEY, Pack
+from sweeps.overest_eval import attach, measure, overest_due
 from sweeps.rows import summary
 from sweeps.trial import (RESUME_FROM, STATE_FILE, STORE_ID_KEY, TRAINER_FILE, ReportFn, TrialOutcome, build_data,
                           finished_ids, load_checkpoint, run_from, session_device, session_start, tune_reporter)
@@ -104,11 +105,15 @@ class _PackLoop:
                 self._heldout[m] = torch.as_tensor(self.datas[m].heldout, dtype=torch.long, device=trainer.device)
         gen = trainer.sample_members(cfgs[0].n_gen, cfgs[0].sample_steps, [sample_seed(c, step) for c in cfgs])
         held = trainer.eval_losses(torch.stack([self._heldout[m] for m in ids]))
+        over = (measure(trainer, cfgs, [self.datas[m] for m in ids]) if overest_due(cfgs[0], trainer.schedule, step)
+                else None)
         ended: dict[str, tuple[str, int, str | None]] = {}
         for k, m in enumerate(ids):
             try:
                 maybe_fail(self.hooks, m, step)
                 ev = score(self.datas[m], gen[k], trainer.train_losses[k], held[k])
+                if over is not None:
+                    attach(ev, over[k])
                 if self.logs[m].record(step, ev):
                     ended[m] = ("stopped", step, None)
             except Exception as e:  # noqa: BLE001 - one member's fault is that member's, not its pack mates'

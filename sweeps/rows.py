@@ -1,4 +1,4 @@
-"""The rows a trial writes to the store (trials, samples, curves, level_curves, copies, parts) and the summary it
+"""The rows a trial writes to the store (trials, samples, curves, level_curves, copies, parts, overest) and the summary it
 reports to Tune: the same for a lone trial (sweeps.trial) and a member of a pack (sweeps.pack_trial)."""
 from __future__ import annotations
 
@@ -80,7 +80,10 @@ def eval_rows(step: int, wall: float, ev: Any, grammar: Any) -> dict[str, dict[s
     levels = {"step": np.full(L, step, np.int64), "level": np.arange(L, dtype=np.int64)}
     levels.update({k: np.asarray(v, dtype=np.float64) for k, v in ev.levels.items()})
     copies = {"step": np.full(len(ev.copies["train_index"]), step, np.int64), **ev.copies}
-    return {"curves": curves, "level_curves": levels, "copies": copies, "parts": _parts_rows(step, ev)}
+    out = {"curves": curves, "level_curves": levels, "copies": copies, "parts": _parts_rows(step, ev)}
+    if getattr(ev, "overest", None) is not None:                # analysis.overest, at its evaluations only
+        out["overest"] = {"step": np.full(len(ev.overest["o"]), step, np.int64), **ev.overest}
+    return out
 
 
 def _parts_rows(step: int, ev: Any) -> dict[str, np.ndarray]:

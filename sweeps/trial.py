@@ -28,6 +28,7 @@ import torch
 from analysis.registry import OBJECTIVE_METRICS
 from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, maybe_crash, maybe_poison,
                            sample_seed, score)
+from sweeps.overest_eval import attach, measure, overest_due
 from sweeps.rows import data_columns, eval_rows, samples_rows, summary, trials_row  # noqa: F401 - re-exported
 from sweeps.spec import TrialConfig
 
@@ -114,7 +115,10 @@ def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int, heldou
     gen = trainer.sample(cfg.n_gen, cfg.sample_steps, sample_seed(cfg, step))
     if heldout is None:
         heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
-    return score(data, gen, trainer.train_loss, trainer.eval_loss(heldout))
+    ev = score(data, gen, trainer.train_loss, trainer.eval_loss(heldout))
+    if overest_due(cfg, trainer.schedule, step):
+        attach(ev, measure(trainer, [cfg], [data])[0])
+    return ev
 
 
 def boundary_objective(curve: list[tuple[int, float]], theta: float, target_step: int) -> tuple[float, float]:

@@ -44,6 +44,8 @@ def _fill(store: Store, n_trials: int = 6, steps=(10, 20, 40, 80), sweep: str = 
                 w.append("copies", {"step": s, "train_index": idx, "count": rng.integers(1, 5, len(idx))})
                 w.append("parts", {"step": s, "level": 0, "production": np.arange(4), "gen_count": rng.integers(0, 9, 4),
                                    "train_count": rng.integers(0, 9, 4), "grammar_prob": np.full(4, 0.25)})
+                w.append("overest", {"step": s, "t": [0.9, 0.5], "split": ["train", "heldout"],
+                                     "string_index": [i, 0], "o": [s / 10, -s / 10]})
                 w.flush()
             w.append("samples", {"train_index": np.arange(5), "loglik": -rng.random(5), "prob": rng.random(5),
                                  "proto": rng.random(5), "proto_levels": [list(rng.random(2)) for _ in range(5)]})

@@ -20,7 +20,7 @@ from sweeps.spec.tail import TailSpec
 IDENTITY = ("sweep", "trial_id", "store")
 # Fields added after trial ids were first published: left out of the hash at the value that reproduces the
 # behaviour of trials written before they existed, so those trials keep their ids (and a store resumes them).
-LEGACY = {"stop_metric": "copy_frac", "data_draw": "data"}
+LEGACY = {"stop_metric": "copy_frac", "data_draw": "data", "overest_every": 0}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +45,7 @@ class TrialConfig:
     train: TrainConfig
     n_gen: int = 256
     sample_steps: int | None = None
+    overest_every: int = 0
     theta_stop: float | None = None
     stop_patience: int = 2
     stop_metric: str = DEFAULT_MEM_METRIC

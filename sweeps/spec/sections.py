@@ -39,10 +39,12 @@ class DataSection:
 @dataclass(frozen=True)
 class EvalSection:
     """`eval:` generated samples per evaluation; sampler steps (None = the exact sampler: masked unmasks one
-    position per network call, uniform walks all T steps)."""
+    position per network call, uniform walks all T steps); overest_every: probe overestimation (analysis.overest)
+    at every k-th evaluation, 0 = never (masked diffusion only)."""
 
     n_gen: PosInt = 256
     sample_steps: PosInt | None = None
+    overest_every: NonNegInt = 0
 
 
 @dataclass(frozen=True)

@@ -262,8 +262,12 @@ def make_trial(spec: SweepSpec, point: Mapping[str, Any]) -> TrialConfig:
     s = build_sections(spec, point_values(spec, point))
     check_data(s["data"], s["grammar"])
     data, ev, stop, seed = s["data"], s["eval"], s["stop"], s["seed"]
+    if ev.overest_every and s["model"].process != "masked":
+        raise ValueError(f"eval.overest_every={ev.overest_every} needs model.process: masked (the overestimation "
+                         f"probe masks strings), got {s['model'].process!r}; set eval.overest_every: 0")
     return TrialConfig(sweep=spec.name, store=spec.store, grammar=s["grammar"], tail=s["tail"], P=data.P,
                        unique=data.unique, heldout=data.heldout, data_seed=seed, data_draw=data.draw,
                        model=s["model"],
-                       train=s["train"], n_gen=ev.n_gen, sample_steps=ev.sample_steps, theta_stop=stop.theta,
+                       train=s["train"], n_gen=ev.n_gen, sample_steps=ev.sample_steps,
+                       overest_every=ev.overest_every, theta_stop=stop.theta,
                        stop_patience=stop.patience, stop_metric=stop.metric, seed=seed)

@@ -1,0 +1,61 @@
+"""Overestimation along training (analysis.overest): at every `eval.overest_every`-th evaluation, one forward pass
+of the (packed) model on each member's fixed probe, summarized into the registry's overest curves and the rows of
+the `overest` table. The probe (mask draws and the exact grammar posterior) is built once per trial and data."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.overest import TrialProbe, masked_true_logp, summarize, trial_probe
+
+
+def overest_due(cfg: Any, schedule: Sequence[int], step: int) -> bool:
+    """True at every `overest_every`-th evaluation of the trial's schedule (the first included); never when 0."""
+    every = int(getattr(cfg, "overest_every", 0) or 0)
+    return every > 0 and step in schedule and schedule.index(step) % every == 0
+
+
+def probe_of(cfg: Any, data: Any) -> TrialProbe:
+    """The trial's probe, built on first use and kept on its data (mask draws from the trial's data seed)."""
+    tp = getattr(data, "_overest_probe", None)
+    if tp is None:
+        tp = trial_probe(data.grammar, data.train, data.heldout, seed=int(cfg.data_seed) + 7)
+        data._overest_probe = tp
+    return tp
+
+
+def measure(trainer: Any, cfgs: Sequence[Any], datas: Sequence[Any]) -> list[tuple[dict, dict]]:
+    """Per member of the trainer's pack (in order), the overest curves and `overest` rows of its eval model."""
+    probes = [probe_of(c, d) for c, d in zip(cfgs, datas)]
+    mask_id = datas[0].grammar.spec.v
+    inputs = [tp.probe.inputs(mask_id) for tp in probes]
+    N = max(z.shape[0] for z, _, _ in inputs)
+    z, t, x = (np.stack([_pad(inp[i], N) for inp in inputs]) for i in range(3))     # (K, N, ...)
+    model = trainer.eval_model
+    was_training = model.training
+    model.eval()
+    try:
+        with getattr(trainer, "_autocast", contextlib.nullcontext)():
+            lp = masked_true_logp(model, torch.from_numpy(z), torch.from_numpy(t), torch.from_numpy(x))
+    finally:
+        model.train(was_training)
+    lp = lp.float().cpu().numpy()
+    return [summarize(tp, tp.probe.scores(lp[k, :inp[0].shape[0]])) for k, (tp, inp) in
+            enumerate(zip(probes, inputs))]
+
+
+def _pad(a: np.ndarray, n: int) -> np.ndarray:
+    """`a` with its last row repeated up to n rows (members' probes differ in size with their P)."""
+    return np.concatenate([a, np.repeat(a[-1:], n - a.shape[0], axis=0)])
+
+
+def attach(ev: Any, result: tuple[dict, dict]) -> Any:
+    """Put one member's overest curves and rows on its Evaluation."""
+    scalars, cols = result
+    ev.scalars.update(scalars)
+    ev.overest = cols
+    return ev

@@ -1,0 +1,71 @@
+"""Overestimation along training: a lone trial and a pack write the `overest` table at every k-th evaluation, its
+curves agree with the table, and a pack member's values equal the same trial trained alone (one code path)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.overest import overest_curves
+from analysis.store import Store
+from sweeps.packing import group_packs
+from sweeps.pack_trial import train_pack
+from sweeps.spec import SweepSpec, load_spec
+from sweeps.trial import train_trial
+
+torch.set_num_threads(1)
+
+
+def _spec(tmp_path, every: int, process: str = "masked", P=(4,)) -> SweepSpec:
+    raw = dict(load_spec("tiny").raw)
+    raw.update(store=str(tmp_path / "store"), stop={"theta": None})
+    raw["train"] = {**raw["train"], "steps": 40, "evals_per_decade": 2, "first_eval": 4}
+    raw["eval"] = {**raw["eval"], "n_gen": 16, "overest_every": every}
+    raw["model"] = {**raw["model"], "process": process}
+    raw["axes"] = {"tail": [{"family": "uniform"}], "P": list(P), "seed": [0]}
+    return SweepSpec.from_dict(raw)
+
+
+def test_lone_trial_writes_overest_every_kth_evaluation(tmp_path):
+    spec = _spec(tmp_path, every=2)
+    cfg = spec.trials()[0]
+    train_trial(cfg)
+    store = Store(cfg.store)
+    curves = store.read_pandas("curves").sort_values("step")
+    rows = store.read_pandas("overest")
+    steps = curves.step.tolist()                                   # schedule 4, 13, 40
+    probed = steps[::2]
+    assert sorted(rows.step.unique()) == probed
+    for step, row in zip(steps, curves.itertuples()):
+        assert math.isfinite(row.overest_train) == (step in probed)
+    per = rows[rows.step == probed[0]]
+    n_train, n_held = cfg.P, cfg.heldout
+    assert len(per) == 3 * (n_train + n_held)                      # 3 noise levels x every string
+    assert set(per.split) == {"train", "heldout"} and per.o.notna().all()
+    cur = overest_curves(rows)
+    top = cur[(cur.step == probed[0]) & (cur.t == cur.t.max())].iloc[0]
+    first = curves.set_index("step").loc[probed[0]]
+    assert top.overest_train == pytest.approx(first.overest_train, rel=1e-12)
+    assert top.overest_heldout == pytest.approx(first.overest_heldout, rel=1e-12)
+    assert first.overest_gap == pytest.approx(first.overest_train - first.overest_heldout, rel=1e-12)
+
+
+def test_pack_member_overest_equals_lone_trial(tmp_path):
+    spec = _spec(tmp_path, every=1, P=(4, 6))
+    trials = spec.trials()
+    train_pack(group_packs(trials, 2)[0])
+    packed = Store(spec.store).read_pandas("overest").sort_values(["trial_id", "step", "t", "split", "string_index"])
+    assert set(packed.trial_id) == {t.trial_id for t in trials}
+    lone_spec = _spec(tmp_path / "lone", every=1, P=(4, 6))
+    for t in lone_spec.trials():
+        train_trial(t)
+    lone = Store(lone_spec.store).read_pandas("overest").sort_values(["trial_id", "step", "t", "split",
+                                                                       "string_index"])
+    np.testing.assert_allclose(packed.o.to_numpy(), lone.o.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_overest_needs_masked_diffusion(tmp_path):
+    with pytest.raises(ValueError, match="overest_every=1 needs model.process: masked"):
+        _spec(tmp_path, every=1, process="uniform").trials()
