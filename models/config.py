@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 PROCESSES = ("masked", "uniform")
 BACKBONES = ("transformer", "tree_conv")
+# train.compile: "off" (eager), "network" (torch.compile of the denoiser; `true` in older specs), "step" (the whole
+# training step: loss, backward, clipping, AdamW). Booleans are read as their old meaning: false -> off, true -> network.
+COMPILE_MODES = ("off", "network", "step")
 
 
 def _check_int(name: str, value: object, lo: int) -> None:
@@ -75,6 +79,7 @@ class TrainConfig:
 
     `ema` is the EMA decay (0 disables EMA); `grad_clip` is the max global grad norm (0 disables clipping);
     `replacement=False` draws batches from reshuffled permutations (an epoch's remainder is dropped).
+    `compile` is one of COMPILE_MODES ("off", "network", "step"; true/false mean "network"/"off").
     """
 
     steps: int
@@ -88,7 +93,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     bf16: bool = False
-    compile: bool = False
+    compile: Literal["off", "network", "step"] | bool = "off"
     replacement: bool = True
 
     def __post_init__(self) -> None:
@@ -108,7 +113,12 @@ class TrainConfig:
                                                     or (self.device.startswith("cuda:")
                                                         and self.device[5:].isdigit())):
             raise ValueError(f"device={self.device!r} is invalid: expected 'cpu', 'cuda' or 'cuda:N'")
-        for name in ("bf16", "compile", "replacement"):
+        if isinstance(self.compile, bool):
+            object.__setattr__(self, "compile", "network" if self.compile else "off")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile={self.compile!r} is invalid: expected one of {', '.join(COMPILE_MODES)} "
+                             f"(or true/false for network/off)")
+        for name in ("bf16", "replacement"):
             _check_bool(name, getattr(self, name))
         if self.bf16 and self.device == "cpu":
             raise ValueError("bf16=True needs a CUDA device (device='cpu' given): bf16 autocast is CUDA-only here")

@@ -37,10 +37,9 @@ def _gumbel_argmax(logits: Tensor, rng: MemberRNG) -> Tensor:
     return (logits.float() - torch.log(-torch.log(u))).argmax(-1)
 
 
-def _stratified_uniform(n: int, rng: MemberRNG) -> Tensor:
-    """(K, n) low-discrepancy (antithetic) samples in [0, 1): per member one uniform offset plus an evenly spaced
-    grid."""
-    u0 = rng.rand(1)
+def _stratified(u0: Tensor, n: int) -> Tensor:
+    """(K, n) low-discrepancy (antithetic) samples in [0, 1): per member one uniform offset u0 (K, 1) plus an
+    evenly spaced grid."""
     return torch.remainder(u0 + torch.arange(n, device=u0.device) / n, 1.0)
 
 
@@ -51,9 +50,21 @@ class Diffusion(nn.Module, abc.ABC):
         super().__init__()
         self.net, self.v, self.d = net, v, d
 
-    @abc.abstractmethod
     def loss(self, x0: Tensor, rng: MemberRNG, elbo: bool = False) -> Tensor:
         """Per-member training loss (K,) for clean tokens x0 (K, B, d); `elbo=True` drops auxiliary terms."""
+        self._check(rng, x0)
+        return self.loss_given(x0, self.draw_noise(x0.shape[1], rng), self._net_rng(rng), elbo)
+
+    @abc.abstractmethod
+    def draw_noise(self, B: int, rng: MemberRNG) -> tuple[Tensor, ...]:
+        """The random numbers of one loss on B strings per member (times, corruption), from the members'
+        generators in the order `loss` uses them. Kept apart from `loss_given` so that a compiled training step
+        sees tensors only (a generator is opaque to torch.compile)."""
+
+    @abc.abstractmethod
+    def loss_given(self, x0: Tensor, noise: tuple[Tensor, ...], net_rng: MemberRNG | None = None,
+                   elbo: bool = False) -> Tensor:
+        """The loss of `loss`, a function of x0 and `draw_noise`'s draws (and `net_rng` for dropout) alone."""
 
     @abc.abstractmethod
     def sample(self, n: int, steps: int | None, rng: MemberRNG) -> Tensor:
@@ -89,13 +100,17 @@ class MaskedDiffusion(Diffusion):
     def mask_id(self) -> int:
         return self.v
 
-    def loss(self, x0: Tensor, rng: MemberRNG, elbo: bool = False) -> Tensor:
-        self._check(rng, x0)
+    def draw_noise(self, B: int, rng: MemberRNG) -> tuple[Tensor, ...]:
+        return rng.rand(1), rng.rand(B, self.d)           # the time grid's offset, the masking uniforms
+
+    def loss_given(self, x0: Tensor, noise: tuple[Tensor, ...], net_rng: MemberRNG | None = None,
+                   elbo: bool = False) -> Tensor:
         K, B, d = x0.shape
-        t = T_MIN + (1 - T_MIN) * _stratified_uniform(B, rng)                     # (K, B)
-        mask = rng.rand(B, d) < t[..., None]
+        u0, u_mask = noise
+        t = T_MIN + (1 - T_MIN) * _stratified(u0, B)                               # (K, B)
+        mask = u_mask < t[..., None]
         xt = torch.where(mask, self.mask_id, x0)
-        logits = self.net(xt, t, self._net_rng(rng))
+        logits = self.net(xt, t, net_rng)
         ce = F.cross_entropy(logits.float().reshape(-1, self.v), x0.reshape(-1), reduction="none").view(K, B, d)
         return (ce * mask / t[..., None]).sum((1, 2)) / (B * d)
 
@@ -154,15 +169,18 @@ class UniformDiffusion(Diffusion):
         prior = torch.logaddexp(torch.log(a_s) + log_x0, torch.log(((1 - a_s) / self.v).clamp_min(1e-30)))
         return torch.log_softmax(fwd + prior, dim=-1)
 
-    def loss(self, x0: Tensor, rng: MemberRNG, elbo: bool = False) -> Tensor:
-        self._check(rng, x0)
+    def draw_noise(self, B: int, rng: MemberRNG) -> tuple[Tensor, ...]:
+        return rng.rand(1), rng.rand(B, self.d), rng.randint(self.v, B, self.d)   # times, keep uniforms, symbols
+
+    def loss_given(self, x0: Tensor, noise: tuple[Tensor, ...], net_rng: MemberRNG | None = None,
+                   elbo: bool = False) -> Tensor:
         K, B, d = x0.shape
-        t = (_stratified_uniform(B, rng) * self.T).long().clamp_(max=self.T - 1) + 1     # (K, B) in 1..T
+        u0, u_keep, symbols = noise
+        t = (_stratified(u0, B) * self.T).long().clamp_(max=self.T - 1) + 1     # (K, B) in 1..T
         a_t, a_s = self.abar[t], self.abar[t - 1]
-        keep = rng.rand(B, d) < a_t[..., None]
-        noise = rng.randint(self.v, B, d)
-        xt = torch.where(keep, x0, noise)
-        logits = self.net(xt, t.float() / self.T, self._net_rng(rng)).float()
+        keep = u_keep < a_t[..., None]
+        xt = torch.where(keep, x0, symbols)
+        logits = self.net(xt, t.float() / self.T, net_rng).float()
         log_p0 = torch.log_softmax(logits, dim=-1)
         log_true0 = torch.where(F.one_hot(x0, self.v).bool(), 0.0, -1e30)
         log_q = self._log_posterior(xt, log_true0, a_t, a_s)

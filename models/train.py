@@ -85,10 +85,13 @@ class Trainer:
         self.ema_model: Diffusion | None = None
         if cfg.ema > 0:
             self.ema_model = copy.deepcopy(self.model).requires_grad_(False).eval()
-        if cfg.compile:
+        self._grads = member_grads
+        if cfg.compile == "network":
             self.model.net.compile()
             if self.ema_model is not None:
                 self.ema_model.net.compile()
+        elif cfg.compile == "step":
+            self._grads = compiled_member_grads()
         self.rng = MemberRNG(self.seeds, self.device)
         self.step = 0
         self.schedule = eval_schedule(cfg.steps, cfg.evals_per_decade, cfg.first_eval)
@@ -173,27 +176,21 @@ class Trainer:
 
     def _clip(self) -> None:
         """Scale each member's gradients to global norm <= grad_clip (as `clip_grad_norm_` does for one model)."""
-        grads = [p.grad for p in self.params if p.grad is not None]
-        K = grads[0].shape[0]
-        norm = torch.linalg.vector_norm(
-            torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), dim=1) for g in grads], dim=1), dim=1)  # (K,)
-        coef = (self.cfg.grad_clip / (norm + 1e-6)).clamp_(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(K, *[1] * (g.dim() - 1)))
+        clip_members([p.grad for p in self.params if p.grad is not None], self.cfg.grad_clip)
 
     def _train_step(self) -> Tensor:
-        """One optimizer step of every member; returns the members' losses (K,) on the device."""
+        """One optimizer step of every member; returns the members' losses (K,) on the device. The random draws
+        (batch, noise) are made here, eagerly, from the members' generators; `self._grads` (compiled with
+        `compile: step`) is then a function of tensors only."""
         x0 = self._batch()
-        with self._autocast():
-            loss = self.model.loss(x0, self.rng)
+        noise = self.model.draw_noise(x0.shape[1], self.rng)
         self.opt.zero_grad(set_to_none=True)
-        loss.sum().backward()                  # member k's parameters only see member k's loss
-        if self.cfg.grad_clip > 0:
-            self._clip()
+        loss = self._grads(self.model, x0, noise, self.model._net_rng(self.rng), self.cfg.grad_clip,
+                           self.cfg.bf16)
         self.opt.step()
         if self.ema_model is not None:
             torch._foreach_lerp_(list(self.ema_model.parameters()), self.params, 1.0 - self.cfg.ema)
-        return loss.detach()
+        return loss
 
     # ------------------------------------------------------------------ training
     def run(self, on_eval: Callable[["Trainer", int], bool] | None = None) -> int:
@@ -346,6 +343,50 @@ class Trainer:
         self._pos = [int(state["pos"][r]) for r in rows]
         self.step = int(state["step"])
         self.histories = [[(int(s), float(v)) for s, v in state["histories"][r]] for r in rows]
+
+
+def member_grads(model: Diffusion, x0: Tensor, noise: tuple[Tensor, ...], net_rng: MemberRNG | None,
+                 grad_clip: float, bf16: bool) -> Tensor:
+    """Every member's loss (K,) given its batch and noise, its gradients accumulated into the parameters and
+    clipped per member: the part of a step `compile: step` compiles (forward, loss, backward, clipping)."""
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        loss = model.loss_given(x0, noise, net_rng)
+    loss.sum().backward()                      # member k's parameters only see member k's loss
+    if grad_clip > 0:
+        clip_members([p.grad for p in model.parameters() if p.grad is not None], grad_clip)
+    return loss.detach()
+
+
+def clip_members(grads: list[Tensor], max_norm: float) -> None:
+    """Scale each member's gradients (leading axis K) to global norm <= max_norm, as `clip_grad_norm_` does for
+    one model."""
+    K = grads[0].shape[0]
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), dim=1) for g in grads], dim=1), dim=1)  # (K,)
+    coef = (max_norm / (norm + 1e-6)).clamp_(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(K, *[1] * (g.dim() - 1)))
+
+
+_COMPILED: dict[str, Callable] = {}
+
+
+def compiled_member_grads() -> Callable:
+    """`member_grads` under torch.compile, one wrapper per process: its compiled graphs serve every trainer the
+    process builds (a new trial of the same shapes reuses them: the warm-up is paid once per worker, and across
+    processes inductor's on-disk cache skips the code generation).
+
+    Shapes: the member axis K is left to dynamo's automatic dynamic shapes, parameters included
+    (`force_parameter_static_shapes` off): the first K compiles static, a second K (a member dropped, a resume
+    with fewer members, another pack size) recompiles once with K symbolic, and every later K reuses that graph.
+    Batch size and the model's sizes are fixed per trial. AdamW stays torch's fused kernel (one call already;
+    compiling it multiplies the compile time and guards on the optimizer's state)."""
+    if "grads" not in _COMPILED:
+        import torch._dynamo
+
+        torch._dynamo.config.force_parameter_static_shapes = False
+        _COMPILED["grads"] = torch.compile(member_grads)
+    return _COMPILED["grads"]
 
 
 def _rows(tensors: dict, rows: list[int], K: int) -> dict:

@@ -21,6 +21,8 @@ IDENTITY = ("sweep", "trial_id", "store")
 # Fields added after trial ids were first published: left out of the hash at the value that reproduces the
 # behaviour of trials written before they existed, so those trials keep their ids (and a store resumes them).
 LEGACY = {"stop_metric": "copy_frac", "data_draw": "data", "overest_every": 0}
+# train.compile was a bool before it named a mode: the modes that a bool meant hash as that bool.
+LEGACY_COMPILE = {"off": False, "network": True}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +70,7 @@ class TrialConfig:
         for k, legacy in LEGACY.items():
             if d.get(k, legacy) == legacy:
                 d.pop(k, None)
+        d["train"]["compile"] = LEGACY_COMPILE.get(d["train"]["compile"], d["train"]["compile"])
         if d["tail"].get("rest") is None:
             d["tail"].pop("rest", None)    # tails without a law elsewhere keep the ids they had before `rest`
         return d
