@@ -43,9 +43,12 @@ def measure(trainer: Any, cfgs: Sequence[Any], datas: Sequence[Any]) -> list[tup
             lp = masked_true_logp(model, torch.from_numpy(z), torch.from_numpy(t), torch.from_numpy(x))
     finally:
         model.train(was_training)
-    lp = lp.float().cpu().numpy()
-    return [summarize(tp, tp.probe.scores(lp[k, :inp[0].shape[0]])) for k, (tp, inp) in
-            enumerate(zip(probes, inputs))]
+    lp = lp.double().cpu().numpy()
+    out = []
+    for k, (tp, inp) in enumerate(zip(probes, inputs)):
+        mine = lp[k, :inp[0].shape[0]]
+        out.append(summarize(tp, tp.probe.scores(mine), tp.probe.masked_mean(mine.reshape(tp.probe.masks.shape))))
+    return out
 
 
 def _pad(a: np.ndarray, n: int) -> np.ndarray:

@@ -69,3 +69,13 @@ def test_pack_member_overest_equals_lone_trial(tmp_path):
 def test_overest_needs_masked_diffusion(tmp_path):
     with pytest.raises(ValueError, match="overest_every=1 needs model.process: masked"):
         _spec(tmp_path, every=1, process="uniform").trials()
+
+
+def test_overest_rows_carry_the_model_score(tmp_path):
+    """model_logp - o is the grammar's mean log-posterior of the masked tokens: the same at every step."""
+    spec = _spec(tmp_path, every=1)
+    train_trial(spec.trials()[0])
+    rows = Store(spec.store).read_pandas("overest")
+    ref = (rows.model_logp - rows.o).groupby([rows.t, rows.split, rows.string_index])
+    assert rows.step.nunique() >= 3 and (ref.max() - ref.min()).max() < 1e-9
+    assert (rows.model_logp < 0).all()
