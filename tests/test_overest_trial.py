@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -79,3 +80,21 @@ def test_overest_rows_carry_the_model_score(tmp_path):
     ref = (rows.model_logp - rows.o).groupby([rows.t, rows.split, rows.string_index])
     assert rows.step.nunique() >= 3 and (ref.max() - ref.min()).max() < 1e-9
     assert (rows.model_logp < 0).all()
+
+
+def test_overest_cli_prints_auc_by_lead(tmp_path, capsys):
+    from sweeps.cli import main
+
+    spec = _spec(tmp_path, every=1, P=(6,))
+    train_trial(spec.trials()[0])
+    out = tmp_path / "auc.csv"
+    assert main(["overest", spec.store, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "AUC of early overestimation" in printed and "lead_bin" in printed
+    table = pd.read_csv(out)
+    assert {"step_early", "step_late", "lead", "auc_o", "auc_model_logp", "auc_proto"} <= set(table.columns)
+    assert (table.lead > 1).all() and len(table) == 3              # probed at 4, 13 (40 has no later evaluation)
+    empty = _spec(tmp_path / "off", every=0)
+    train_trial(empty.trials()[0])
+    assert main(["overest", empty.store]) == 0
+    assert "no overestimation rows" in capsys.readouterr().out
