@@ -78,36 +78,43 @@ def posterior_entropies(grammar: Grammar, traj: Trajectories, posterior: Grammar
         return -np.where(at > 0, at * np.log(at), 0.0).sum(-1)
 
 
-def model_trajectories(model: object, n: int, seed: int) -> Trajectories:
-    """The exact sampler of a lone masked diffusion model (`models.MaskedDiffusion`, K = 1), as in its
+def model_trajectories(model: object, n: int, seed: int | list[int]) -> list[Trajectories]:
+    """The exact sampler of a (packed) masked diffusion model (`models.MaskedDiffusion`), as its
     `sample(n, None, rng)`: i.i.d. U(0, 1) unmasking times, positions unmasked in decreasing time order, the network
-    seeing the state and the time just before each event; with the order and each draw's entropy recorded."""
+    seeing the state and the time just before each event; with the order and each draw's entropy recorded. One
+    Trajectories per member, member k's drawn from its own generator (seed[k], or seed + k)."""
     import torch
 
-    if model.K != 1:
-        raise ValueError(f"model_trajectories takes a lone model (K = 1), got a pack of K={model.K}")
-    g = torch.Generator(device="cpu").manual_seed(int(seed))
-    dev, d, v = model.device, model.d, model.v
-    times, order = torch.rand(n, d, generator=g).sort(dim=-1, descending=True)
-    x = torch.full((1, n, d), v, dtype=torch.long, device=dev)
-    ent = torch.empty(n, d, dtype=torch.float64)
+    K, dev, d, v = model.K, model.device, model.d, model.v
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [int(seed) + k for k in range(K)]
+    if len(seeds) != K:
+        raise ValueError(f"got {len(seeds)} seeds for a pack of K={K} members: expected one per member")
+    gens = [torch.Generator(device="cpu").manual_seed(int(s_)) for s_ in seeds]
+    draws = [torch.rand(n, d, generator=g_).sort(dim=-1, descending=True) for g_ in gens]
+    times = torch.stack([t_ for t_, _ in draws])                       # (K, n, d)
+    order = torch.stack([o_ for _, o_ in draws])
+    x = torch.full((K, n, d), v, dtype=torch.long, device=dev)
+    ent = torch.empty(K, n, d, dtype=torch.float64)
+    kk, nn = torch.arange(K, device=dev)[:, None], torch.arange(n, device=dev)[None, :]
     with torch.no_grad():
         for j in range(d):
-            pos = order[:, j].to(dev)
-            logits = model.net(x, times[None, :, j].to(dev)).float()[0, torch.arange(n, device=dev), pos]
+            pos = order[:, :, j].to(dev)                                # (K, n)
+            logits = model.net(x, times[:, :, j].to(dev)).float()[kk, nn, pos]          # (K, n, v)
             logp = torch.log_softmax(logits, -1)
-            ent[:, j] = -(logp.exp() * logp).sum(-1).double().cpu()
-            u = torch.rand(n, v, generator=g).clamp_(min=1e-20).to(dev)
-            x[0, torch.arange(n, device=dev), pos] = (logp - torch.log(-torch.log(u))).argmax(-1)
-    return Trajectories(strings=x[0].cpu().numpy(), order=order.numpy(), entropy=ent.numpy(), times=times.numpy())
+            ent[:, :, j] = -(logp.exp() * logp).sum(-1).double().cpu()
+            u = torch.stack([torch.rand(n, v, generator=g_) for g_ in gens]).clamp_(min=1e-20).to(dev)
+            x[kk, nn, pos] = (logp - torch.log(-torch.log(u))).argmax(-1)
+    return [Trajectories(strings=x[k].cpu().numpy(), order=order[k].numpy(), entropy=ent[k].numpy(),
+                         times=times[k].numpy()) for k in range(K)]
 
 
 def collapse_curves(grammar: Grammar, model_traj: Trajectories, train: object, null_seed: int = 0,
                     posterior: GrammarPosterior | None = None) -> dict[str, np.ndarray | float]:
     """One evaluation's collapse summaries: collapse_model / collapse_grammar, the mean collapse step over the
-    trajectories that collapse (as a fraction of d), and the fraction that do, for the model's trajectories and as
-    many of the grammar-faithful generator's; entropy_model / entropy_grammar (d,): mean entropy of the j-th
-    unmasking (the grammar's at the model's own states)."""
+    trajectories that collapse (as a fraction of d), and collapse_*_frac the fraction that do, for the model's
+    trajectories and as many of the grammar-faithful generator's; entropy_model / entropy_grammar (d,): mean entropy
+    of the j-th unmasking (the grammar's at the model's own states); entropy_excess: their mean difference
+    grammar - model (> 0: the model is surer of its unmaskings than the language allows)."""
     sp = grammar.spec
     null = grammar_trajectories(grammar, model_traj.strings.shape[0], null_seed)
     cm, cg = collapse_steps(model_traj, train, sp.v), collapse_steps(null, train, sp.v)
@@ -116,5 +123,6 @@ def collapse_curves(grammar: Grammar, model_traj: Trajectories, train: object, n
                 "collapse_model_frac": float(np.isfinite(cm).mean()),
                 "collapse_grammar": float(np.nanmean(cg) / sp.d) if np.isfinite(cg).any() else float("nan"),
                 "collapse_grammar_frac": float(np.isfinite(cg).mean()),
-                "entropy_model": model_traj.entropy.mean(0),
-                "entropy_grammar": posterior_entropies(grammar, model_traj, posterior).mean(0)}
+                "entropy_model": (em := model_traj.entropy.mean(0)),
+                "entropy_grammar": (eg := posterior_entropies(grammar, model_traj, posterior).mean(0)),
+                "entropy_excess": float(np.mean(eg - em))}

@@ -51,7 +51,7 @@ def main() -> int:
         evaluate_step(cfg, trainer, data, trainer.step)
         evals.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        measure(trainer, [cfg], [data])
+        measure(trainer, [cfg], [data], trainer.step)
         probes.append(time.perf_counter() - t0)
         print(f"round {r}: evaluation {evals[-1]:.3f} s, probe {probes[-1]:.3f} s")
     ratio = min(probes) / min(evals)

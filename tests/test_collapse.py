@@ -58,7 +58,7 @@ def test_states_and_grammar_entropies():
 def test_model_trajectories_record_the_sampler():
     g = Grammar.from_spec(SPEC)
     model = build_model(ModelConfig(process="masked", width=32, depth=1, heads=2), 6, 8, 2, 3, seed=0).eval()
-    traj = model_trajectories(model, 12, seed=5)
+    traj, = model_trajectories(model, 12, seed=5)
     assert (np.sort(traj.order, 1) == np.arange(8)).all()
     st = torch.as_tensor(traj.states(6))                            # replay: the network on each recorded state
     with torch.no_grad():
@@ -70,3 +70,12 @@ def test_model_trajectories_record_the_sampler():
     cur = collapse_curves(g, traj, sample_unique(g, 10, seed=6))
     assert cur["entropy_model"].shape == (8,) and cur["entropy_grammar"].shape == (8,)
     assert 0 <= cur["collapse_grammar_frac"] <= 1
+
+
+def test_pack_trajectories_equal_lone_members():
+    pack = build_model(ModelConfig(process="masked", width=32, depth=1, heads=2), 6, 8, 2, 3, seed=[0, 1]).eval()
+    lone = build_model(ModelConfig(process="masked", width=32, depth=1, heads=2), 6, 8, 2, 3, seed=1).eval()
+    both = model_trajectories(pack, 10, seed=[3, 4])
+    one, = model_trajectories(lone, 10, seed=4)
+    np.testing.assert_array_equal(both[1].strings, one.strings)
+    np.testing.assert_allclose(both[1].entropy, one.entropy, rtol=1e-5)

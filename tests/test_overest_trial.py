@@ -98,3 +98,17 @@ def test_overest_cli_prints_auc_by_lead(tmp_path, capsys):
     train_trial(empty.trials()[0])
     assert main(["overest", empty.store]) == 0
     assert "no overestimation rows" in capsys.readouterr().out
+
+
+def test_collapse_curves_along_training(tmp_path):
+    """At probed evaluations the collapse curves are filled (fractions in [0, 1], steps in (0, 1]); elsewhere NaN."""
+    spec = _spec(tmp_path, every=2)
+    train_trial(spec.trials()[0])
+    curves = Store(spec.store).read_pandas("curves").sort_values("step")
+    probed = curves.iloc[::2]
+    for name in ("collapse_model_frac", "collapse_grammar_frac"):
+        assert probed[name].between(0, 1).all() and curves.iloc[1:2][name].isna().all()
+    for name in ("collapse_model", "collapse_grammar"):
+        vals = probed[name].dropna()
+        assert ((vals > 0) & (vals <= 1)).all()
+    assert np.isfinite(probed.entropy_excess).all()
