@@ -1,7 +1,8 @@
 """Added cost of the overestimation probe per evaluation (sweeps.overest_eval), on one CPU core, for the study
 preset (sweeps/presets/study.yaml: v=32, d=8, width-64 masked transformer, n_gen=256, exact sampler, 256 held-out
 strings) at P = 1,024 with the fat tail power(a=1): one evaluation (generate, score, held-out loss) against the
-probe's forward pass and summary (1,280 strings x 3 noise levels x 1 mask draw), alternating the two over rounds
+probe (one forward pass over 1,280 strings x 3 noise levels x 1 mask draw, and n_gen exact-sampler trajectories
+with their collapse and grammar-posterior entropies: d more passes over n_gen strings), alternating the two over rounds
 (this machine is shared and drifts: both sides see the same load). The probe's one-off setup (mask draws and exact
 grammar posteriors, once per trial) is printed beside. Target: probe <= 25% of an evaluation, on average over the
 evaluations: with eval.overest_every = k the probe runs at one evaluation in k, and the figure is probe / (k eval);
@@ -58,7 +59,8 @@ def main() -> int:
     print(f"probe / evaluation (best of {ROUNDS} each), overest_every = 1: {ratio:.1%}  target <= {TARGET:.0%}  "
           f"{'PASS' if ratio <= TARGET else 'MISS'}")
     k = max(1, math.ceil(ratio / TARGET))
-    print(f"overest_every = {k}: {ratio / k:.1%} per evaluation on average  {'PASS' if ratio / k <= TARGET else 'MISS'}")
+    verdict = "PASS" if ratio / k <= TARGET else "MISS"
+    print(f"overest_every = {k}: {ratio / k:.1%} per evaluation on average  {verdict}")
     return 0
 
 
