@@ -20,8 +20,9 @@ from rhm.posterior import GrammarPosterior
 
 #: Noise levels (fraction masked) of the probe: high t is early in denoising.
 NOISE_LEVELS: tuple[float, ...] = (0.9, 0.75, 0.5)
-#: Mask draws per string and noise level.
-N_DRAWS: int = 2
+#: Mask draws per string and noise level (one: the probe's forward pass is (P + held-out) x levels strings, which
+#: at P = 1,024 already outweighs the sampler's n_gen x d; benchmarks/overest_bench.py).
+N_DRAWS: int = 1
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,11 @@ class Probe:
         """o (T, n) from the model's log-probabilities of the true tokens, (N, d) flat as `inputs` or (T, n, D, d):
         per draw the mean over its masked positions of the difference with the grammar, then the mean over draws."""
         lp = _floats(model_logp).reshape(self.masks.shape)
-        diff = np.where(self.masks, lp - np.where(self.masks, self.grammar_logp, 0.0), 0.0)
-        per_draw = diff.sum(-1) / self.masks.sum(-1)
+        return self.masked_mean(lp - np.where(self.masks, self.grammar_logp, 0.0))
+
+    def masked_mean(self, values: np.ndarray) -> np.ndarray:
+        """(T, n): per draw the mean of values (T, n, D, d) over its masked positions, then the mean over draws."""
+        per_draw = np.where(self.masks, values, 0.0).sum(-1) / self.masks.sum(-1)
         return per_draw.mean(-1)
 
 
@@ -153,8 +157,10 @@ def trial_probe(grammar: Grammar, train: object, heldout: object, seed: int, ts:
     return TrialProbe(probe=probe, split=split, string_index=index)
 
 
-def summarize(tp: TrialProbe, o: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """The registry's overest curves (at the highest noise level) and the `overest` table's columns of o (T, n)."""
+def summarize(tp: TrialProbe, o: np.ndarray, model_logp: np.ndarray | None = None
+              ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The registry's overest curves (at the highest noise level) and the `overest` table's columns of o (T, n);
+    model_logp (T, n): the model's own mean log-probability of the masked true tokens (the reference-free score)."""
     hi = int(np.argmax(tp.probe.ts))
     train = tp.is_train
     with np.errstate(invalid="ignore"):
@@ -162,7 +168,9 @@ def summarize(tp: TrialProbe, o: np.ndarray) -> tuple[dict[str, float], dict[str
         ho = float(np.mean(o[hi, ~train])) if (~train).any() else float("nan")
     T, n = o.shape
     cols = {"t": np.repeat(tp.probe.ts, n), "split": np.tile(tp.split, T).astype(str),
-            "string_index": np.tile(tp.string_index, T), "o": o.reshape(-1).astype(np.float64)}
+            "string_index": np.tile(tp.string_index, T), "o": o.reshape(-1).astype(np.float64),
+            "model_logp": (np.full(o.size, np.nan) if model_logp is None else
+                           np.asarray(model_logp, dtype=np.float64).reshape(-1))}
     return {"overest_train": tr, "overest_heldout": ho, "overest_gap": tr - ho}, cols
 
 

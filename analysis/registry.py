@@ -73,6 +73,16 @@ METRICS: tuple[Metric, ...] = (
                             "(early in denoising); per t and per string in the `overest` table (analysis.overest)"),
     Metric("overest_heldout", "the same over held-out strings: the null, a model that has not seen x"),
     Metric("overest_gap", "overest_train - overest_heldout: overestimation of the training strings beyond the null"),
+    Metric("collapse_model", "exact sampler's reverse trajectories (analysis.collapse): mean number of unmasked "
+                             "tokens, / d, at which exactly one training string is left consistent, over those "
+                             "that collapse"),
+    Metric("collapse_model_frac", "fraction of the exact sampler's trajectories that collapse onto one training "
+                                  "string"),
+    Metric("collapse_grammar", "the same for the grammar-faithful generator (the null): grammar strings unmasked in "
+                               "a random order"),
+    Metric("collapse_grammar_frac", "fraction of the grammar-faithful generator's trajectories that collapse"),
+    Metric("entropy_excess", "mean over the sampler's unmaskings of the exact grammar posterior's entropy minus the "
+                             "model's, at the model's own states (> 0: surer than the language allows)"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
@@ -86,7 +96,9 @@ GEN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.onset == "gen"
 #: Metrics a spec may stop trials on or hand to Optuna.
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.objective)
 #: Curves filled from the model's predictions on the overestimation probe (NaN where it was not run).
-OVEREST_METRICS: tuple[str, ...] = ("overest_train", "overest_heldout", "overest_gap")
+OVEREST_METRICS: tuple[str, ...] = ("overest_train", "overest_heldout", "overest_gap", "collapse_model",
+                                     "collapse_model_frac", "collapse_grammar", "collapse_grammar_frac",
+                                     "entropy_excess")
 DEFAULT_MEM_METRIC: str = "mem_twin"
 DEFAULT_GEN_METRIC: str = "gen_share"
 assert DEFAULT_MEM_METRIC in MEM_METRICS and DEFAULT_GEN_METRIC in GEN_METRICS

@@ -91,6 +91,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("split", pa.string()),             # "train" or "heldout"
         pa.field("string_index", pa.int64()),       # row of the training (train_index) or held-out set
         pa.field("o", pa.float64()),                # mean over draws and masked i of log p_model - log p_grammar
+        pa.field("model_logp", pa.float64()),       # the same mean of log p_model alone (reference-free score)
     ]),
 }
 

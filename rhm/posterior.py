@@ -96,7 +96,8 @@ class GrammarPosterior:
 
     Per production level l, productions are laid out k-major (flat r = k * n_parents + a) so that summing over k
     is m contiguous slabs: parent[l] (R,), child[l] (s, R) child symbols, p[l] (R,) rule probabilities, and
-    scatter[l] (s, R, v) one-hot of the children, which sends a production posterior to its children's symbols.
+    scatter[l] (R, s * v) one-hot of the children (child j in columns j*v..), which sends production posteriors to
+    their children's symbols in one matmul.
     """
 
     def __init__(self, grammar: Grammar):
@@ -111,7 +112,7 @@ class GrammarPosterior:
             self.parent.append(np.tile(np.arange(n_par), sp.m))
             self.child.append(np.ascontiguousarray(rules.T))
             self.p.append(np.ascontiguousarray(np.asarray(grammar.probs[level]).T.reshape(-1)))
-            self.scatter.append(np.stack([np.eye(sp.v)[rules[:, j]] for j in range(sp.s)]))
+            self.scatter.append(np.concatenate([np.eye(sp.v)[rules[:, j]] for j in range(sp.s)], axis=1))
         self.root_probs = np.asarray(grammar.root_probs, dtype=np.float64)
 
     def marginals(self, evidence: object) -> PosteriorResult:
@@ -169,7 +170,9 @@ class GrammarPosterior:
         return out, loge
 
     def _chunk(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._propagate(e, np.zeros(e.shape[0]), self.grammar.spec.L)
+        post, loge = self._propagate(e, np.zeros(e.shape[0]), self.grammar.spec.L)
+        post[~np.isfinite(loge)] = np.nan                               # p(z) = 0: no posterior
+        return post, loge
 
     def _propagate(self, beta: np.ndarray, log_scale: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
         """From the inside messages beta (n, s**top, symbols) of the nodes at depth `top` (the leaves: top = L) and
@@ -187,7 +190,7 @@ class GrammarPosterior:
             b = prod.reshape(n, n_nodes, m, n_par).sum(2)               # (n, nodes, n_par)
             peak = b.max(-1, keepdims=True)
             ok = peak > 0
-            norms[level] = np.where(b > 0, b, 1.0)                      # q = prod / beta; 0/0 -> 0
+            norms[level] = b                                            # q = prod / beta; 0/0 -> 0
             prods[level] = prod
             log_scale = log_scale + np.log(np.where(ok, peak, 1.0)).sum((1, 2))
             beta = np.divide(b, peak, out=np.zeros_like(b), where=ok)
@@ -197,12 +200,10 @@ class GrammarPosterior:
             log_evidence = np.log(z_root[:, 0]) + log_scale
             post = (root / z_root)[:, None, :]                          # NaN where p(z) = 0
         for level in range(top):                                        # outside: node posteriors, top-down
-            n_nodes = sp.n_nodes(level)
-            w = np.tile(post / norms[level], sp.m)                      # parent of production r is r % n_par
-            w *= prods[level]                                           # (n, nodes, R): production posteriors
-            w = w.reshape(n * n_nodes, -1)
-            child_post = np.stack([w @ self.scatter[level][j] for j in range(s)], axis=1)   # contiguous BLAS
-            post = child_post.reshape(n, n_nodes * s, sp.v)
+            n_nodes, b = sp.n_nodes(level), norms[level]
+            ratio = np.divide(post, b, out=np.zeros_like(b), where=b > 0)
+            w = prods[level].reshape(n, n_nodes, m, -1) * ratio[:, :, None, :]   # production r = (k, parent a)
+            post = (w.reshape(n * n_nodes, -1) @ self.scatter[level]).reshape(n, n_nodes * s, sp.v)
         return post, log_evidence
 
 

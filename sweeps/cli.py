@@ -244,6 +244,28 @@ def _out_dir_ok(out: str) -> None:
         raise UserError(f"--out {out!r}: {why}")
 
 
+def _cmd_overest(args: argparse.Namespace) -> int:
+    from analysis.overest_predict import SCORES, store_prediction
+
+    console = _console()
+    if args.out:
+        _out_dir_ok(args.out)
+    table, lead = store_prediction(_existing_store(args.store, args.sweep), args.sweep)
+    if table.empty:
+        console.print("no overestimation rows: run the sweep with eval.overest_every >= 1 (masked diffusion)")
+        return 0
+    console.print(f"AUC of early overestimation (highest t) for the training strings copied at a later evaluation, "
+                  f"against lead = later step / earlier step ({table.trial_id.nunique()} trials); baselines: "
+                  + ", ".join(SCORES.values()), highlight=False)
+    console.print(lead.to_string(index=False, float_format=lambda x: f"{x:.3f}"), highlight=False)
+    if args.out:
+        import pyarrow as pa
+
+        path = _write_table(pa.Table.from_pandas(table, preserve_index=False), args.out)
+        console.print(f"per-cell table written to {path}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     index = _report(args.store, args.out, args.sweep, args.gen_metric, args.onset_rule, args.keep_flagged)
     print(f"report: {index}")
@@ -372,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also fit a joint law whose intercepts are linear in this trial column (e.g. entropy, "
                         "entropy_tilt); repeat for several")
     _add_reading_options(p)
+
+    p = add("overest", _cmd_overest, "does early overestimation predict which training strings get copied? AUC "
+                                     "against lead time, beside the model's loss and prototypicality")
+    p.add_argument("store", metavar="STORE", help="store path or URI")
+    p.add_argument("--sweep", default=None, help="only this sweep")
+    p.add_argument("--out", type=_table_file, default=None, metavar="FILE",
+                   help="also write the per-(trial, early, late step) table (.parquet or .csv)")
 
     p = add("report", _cmd_report, "write the HTML report (figures + index.html) of a store")
     p.add_argument("store", metavar="STORE", help="store path or URI")

@@ -1,6 +1,8 @@
-"""Overestimation along training (analysis.overest): at every `eval.overest_every`-th evaluation, one forward pass
-of the (packed) model on each member's fixed probe, summarized into the registry's overest curves and the rows of
-the `overest` table. The probe (mask draws and the exact grammar posterior) is built once per trial and data."""
+"""Overestimation along training (analysis.overest, analysis.collapse): at every `eval.overest_every`-th evaluation,
+one forward pass of the (packed) model on each member's fixed probe, summarized into the registry's overest curves
+and the rows of the `overest` table, and n_gen exact-sampler trajectories per member with their collapse and
+entropy curves beside the grammar-faithful generator's. The probe (mask draws and the exact grammar posterior) is
+built once per trial and data."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.collapse import collapse_curves, model_trajectories
 from analysis.overest import TrialProbe, masked_true_logp, summarize, trial_probe
+
+#: The collapse summaries that are registry curves (analysis.registry).
+COLLAPSE_SCALARS = ("collapse_model", "collapse_model_frac", "collapse_grammar", "collapse_grammar_frac",
+                    "entropy_excess")
 
 
 def overest_due(cfg: Any, schedule: Sequence[int], step: int) -> bool:
@@ -28,8 +35,9 @@ def probe_of(cfg: Any, data: Any) -> TrialProbe:
     return tp
 
 
-def measure(trainer: Any, cfgs: Sequence[Any], datas: Sequence[Any]) -> list[tuple[dict, dict]]:
-    """Per member of the trainer's pack (in order), the overest curves and `overest` rows of its eval model."""
+def measure(trainer: Any, cfgs: Sequence[Any], datas: Sequence[Any], step: int) -> list[tuple[dict, dict]]:
+    """Per member of the trainer's pack (in order), the overest and collapse curves and the `overest` rows of its
+    eval model at `step` (the collapse trajectories: n_gen per member, from the member's seed and the step)."""
     probes = [probe_of(c, d) for c, d in zip(cfgs, datas)]
     mask_id = datas[0].grammar.spec.v
     inputs = [tp.probe.inputs(mask_id) for tp in probes]
@@ -38,14 +46,27 @@ def measure(trainer: Any, cfgs: Sequence[Any], datas: Sequence[Any]) -> list[tup
     model = trainer.eval_model
     was_training = model.training
     model.eval()
+    seeds = [collapse_seed(c, step) for c in cfgs]
     try:
         with getattr(trainer, "_autocast", contextlib.nullcontext)():
             lp = masked_true_logp(model, torch.from_numpy(z), torch.from_numpy(t), torch.from_numpy(x))
+            trajs = model_trajectories(model, int(cfgs[0].n_gen), seeds)
     finally:
         model.train(was_training)
-    lp = lp.float().cpu().numpy()
-    return [summarize(tp, tp.probe.scores(lp[k, :inp[0].shape[0]])) for k, (tp, inp) in
-            enumerate(zip(probes, inputs))]
+    lp = lp.double().cpu().numpy()
+    out = []
+    for k, (tp, inp) in enumerate(zip(probes, inputs)):
+        mine = lp[k, :inp[0].shape[0]]
+        scalars, cols = summarize(tp, tp.probe.scores(mine), tp.probe.masked_mean(mine.reshape(tp.probe.masks.shape)))
+        cur = collapse_curves(datas[k].grammar, trajs[k], datas[k].train, null_seed=seeds[k])
+        scalars.update({name: float(cur[name]) for name in COLLAPSE_SCALARS})
+        out.append((scalars, cols))
+    return out
+
+
+def collapse_seed(cfg: Any, step: int) -> int:
+    """The seed of a trial's collapse trajectories at `step`: its own seed and the step (not the sampler's)."""
+    return (int(cfg.seed) * 1_000_003 + int(step)) * 2 + 1
 
 
 def _pad(a: np.ndarray, n: int) -> np.ndarray:

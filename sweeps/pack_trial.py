@@ -105,8 +105,8 @@ class _PackLoop:
                 self._heldout[m] = torch.as_tensor(self.datas[m].heldout, dtype=torch.long, device=trainer.device)
         gen = trainer.sample_members(cfgs[0].n_gen, cfgs[0].sample_steps, [sample_seed(c, step) for c in cfgs])
         held = trainer.eval_losses(torch.stack([self._heldout[m] for m in ids]))
-        over = (measure(trainer, cfgs, [self.datas[m] for m in ids]) if overest_due(cfgs[0], trainer.schedule, step)
-                else None)
+        over = (measure(trainer, cfgs, [self.datas[m] for m in ids], step)
+                if overest_due(cfgs[0], trainer.schedule, step) else None)
         ended: dict[str, tuple[str, int, str | None]] = {}
         for k, m in enumerate(ids):
             try:

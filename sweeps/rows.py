@@ -1,5 +1,5 @@
-"""The rows a trial writes to the store (trials, samples, curves, level_curves, copies, parts, overest) and the summary it
-reports to Tune: the same for a lone trial (sweeps.trial) and a member of a pack (sweeps.pack_trial)."""
+"""The rows a trial writes to the store (trials, samples, curves, level_curves, copies, parts, overest) and the
+summary it reports to Tune: the same for a lone trial (sweeps.trial) and a member of a pack (sweeps.pack_trial)."""
 from __future__ import annotations
 
 import json

@@ -117,7 +117,7 @@ def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int, heldou
         heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
     ev = score(data, gen, trainer.train_loss, trainer.eval_loss(heldout))
     if overest_due(cfg, trainer.schedule, step):
-        attach(ev, measure(trainer, [cfg], [data])[0])
+        attach(ev, measure(trainer, [cfg], [data], step)[0])
     return ev
 
 

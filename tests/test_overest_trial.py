@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -69,3 +70,45 @@ def test_pack_member_overest_equals_lone_trial(tmp_path):
 def test_overest_needs_masked_diffusion(tmp_path):
     with pytest.raises(ValueError, match="overest_every=1 needs model.process: masked"):
         _spec(tmp_path, every=1, process="uniform").trials()
+
+
+def test_overest_rows_carry_the_model_score(tmp_path):
+    """model_logp - o is the grammar's mean log-posterior of the masked tokens: the same at every step."""
+    spec = _spec(tmp_path, every=1)
+    train_trial(spec.trials()[0])
+    rows = Store(spec.store).read_pandas("overest")
+    ref = (rows.model_logp - rows.o).groupby([rows.t, rows.split, rows.string_index])
+    assert rows.step.nunique() >= 3 and (ref.max() - ref.min()).max() < 1e-9
+    assert (rows.model_logp < 0).all()
+
+
+def test_overest_cli_prints_auc_by_lead(tmp_path, capsys):
+    from sweeps.cli import main
+
+    spec = _spec(tmp_path, every=1, P=(6,))
+    train_trial(spec.trials()[0])
+    out = tmp_path / "auc.csv"
+    assert main(["overest", spec.store, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "AUC of early overestimation" in printed and "lead_bin" in printed
+    table = pd.read_csv(out)
+    assert {"step_early", "step_late", "lead", "auc_o", "auc_model_logp", "auc_proto"} <= set(table.columns)
+    assert (table.lead > 1).all() and len(table) == 3              # probed at 4, 13 (40 has no later evaluation)
+    empty = _spec(tmp_path / "off", every=0)
+    train_trial(empty.trials()[0])
+    assert main(["overest", empty.store]) == 0
+    assert "no overestimation rows" in capsys.readouterr().out
+
+
+def test_collapse_curves_along_training(tmp_path):
+    """At probed evaluations the collapse curves are filled (fractions in [0, 1], steps in (0, 1]); elsewhere NaN."""
+    spec = _spec(tmp_path, every=2)
+    train_trial(spec.trials()[0])
+    curves = Store(spec.store).read_pandas("curves").sort_values("step")
+    probed = curves.iloc[::2]
+    for name in ("collapse_model_frac", "collapse_grammar_frac"):
+        assert probed[name].between(0, 1).all() and curves.iloc[1:2][name].isna().all()
+    for name in ("collapse_model", "collapse_grammar"):
+        vals = probed[name].dropna()
+        assert ((vals > 0) & (vals <= 1)).all()
+    assert np.isfinite(probed.entropy_excess).all()
