@@ -71,12 +71,21 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("proto", pa.float64()), pa.field("proto_levels", pa.list_(pa.float64())),
         pa.field("root", pa.int64()), pa.field("twin_group", pa.int64()),   # (root, twin_group) = the string
         pa.field("twin_mass", pa.float64()), pa.field("n_twins", pa.int64()),   # its twins in T'
+        pa.field("emp_prob", pa.float64()),     # its probability under the empirical grammar of T
     ]),
     "parts": pa.schema(_ID + [
         pa.field("step", pa.int64()), pa.field("level", pa.int64()), pa.field("production", pa.int64()),
         pa.field("gen_count", pa.int64()), pa.field("train_count", pa.int64()),
         pa.field("grammar_prob", pa.float64()),
         pa.field("null_prob", pa.float64()),        # frequency among a grammar-faithful generator's non-copies
+    ]),
+    # Per trial, once: each slop reference's null at the trial's N (analysis.slop.slop_nulls); level -1 = all
+    # levels, node-weighted; n_strings = the non-copy strings a replicate's value rests on.
+    "slop_nulls": pa.schema(_ID + [
+        pa.field("reference", pa.string()), pa.field("null", pa.string()), pa.field("level", pa.int64()),
+        pa.field("null_mean", pa.float64()), pa.field("null_sd", pa.float64()), pa.field("null_lo", pa.float64()),
+        pa.field("null_hi", pa.float64()), pa.field("n_strings", pa.float64()), pa.field("n_gen", pa.int64()),
+        pa.field("n_rep", pa.int64()),
     ]),
 }
 
@@ -88,6 +97,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "copies": ("trial_id", "step", "train_index"),
     "samples": ("trial_id", "train_index"),
     "parts": ("trial_id", "step", "level", "production"),
+    "slop_nulls": ("trial_id", "reference", "level"),
 }
 
 TABLES: tuple[str, ...] = tuple(SCHEMAS)

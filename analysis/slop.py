@@ -12,12 +12,20 @@ One definition, used by the trial at every evaluation and by every table and fig
 * ``overprod_l = f_gen(C_l) / r_l(C_l) - 1``: 0 for a grammar-faithful generator (exactly, in expectation, whatever
   P), > 0 when common parts are over-produced in novel strings (slop), < 0 when under-produced. The scalar
   ``overprod`` weighs levels by their parsed nodes: ``sum_l g_l(C_l) / sum_l G_l r_l(C_l) - 1``;
+* ``overprod_train_l = f_gen(C_l) / t_l(C_l) - 1`` likewise against T's own production frequencies t_l (the share of
+  T's level-l nodes using C_l): > 0 is sharpening, common parts produced more often than even T has them;
+* the two references' nulls at the trial's N (`slop_nulls`, stored once per trial in ``slop_nulls``): for the
+  grammar reference the empirical-grammar generator (T's production frequencies, no string stored: a model that
+  learned the parts and stored no string over-produces T's common parts against the grammar), for the T
+  reference the grammar (which produces T's common parts less often than T has them: reversion to the mean);
+  each as its mean, sd and 95% range over replicates of N draws, with the strings each value rests on;
 * ``slop_n``: the number of non-copy strings each value rests on (with a parsed node at the level; scalar: at any);
 * ``entropy_ratio_l = H_gen(K | parent) / H_train(K | parent)`` (plug-in conditional entropies of the production
   index given the parent symbol), ``kl_gen_train_l`` against the eps-smoothed training conditionals,
   ``kl_gen_grammar_l`` against the null's conditionals r_l(k | parent); their scalars are means over the levels.
-Pooled (``pool_slop``): each trial's mean overprod before tau_mem (from tau_gen when it was observed) and after it,
-with bootstrap intervals over trials; the null is 0.
+Pooled (``pool_slop``): each trial's mean overprod (and overprod_train) before tau_mem (from tau_gen when it was
+observed) and after it, with bootstrap intervals over trials; beside them each reference's null mean and sd and the
+excess over it (observed minus the trial's null mean), with its interval over trials.
 """
 from __future__ import annotations
 
@@ -37,7 +45,10 @@ from analysis.stats import bootstrap_mean
 OVERPROD_TOP_Q = 0.25
 #: Add-epsilon pseudo-count on the training counts in KL(gen || train) (0.5 = Jeffreys / Krichevsky-Trofimov).
 KL_EPS = 0.5
-LEVEL_SLOP = ("overprod", "entropy_ratio", "kl_gen_train", "kl_gen_grammar")
+LEVEL_SLOP = ("overprod", "overprod_train", "entropy_ratio", "kl_gen_train", "kl_gen_grammar")
+#: The slop references: reference -> (its metric, its null generator). Replicates of each null per trial.
+REFERENCES = {"grammar": ("overprod", "empirical"), "train": ("overprod_train", "grammar")}
+SLOP_NULL_REPS = 100
 
 
 # ---------------------------------------------------------------------------------------------- the null
@@ -128,15 +139,17 @@ def slop_metrics(gen: np.ndarray, train: np.ndarray, ref: np.ndarray | None, q: 
     frequencies `ref` (n_parents, m), summing to 1 over the level (None: undefined); NaN where undefined."""
     gen = np.asarray(gen, dtype=np.float64)
     train = np.asarray(train, dtype=np.float64)
-    out = dict(overprod=math.nan, entropy_ratio=math.nan, kl_gen_train=math.nan, kl_gen_grammar=math.nan)
+    out = dict(overprod=math.nan, overprod_train=math.nan, entropy_ratio=math.nan, kl_gen_train=math.nan,
+               kl_gen_grammar=math.nan)
     ng = gen.sum()
     if ng <= 0:
         return out
     common = common_productions(train, q)
+    hit = gen.ravel()[common].sum()
     if ref is not None and common.any():
-        r = float(np.asarray(ref).ravel()[common].sum())
-        if r > 0:
-            out["overprod"] = float(gen.ravel()[common].sum() / ng / r - 1.0)
+        out["overprod"] = _overprod(hit, ng, float(np.asarray(ref).ravel()[common].sum()))
+    if common.any():
+        out["overprod_train"] = _overprod(hit, ng, float(train.ravel()[common].sum() / train.sum()))
     if train.sum() > 0:
         h_train = _cond_entropy(train)
         if h_train > 0:
@@ -148,6 +161,15 @@ def slop_metrics(gen: np.ndarray, train: np.ndarray, ref: np.ndarray | None, q: 
         tot = rows.sum(1, keepdims=True)
         out["kl_gen_grammar"] = _cond_kl(gen, np.divide(rows, tot, out=np.ones_like(rows), where=tot > 0))
     return out
+
+
+def _overprod(hit: Any, nodes: Any, share: Any) -> Any:
+    """hit / (nodes * share) - 1: common-production nodes against what a reference with that common share gives
+    (NaN where nothing was expected); works on scalars and arrays."""
+    expected = np.asarray(nodes, float) * np.asarray(share, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(expected > 0, np.asarray(hit, float) / np.where(expected > 0, expected, 1.0) - 1.0, np.nan)
+    return float(out) if out.ndim == 0 else out
 
 
 # ---------------------------------------------------------------------------------------------- one evaluation
@@ -169,7 +191,7 @@ def slop_of_novel(grammar: Any, parse: Any, novel: np.ndarray, train_counts: lis
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("level", "production", "gen_count", "train_count",
                                                             "grammar_prob", "null_prob")}
     seen = np.zeros(int(rows.sum()), dtype=bool)
-    hit_common = expected_common = 0.0
+    hit_common = expected_common = expected_train = 0.0
     for level in range(sp.L):
         ids = parse.ids[level][rows]
         k = sp.n_parents(level) * sp.m
@@ -181,9 +203,12 @@ def slop_of_novel(grammar: Any, parse: Any, novel: np.ndarray, train_counts: lis
         for name, value in slop_metrics(gen, train_counts[level], null, q).items():
             levels[name][level] = value
         common = common_productions(train_counts[level], q)
-        if null is not None and common.any():
+        if common.any():
             hit_common += gen.ravel()[common].sum()
-            expected_common += gen.sum() * null.ravel()[common].sum()
+            train = np.asarray(train_counts[level], float).ravel()
+            expected_train += gen.sum() * train[common].sum() / train.sum()
+            if null is not None:
+                expected_common += gen.sum() * null.ravel()[common].sum()
         parts["level"].append(np.full(k, level, dtype=np.int64))
         parts["production"].append(np.arange(k, dtype=np.int64))
         parts["gen_count"].append(gen.reshape(-1).astype(np.int64))
@@ -191,9 +216,77 @@ def slop_of_novel(grammar: Any, parse: Any, novel: np.ndarray, train_counts: lis
         parts["grammar_prob"].append(ref.grammar[level].reshape(-1))
         parts["null_prob"].append(np.full(k, np.nan) if null is None else null.reshape(-1))
     scalars = {name: _nanmean(levels[name]) for name in LEVEL_SLOP}
-    scalars["overprod"] = hit_common / expected_common - 1.0 if expected_common > 0 else math.nan
+    scalars["overprod"] = hit_common / expected_common - 1.0 if expected_common > 0 and ref.novel is not None else math.nan
+    scalars["overprod_train"] = hit_common / expected_train - 1.0 if expected_train > 0 else math.nan
     scalars["slop_n"] = float(seen.sum())
     return Slop(scalars, levels, {k: np.concatenate(v) for k, v in parts.items()})
+
+
+# ---------------------------------------------------------------------------------------------- nulls at the trial's N
+SLOP_NULL_COLUMNS = ["reference", "null", "level", "null_mean", "null_sd", "null_lo", "null_hi", "n_strings",
+                     "n_gen", "n_rep"]
+
+
+def slop_nulls(grammar: Any, empirical: Any, train_keys: np.ndarray, train_counts: list[np.ndarray],
+               ref: SlopReference, n_gen: int, n_rep: int = SLOP_NULL_REPS, seed: int = 0,
+               q: float = OVERPROD_TOP_Q) -> dict[str, list]:
+    """Each slop reference's null at the trial's N (`REFERENCES`): n_rep replicates of n_gen draws from the null
+    generator, copies of T (sorted `train_keys`, `rhm.encode_strings`) removed as for the model, the reference's
+    overprod per level and node-weighted (level -1). Columns `SLOP_NULL_COLUMNS`, one row per reference and level;
+    n_strings is the mean number of non-copy strings (with a parsed node at the level) a replicate rests on."""
+    from rhm import encode_strings
+
+    sp = grammar.spec
+    rng = np.random.default_rng(seed)
+    out: dict[str, list] = {c: [] for c in SLOP_NULL_COLUMNS}
+    commons = [common_productions(c, q) for c in train_counts]
+    shares = {"grammar": [None if ref.novel is None else float(ref.novel[lv].ravel()[commons[lv]].sum())
+                          for lv in range(sp.L)],
+              "train": [float(np.asarray(c, float).ravel()[commons[lv]].sum() / max(np.sum(c), 1))
+                        for lv, c in enumerate(train_counts)]}
+    for reference, (_, null) in REFERENCES.items():
+        gen = empirical if null == "empirical" else grammar
+        if gen is None or n_gen <= 0 or n_rep <= 0:
+            continue
+        x = gen.sample(n_gen * n_rep, rng)
+        keys = encode_strings(x, sp.v)
+        pos = np.minimum(np.searchsorted(train_keys, keys), max(train_keys.size - 1, 0))
+        novel = ~(train_keys[pos] == keys).reshape(n_rep, n_gen) if train_keys.size else np.ones((n_rep, n_gen), bool)
+        ids = grammar.parse(x).ids
+        hit_all, expected_all, seen = np.zeros(n_rep), np.zeros(n_rep), np.zeros((n_rep, n_gen), bool)
+        for level in range(sp.L):
+            lv = ids[level].reshape(n_rep, n_gen, -1)
+            parsed = (lv >= 0) & novel[:, :, None]
+            hits = (np.append(commons[level], False)[lv] & parsed).sum((1, 2))
+            nodes = parsed.sum((1, 2))
+            seen |= parsed.any(2)
+            share = shares[reference][level]
+            value = _overprod(hits, nodes, np.nan if share is None else share)
+            _null_row(out, reference, null, level, value, parsed.any(2).sum(1), n_gen, n_rep)
+            if share is not None:
+                hit_all += hits
+                expected_all += nodes * share
+        _null_row(out, reference, null, ALL_LEVELS, _overprod(hit_all, 1.0, expected_all), seen.sum(1), n_gen,
+                  n_rep)
+    return out
+
+
+def _null_row(out: dict[str, list], reference: str, null: str, level: int, value: np.ndarray, strings: np.ndarray,
+              n_gen: int, n_rep: int) -> None:
+    """Append one `slop_nulls` row: the replicates' mean, sd and 95% range (NaN where undefined in most of them)."""
+    v = np.asarray(value, float)
+    v = v[np.isfinite(v)]
+    ok = v.size >= max(2, n_rep // 2)
+    out["reference"].append(reference)
+    out["null"].append(null)
+    out["level"].append(int(level))
+    out["null_mean"].append(float(v.mean()) if ok else math.nan)
+    out["null_sd"].append(float(v.std(ddof=1)) if ok else math.nan)
+    out["null_lo"].append(float(np.quantile(v, 0.025)) if ok else math.nan)
+    out["null_hi"].append(float(np.quantile(v, 0.975)) if ok else math.nan)
+    out["n_strings"].append(float(np.mean(strings)))
+    out["n_gen"].append(int(n_gen))
+    out["n_rep"].append(int(n_rep))
 
 
 def _nanmean(x: np.ndarray) -> float:

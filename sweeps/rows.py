@@ -68,7 +68,18 @@ def samples_rows(data: Any) -> dict[str, Any]:
         "proto": np.asarray(idx.proto, dtype=np.float64),
         "proto_levels": [list(map(float, r)) for r in np.asarray(idx.proto_levels, dtype=np.float64)],
         "root": idx.root, "twin_group": idx.twin_group, "twin_mass": idx.twin_mass, "n_twins": idx.n_twins,
+        "emp_prob": np.asarray(idx.emp_prob, dtype=np.float64),
     }
+
+
+def slop_null_rows(data: Any, n_gen: int, seed: int) -> dict[str, Any]:
+    """The `slop_nulls` table: each slop reference's null at the trial's N (`analysis.slop.slop_nulls`), drawn
+    once per trial from `seed`."""
+    from analysis.slop import slop_nulls
+
+    idx = data.index
+    return slop_nulls(data.grammar, idx.empirical, idx.sorted_keys, idx.production_counts, idx.slop_ref, n_gen,
+                      seed=seed)
 
 
 def eval_rows(step: int, wall: float, ev: Any, grammar: Any) -> dict[str, dict[str, Any]]:
