@@ -64,41 +64,75 @@ def law_lines(laws: pa.Table, theta: float = 0.5) -> list[str]:
     return out
 
 
+#: The order nulls as the headline names them, headline null first (`analysis.memorder.NULLS`).
+NULL_WORDS = {"volume": "volume-matched", "grammar": "grammar-faithful", "empirical": "empirical-grammar"}
+
+
 def order_lines(pooled: pa.Table | None) -> list[str]:
-    """Per group and overall: each order statistic beside its null, with the excess and its verdict."""
+    """Per group and overall: each order statistic against the volume-matched null (the headline), with the
+    grammar-faithful and empirical-grammar nulls beside it, each on the trials where it is defined."""
+    from analysis.memorder import NULLS
+
     if pooled is None or pooled.num_rows == 0:
         return ["Memorization order: no samples/copies tables in the store."]
     out = []
     for r in pooled.to_pylist():
         who = "all trials" if r["tail"] == "*" else f"{r['tail']} L={r['L']}"
-        out.append(f"Memorization order, {who} ({r.get('n_rho_proto', 0)} trials), observed vs a grammar-faithful "
-                   "generator (the null):")
+        out.append(f"Memorization order, {who} ({r.get('n_rho_proto', 0)} trials): observed vs the volume-matched "
+                   "null (the model's own copies per evaluation, drawn from T by p(x)), the grammar-faithful and "
+                   "empirical-grammar nulls beside it:")
         for name, words in ORDER_WORDS.items():
-            if f"{name}_mean" not in r:
-                continue
-            v = verdict(r.get(f"{name}_excess_lo"), r.get(f"{name}_excess_hi"),
-                        "prototypical first, beyond the null", "prototypical later than the null",
-                        "not distinguishable from the null")
-            out.append(f"  {words} {_f(r[f'{name}_mean'])} vs null {_f(r.get(f'{name}_null_mean'))}: excess "
-                       f"{_f(r.get(f'{name}_excess_mean'))} ({_ci(r.get(f'{name}_excess_lo'), r.get(f'{name}_excess_hi'))})"
-                       f" -> {v}.")
+            parts = []
+            for null, infix in NULLS.items():
+                if f"{name}{infix}_excess_mean" not in r:
+                    continue
+                lo, hi = r.get(f"{name}{infix}_excess_lo"), r.get(f"{name}{infix}_excess_hi")
+                text = (f"{_f(r.get(f'{name}{infix}_obs_mean'))} vs {NULL_WORDS[null]} "
+                        f"{_f(r.get(f'{name}{infix}_null_mean'))}: excess {_f(r.get(f'{name}{infix}_excess_mean'))} "
+                        f"({_ci(lo, hi)}, {r.get(f'n_{name}{infix}', 0)} trials)")
+                if not parts:
+                    text += " -> " + verdict(lo, hi, "prototypical first, beyond the null",
+                                             "prototypical later than the null", "not distinguishable from the null")
+                n_undef = r.get(f"n_{name}{infix}_undefined") or 0
+                if n_undef:
+                    text += f" [undefined in {n_undef}: {r.get(f'{name}{infix}_undefined')}]"
+                parts.append(text)
+            if parts:
+                out.append(f"  {words}: " + "; ".join(parts) + ".")
     return out
 
 
 def slop_lines(pooled: pa.Table) -> list[str]:
-    """The all-levels slop before memorization, per group, against its null (0)."""
+    """The all-levels slop before memorization, per group, against each reference and the reference's null."""
     if pooled.num_rows == 0:
         return ["Slop: no non-copy generations with parsed nodes."]
     out = []
     for r in pooled.to_pylist():
         if r["level"] != -1:
             continue
-        v = verdict(r["overprod_before_lo"], r["overprod_before_hi"], "common parts under-produced",
-                    "common parts over-produced (slop)", "faithful within noise")
-        out.append(f"Slop, {r['tail']} L={r['L']}: overprod of non-copies before tau_mem {_f(r['overprod_before'])} "
-                   f"({_ci(r['overprod_before_lo'], r['overprod_before_hi'])}; null 0; {r['n_before']} trials, "
-                   f"~{r['strings_before']:.0f} strings per evaluation) -> {v}; after tau_mem "
+        head = (f"Slop, {r['tail']} L={r['L']}: overprod of non-copies before tau_mem {_f(r['overprod_before'])} "
+                f"against the grammar ({_ci(r['overprod_before_lo'], r['overprod_before_hi'])}; "
+                f"{r['n_before']} trials, ~{r['strings_before']:.0f} strings per evaluation)")
+        if "overprod_before_excess" not in r:    # a store written before the slop nulls: the exact null is 0
+            v = verdict(r["overprod_before_lo"], r["overprod_before_hi"], "common parts under-produced",
+                        "common parts over-produced (slop)", "faithful within noise")
+            out.append(f"{head}; null 0 -> {v}; after tau_mem {_f(r['overprod_after'])} ({r['n_after']} trials).")
+            continue
+        v = verdict(r["overprod_before_excess_lo"], r["overprod_before_excess_hi"],
+                    "common parts under-produced", "common parts over-produced beyond T's part frequencies (slop)",
+                    "no more than learning T's part frequencies gives")
+        out.append(f"{head}; the empirical-grammar null at each trial's N gives {_f(r['overprod_before_null'])} "
+                   f"(sd {_f(r['overprod_before_null_sd'], False)}): excess {_f(r['overprod_before_excess'])} "
+                   f"({_ci(r['overprod_before_excess_lo'], r['overprod_before_excess_hi'])}) -> {v}; after tau_mem "
                    f"{_f(r['overprod_after'])} ({r['n_after']} trials).")
+        if "overprod_train_before_excess" in r:
+            t = verdict(r["overprod_train_before_excess_lo"], r["overprod_train_before_excess_hi"],
+                        "reversion to the mean beyond the grammar's", "sharpening: common parts beyond T's share",
+                        "as the grammar reverts")
+            out.append(f"  against T's own frequencies {_f(r['overprod_train_before'])} vs the grammar's "
+                       f"{_f(r['overprod_train_before_null'])} (sd {_f(r['overprod_train_before_null_sd'], False)}): "
+                       f"excess {_f(r['overprod_train_before_excess'])} "
+                       f"({_ci(r['overprod_train_before_excess_lo'], r['overprod_train_before_excess_hi'])}) -> {t}.")
     return out
 
 

@@ -305,73 +305,122 @@ def windows_from_onsets(onsets_table: pa.Table, theta: float = 0.5) -> pa.Table:
     return mem.join(gen, "trial_id", join_type="full outer").sort_by("trial_id")
 
 
-SLOP_COLUMNS = ["trial_id", "step", "level", "overprod", "slop_n"]
+SLOP_COLUMNS = ["trial_id", "step", "level", "overprod", "overprod_train", "slop_n"]
 ALL_LEVELS = -1
+#: The per-trial null columns slop_from_tables joins: <metric>_null_mean / _null_sd from `slop_nulls`.
+NULL_COLUMNS = [f"{metric}_null_{part}" for metric, _ in REFERENCES.values() for part in ("mean", "sd")]
+
+
+def _null_columns(nulls: pa.Table) -> pa.Table:
+    """`slop_nulls` rows as one row per (trial_id, level) with each reference's null mean and sd."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in nulls.select(["trial_id", "reference", "level", "null_mean", "null_sd"]).to_pylist():
+        if r["reference"] not in REFERENCES:
+            continue
+        metric = REFERENCES[r["reference"]][0]
+        row = rows.setdefault((r["trial_id"], int(r["level"])), {"trial_id": r["trial_id"], "level": int(r["level"])})
+        row.update({f"{metric}_null_mean": r["null_mean"], f"{metric}_null_sd": r["null_sd"]})
+    schema = pa.schema([("trial_id", pa.string()), ("level", pa.int64())] + [(c, pa.float64()) for c in NULL_COLUMNS])
+    return pa.Table.from_pylist(list(rows.values()), schema=schema)
 
 
 def slop_from_tables(level_curves: pa.Table | None, trials: pa.Table | None, windows: pa.Table | None,
-                     curves: pa.Table | None = None) -> pa.Table:
-    """Slop curves ``trial_id, step, level, overprod, slop_n`` (level ``ALL_LEVELS`` = the node-weighted scalar
-    from ``curves``), joined with the group columns of ``trials`` and each trial's window from ``windows``."""
+                     curves: pa.Table | None = None, nulls: pa.Table | None = None) -> pa.Table:
+    """Slop curves ``trial_id, step, level, overprod, overprod_train, slop_n`` (level ``ALL_LEVELS`` = the
+    node-weighted scalars from ``curves``), joined with the group columns of ``trials``, each trial's window from
+    ``windows`` and each trial's null means and sds at its N from ``nulls`` (the `slop_nulls` table)."""
     parts = []
     if level_curves is not None and level_curves.num_rows:
-        parts.append(level_curves.select(SLOP_COLUMNS))
+        parts.append(_slop_cols(level_curves, SLOP_COLUMNS))
     if curves is not None and curves.num_rows and "overprod" in curves.column_names:
-        c = curves.select(["trial_id", "step", "overprod", "slop_n"])
+        c = _slop_cols(curves, [x for x in SLOP_COLUMNS if x != "level"])
         parts.append(c.add_column(2, "level", pa.array(np.full(c.num_rows, ALL_LEVELS, np.int64))))
     if not parts:
         return pa.table({"trial_id": pa.array([], pa.string()), "step": pa.array([], pa.int64()),
                          "level": pa.array([], pa.int64()), "overprod": pa.array([], pa.float64()),
-                         "slop_n": pa.array([], pa.float64())})
+                         "overprod_train": pa.array([], pa.float64()), "slop_n": pa.array([], pa.float64())})
     out = pa.concat_tables([p.cast(parts[0].schema) for p in parts])
     if trials is not None:
         keep = [c for c in ("tail", "L", "P", "seed") if c in trials.column_names]
         out = out.join(trials.select(["trial_id"] + keep), "trial_id", join_type="left outer")
     if windows is not None:
         out = out.join(windows, "trial_id", join_type="left outer")
+    if nulls is not None and nulls.num_rows:
+        out = out.join(_null_columns(nulls), ["trial_id", "level"], join_type="left outer")
     return out.sort_by([("trial_id", "ascending"), ("level", "ascending"), ("step", "ascending")])
 
 
+def _slop_cols(t: pa.Table, cols: list[str]) -> pa.Table:
+    """`cols` of t, with overprod_train as NaN where a store written before it lacks the column."""
+    if "overprod_train" not in t.column_names:
+        t = t.append_column("overprod_train", pa.array(np.full(t.num_rows, np.nan)))
+    return t.select(cols)
+
+
 def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
-    """Per (tail, L, level): the mean over trials of each trial's mean `overprod` before memorization and after it,
-    with bootstrap intervals over trials, the fraction of trials that over-produce (> 0) before it, and the mean
-    number of non-copy strings per evaluation the values rest on (`strings_before`, `strings_after`). The null
-    (a grammar-faithful generator) is 0 at every level.
+    """Per (tail, L, level), for overprod (reference: the grammar) and overprod_train (reference: T's own
+    frequencies): the mean over trials of each trial's mean value before memorization and after it, with bootstrap
+    intervals over trials; beside it, where the trials' nulls at their N are in the table (`slop_nulls`), the mean
+    null and null sd over the same trials and the mean excess (trial mean minus its null mean) with its interval.
+    Also the fraction of trials that over-produce (> 0) before, and the mean number of non-copy strings per
+    evaluation the values rest on (`strings_before`, `strings_after`).
 
     "Before" is the partial-memorization window [tau_gen, tau_mem) when tau_gen was observed, else every evaluation
-    before tau_mem at which the level's overprod is defined (non-copy parts were generated); "after" is from tau_mem
+    before tau_mem at which the level's value is defined (non-copy parts were generated); "after" is from tau_mem
     on. A trial censored for tau_mem contributes only a "before" value."""
     cols = ["trial_id", "step", "level", "overprod", "slop_n", "tau_mem", "mem_censored", "tau_gen", "gen_censored"]
     if slop_table.num_rows == 0 or not all(c in slop_table.column_names for c in cols):
         return pa.table({})
-    t = slop_table.filter(pc.is_finite(slop_table.column("overprod")))
-    d = {c: t.column(c).to_numpy(zero_copy_only=False) for c in cols}
+    d = {c: slop_table.column(c).to_numpy(zero_copy_only=False) for c in slop_table.column_names}
     step = d["step"].astype(float)
     tau_mem = np.where(d["mem_censored"].astype(bool), np.inf, d["tau_mem"].astype(float))
     tau_gen = np.where(d["gen_censored"].astype(bool), -np.inf, d["tau_gen"].astype(float))
     phase = np.where(step >= tau_mem, 1, np.where(step >= tau_gen, 0, -1))  # 0 before, 1 after, -1 outside
-    has_groups = all(c in t.column_names for c in ("tail", "L"))
-    group = (np.array([f"{a}\x00{b}" for a, b in zip(t.column("tail").to_pylist(), t.column("L").to_pylist())])
-             if has_groups else np.full(t.num_rows, "*\x000"))
+    has_groups = all(c in slop_table.column_names for c in ("tail", "L"))
+    group = (np.array([f"{a}\x00{b}" for a, b in zip(d["tail"], d["L"])]) if has_groups
+             else np.full(slop_table.num_rows, "*\x000"))
     rng = np.random.default_rng(seed)
     rows = []
     for g in np.unique(group):
         for level in np.unique(d["level"][group == g]):
             sel = (group == g) & (d["level"] == level)
             row: dict[str, Any] = {"tail": g.split("\x00")[0], "L": int(g.split("\x00")[1]), "level": int(level)}
-            for name, ph in (("before", 0), ("after", 1)):
-                m = sel & (phase == ph)
-                ids, inv = np.unique(d["trial_id"][m], return_inverse=True)
-                per_trial = (np.bincount(inv, d["overprod"][m].astype(float), ids.size) /
-                             np.maximum(np.bincount(inv, minlength=ids.size), 1))
-                mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng)
-                strings = float(d["slop_n"][m].astype(float).mean()) if m.any() else float("nan")
-                row.update({f"n_{name}": int(ids.size), f"overprod_{name}": mean, f"overprod_{name}_lo": lo,
-                            f"overprod_{name}_hi": hi, f"strings_{name}": strings})
-                if name == "before":
-                    row["frac_overproduce_before"] = float((per_trial > 0).mean()) if ids.size else float("nan")
+            for metric in ("overprod", "overprod_train"):
+                if metric not in d:
+                    continue
+                value = d[metric].astype(float)
+                for name, ph in (("before", 0), ("after", 1)):
+                    m = sel & (phase == ph) & np.isfinite(value)
+                    row.update(_pool_phase(metric, name, m, value, d, n_boot, rng))
             rows.append(row)
     return pa.Table.from_pylist(rows)
+
+
+def _pool_phase(metric: str, name: str, m: np.ndarray, value: np.ndarray, d: dict[str, np.ndarray], n_boot: int,
+                rng: np.random.Generator) -> dict[str, Any]:
+    """One (metric, phase) of a pool_slop row: per-trial means pooled over trials, beside the trials' nulls."""
+    ids, inv = np.unique(d["trial_id"][m], return_inverse=True)
+    per_trial = np.bincount(inv, value[m], ids.size) / np.maximum(np.bincount(inv, minlength=ids.size), 1)
+    mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng)
+    key = f"{metric}_{name}"
+    out: dict[str, Any] = {f"n_{key}": int(ids.size), key: mean, f"{key}_lo": lo, f"{key}_hi": hi}
+    if metric == "overprod":   # the names the report has always used for the grammar reference
+        out.update({f"n_{name}": int(ids.size),
+                    f"strings_{name}": float(d["slop_n"][m].astype(float).mean()) if m.any() else float("nan")})
+        if name == "before":
+            out["frac_overproduce_before"] = float((per_trial > 0).mean()) if ids.size else float("nan")
+    if f"{metric}_null_mean" in d:
+        first = np.unique(inv, return_index=True)[1]
+        null = d[f"{metric}_null_mean"][m].astype(float)[first]
+        sd = d[f"{metric}_null_sd"][m].astype(float)[first]
+        ok = np.isfinite(null)
+        e_mean, e_lo, e_hi = bootstrap_mean(per_trial[ok] - null[ok], n_boot, rng)
+        out.update({f"{key}_null": float(null[ok].mean()) if ok.any() else float("nan"),
+                    f"{key}_null_sd": float(sd[ok].mean()) if ok.any() else float("nan"),
+                    f"{key}_obs": float(per_trial[ok].mean()) if ok.any() else float("nan"),
+                    f"{key}_excess": e_mean, f"{key}_excess_lo": e_lo, f"{key}_excess_hi": e_hi,
+                    f"n_{key}_null_undefined": int((~ok).sum())})
+    return out
 
 
 def slop(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None, metric: str = DEFAULT_MEM_METRIC,
@@ -379,8 +428,18 @@ def slop(store: Any, sweep: str | None = None, trials: Sequence[str] | None = No
     """``slop_from_tables`` read from a store (windows from the trials' onsets at ``theta``)."""
     st = _open_store(store)
     tr = st.read("trials", sweep=sweep, trials=trials)
-    cur = st.read("curves", sweep=sweep, trials=trials,
-                  columns=["trial_id", "step", metric, gen_metric, "overprod", "slop_n"])
+    cur = st.read("curves", sweep=sweep, trials=trials)
+    cur = cur.select([c for c in dict.fromkeys(["trial_id", "step", metric, gen_metric, "overprod", "overprod_train",
+                                                "slop_n"]) if c in cur.column_names])
     win = windows_from_onsets(onsets_from_tables(tr, cur, (theta,), metric, gen_metric), theta)
-    lc = st.read("level_curves", sweep=sweep, trials=trials, columns=SLOP_COLUMNS)
-    return slop_from_tables(lc, tr, win, cur)
+    lc = st.read("level_curves", sweep=sweep, trials=trials)
+    return slop_from_tables(lc, tr, win, cur, read_slop_nulls(st, sweep, trials))
+
+
+def read_slop_nulls(store: Any, sweep: str | None = None, trials: Sequence[str] | None = None) -> pa.Table | None:
+    """The `slop_nulls` table, or None for a store written before it existed."""
+    try:
+        t = _open_store(store).read("slop_nulls", sweep=sweep, trials=trials)
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+    return t if t.num_rows else None
