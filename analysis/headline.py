@@ -87,15 +87,20 @@ def order_lines(pooled: pa.Table | None) -> list[str]:
                 if f"{name}{infix}_excess_mean" not in r:
                     continue
                 lo, hi = r.get(f"{name}{infix}_excess_lo"), r.get(f"{name}{infix}_excess_hi")
+                n_undef = r.get(f"n_{name}{infix}_undefined") or 0
+                undefined = f"undefined in {n_undef}: {r.get(f'{name}{infix}_undefined')}"
+                if not r.get(f"n_{name}{infix}"):
+                    parts.append(f"vs {NULL_WORDS[null]}: not estimated ({undefined}; why per trial in "
+                                 "memorder_trials.csv)")
+                    continue
                 text = (f"{_f(r.get(f'{name}{infix}_obs_mean'))} vs {NULL_WORDS[null]} "
                         f"{_f(r.get(f'{name}{infix}_null_mean'))}: excess {_f(r.get(f'{name}{infix}_excess_mean'))} "
                         f"({_ci(lo, hi)}, {r.get(f'n_{name}{infix}', 0)} trials)")
                 if not parts:
                     text += " -> " + verdict(lo, hi, "prototypical first, beyond the null",
                                              "prototypical later than the null", "not distinguishable from the null")
-                n_undef = r.get(f"n_{name}{infix}_undefined") or 0
                 if n_undef:
-                    text += f" [undefined in {n_undef}: {r.get(f'{name}{infix}_undefined')}]"
+                    text += f" [{undefined}]"
                 parts.append(text)
             if parts:
                 out.append(f"  {words}: " + "; ".join(parts) + ".")

@@ -49,7 +49,8 @@ def test_report_from_synthetic_store(tmp_path):
     # the planted law (beta = 1) in words with its interval, the order beside its null, the slop verdict
     assert "tau_mem (mem_twin, theta=0.5) for uniform L=2: grows like P^1.0" in head or \
         "tau_mem (mem_twin, theta=0.5) for uniform L=2: grows like P^0.9" in head
-    assert "vs null" in head and "excess" in head and "Slop, uniform L=2" in head and "18 trials" in head
+    assert "vs volume-matched" in head and "vs grammar-faithful" in head and "vs empirical-grammar" in head
+    assert "excess" in head and "Slop, uniform L=2" in head and "18 trials" in head
     assert "none was skipped" in html
     assert (tmp_path / "report" / "memorder.csv").exists() and (tmp_path / "report" / "slop.csv").exists()
     assert (tmp_path / "report" / "laws.csv").exists()
