@@ -357,17 +357,13 @@ def _slop_cols(t: pa.Table, cols: list[str]) -> pa.Table:
     return t.select(cols)
 
 
-def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
-    """Per (tail, L, level), for overprod (reference: the grammar) and overprod_train (reference: T's own
-    frequencies): the mean over trials of each trial's mean value before memorization and after it, with bootstrap
-    intervals over trials; beside it, where the trials' nulls at their N are in the table (`slop_nulls`), the mean
-    null and null sd over the same trials and the mean excess (trial mean minus its null mean) with its interval.
-    Also the fraction of trials that over-produce (> 0) before, and the mean number of non-copy strings per
-    evaluation the values rest on (`strings_before`, `strings_after`).
+TRIAL_GROUPS = ("tail", "L", "P", "seed")
 
-    "Before" is the partial-memorization window [tau_gen, tau_mem) when tau_gen was observed, else every evaluation
-    before tau_mem at which the level's value is defined (non-copy parts were generated); "after" is from tau_mem
-    on. A trial censored for tau_mem contributes only a "before" value."""
+
+def trial_slop(slop_table: pa.Table) -> pa.Table:
+    """One row per (trial, level): the trial's mean overprod and overprod_train before memorization and after it
+    (`pool_slop` says which evaluations), the evaluations and mean non-copy strings per evaluation each rests on,
+    and its nulls' mean and sd at its N where the table has them. What `pool_trial_slop` pools."""
     cols = ["trial_id", "step", "level", "overprod", "slop_n", "tau_mem", "mem_censored", "tau_gen", "gen_censored"]
     if slop_table.num_rows == 0 or not all(c in slop_table.column_names for c in cols):
         return pa.table({})
@@ -376,9 +372,49 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
     tau_mem = np.where(d["mem_censored"].astype(bool), np.inf, d["tau_mem"].astype(float))
     tau_gen = np.where(d["gen_censored"].astype(bool), -np.inf, d["tau_gen"].astype(float))
     phase = np.where(step >= tau_mem, 1, np.where(step >= tau_gen, 0, -1))  # 0 before, 1 after, -1 outside
-    has_groups = all(c in slop_table.column_names for c in ("tail", "L"))
+    key = np.array([f"{t}\x00{lv}" for t, lv in zip(d["trial_id"], d["level"])])
+    keys, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    out: dict[str, Any] = {"trial_id": d["trial_id"][first].astype(str), "level": d["level"][first].astype(np.int64)}
+    out.update({c: d[c][first] for c in TRIAL_GROUPS if c in d})
+    for metric in ("overprod", "overprod_train"):
+        value = d[metric].astype(float) if metric in d else np.full(key.size, np.nan)
+        for name, ph in (("before", 0), ("after", 1)):
+            m = (phase == ph) & np.isfinite(value)
+            n = np.bincount(inv[m], minlength=keys.size)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"{metric}_{name}"] = np.where(n > 0, np.bincount(inv[m], value[m], keys.size) / n, np.nan)
+                if metric == "overprod":
+                    out[f"evals_{name}"] = n
+                    out[f"strings_{name}"] = np.where(
+                        n > 0, np.bincount(inv[m], d["slop_n"][m].astype(float), keys.size) / n, np.nan)
+        for part in ("mean", "sd"):
+            c = f"{metric}_null_{part}"
+            out[c] = d[c][first].astype(float) if c in d else np.full(keys.size, np.nan)
+    return pa.table(out)
+
+
+def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
+    """Per (tail, L, level), for overprod (reference: the grammar) and overprod_train (reference: T's own
+    frequencies): the mean over trials of each trial's mean value before memorization and after it, with bootstrap
+    intervals over trials; beside it, where the trials' nulls at their N are in the table (`slop_nulls`), the mean
+    null and null sd over the same trials and the mean excess (trial mean minus its null mean) with its interval.
+    Also the fraction of trials that over-produce (> 0) before, and the mean over trials of the non-copy strings
+    per evaluation the values rest on (`strings_before`, `strings_after`).
+
+    "Before" is the partial-memorization window [tau_gen, tau_mem) when tau_gen was observed, else every evaluation
+    before tau_mem at which the level's value is defined (non-copy parts were generated); "after" is from tau_mem
+    on. A trial censored for tau_mem contributes only a "before" value."""
+    return pool_trial_slop(trial_slop(slop_table), n_boot, seed)
+
+
+def pool_trial_slop(trials: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
+    """`pool_slop` from its per-trial rows (`trial_slop`, or the slop_trials.csv the findings commit)."""
+    if trials.num_rows == 0:
+        return pa.table({})
+    d = {c: trials.column(c).to_numpy(zero_copy_only=False) for c in trials.column_names}
+    has_groups = "tail" in d and "L" in d
     group = (np.array([f"{a}\x00{b}" for a, b in zip(d["tail"], d["L"])]) if has_groups
-             else np.full(slop_table.num_rows, "*\x000"))
+             else np.full(trials.num_rows, "*\x000"))
     rng = np.random.default_rng(seed)
     rows = []
     for g in np.unique(group):
@@ -386,40 +422,35 @@ def pool_slop(slop_table: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Tab
             sel = (group == g) & (d["level"] == level)
             row: dict[str, Any] = {"tail": g.split("\x00")[0], "L": int(g.split("\x00")[1]), "level": int(level)}
             for metric in ("overprod", "overprod_train"):
-                if metric not in d:
-                    continue
-                value = d[metric].astype(float)
-                for name, ph in (("before", 0), ("after", 1)):
-                    m = sel & (phase == ph) & np.isfinite(value)
-                    row.update(_pool_phase(metric, name, m, value, d, n_boot, rng))
+                for name in ("before", "after"):
+                    row.update(_pool_phase(metric, name, sel, d, n_boot, rng))
             rows.append(row)
     return pa.Table.from_pylist(rows)
 
 
-def _pool_phase(metric: str, name: str, m: np.ndarray, value: np.ndarray, d: dict[str, np.ndarray], n_boot: int,
+def _pool_phase(metric: str, name: str, sel: np.ndarray, d: dict[str, np.ndarray], n_boot: int,
                 rng: np.random.Generator) -> dict[str, Any]:
-    """One (metric, phase) of a pool_slop row: per-trial means pooled over trials, beside the trials' nulls."""
-    ids, inv = np.unique(d["trial_id"][m], return_inverse=True)
-    per_trial = np.bincount(inv, value[m], ids.size) / np.maximum(np.bincount(inv, minlength=ids.size), 1)
-    mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng)
+    """One (metric, phase) of a pooled slop row from the selected trials' rows, beside the trials' nulls."""
     key = f"{metric}_{name}"
-    out: dict[str, Any] = {f"n_{key}": int(ids.size), key: mean, f"{key}_lo": lo, f"{key}_hi": hi}
+    per_trial = d[key][sel].astype(float)
+    ok = np.isfinite(per_trial)
+    mean, lo, hi = bootstrap_mean(per_trial, n_boot, rng)
+    out: dict[str, Any] = {f"n_{key}": int(ok.sum()), key: mean, f"{key}_lo": lo, f"{key}_hi": hi}
     if metric == "overprod":   # the names the report has always used for the grammar reference
-        out.update({f"n_{name}": int(ids.size),
-                    f"strings_{name}": float(d["slop_n"][m].astype(float).mean()) if m.any() else float("nan")})
+        strings = d[f"strings_{name}"][sel].astype(float)[ok]
+        out.update({f"n_{name}": int(ok.sum()), f"strings_{name}": float(strings.mean()) if ok.any() else math.nan})
         if name == "before":
-            out["frac_overproduce_before"] = float((per_trial > 0).mean()) if ids.size else float("nan")
+            out["frac_overproduce_before"] = float((per_trial[ok] > 0).mean()) if ok.any() else math.nan
+    null = d[f"{metric}_null_mean"][sel].astype(float) if f"{metric}_null_mean" in d else np.full(ok.size, np.nan)
+    both = ok & np.isfinite(null)
+    if both.any():
+        sd = d[f"{metric}_null_sd"][sel].astype(float)
+        e_mean, e_lo, e_hi = bootstrap_mean(per_trial[both] - null[both], n_boot, rng)
+        out.update({f"{key}_null": float(null[both].mean()), f"{key}_null_sd": float(np.nanmean(sd[both])),
+                    f"{key}_obs": float(per_trial[both].mean()), f"{key}_excess": e_mean, f"{key}_excess_lo": e_lo,
+                    f"{key}_excess_hi": e_hi})
     if f"{metric}_null_mean" in d:
-        first = np.unique(inv, return_index=True)[1]
-        null = d[f"{metric}_null_mean"][m].astype(float)[first]
-        sd = d[f"{metric}_null_sd"][m].astype(float)[first]
-        ok = np.isfinite(null)
-        e_mean, e_lo, e_hi = bootstrap_mean(per_trial[ok] - null[ok], n_boot, rng)
-        out.update({f"{key}_null": float(null[ok].mean()) if ok.any() else float("nan"),
-                    f"{key}_null_sd": float(sd[ok].mean()) if ok.any() else float("nan"),
-                    f"{key}_obs": float(per_trial[ok].mean()) if ok.any() else float("nan"),
-                    f"{key}_excess": e_mean, f"{key}_excess_lo": e_lo, f"{key}_excess_hi": e_hi,
-                    f"n_{key}_null_undefined": int((~ok).sum())})
+        out[f"n_{key}_null_undefined"] = int((ok & ~np.isfinite(null)).sum())
     return out
 
 
