@@ -135,9 +135,10 @@ def keep_trials(table: pa.Table | None, ids: list[str]) -> pa.Table | None:
     return table.filter(pc.is_in(table.column("trial_id"), value_set=pa.array(ids, pa.string())))
 
 
-def flag_lines(flags: pa.Table, theta: float, kept: bool, per_trial_max: int = 20) -> list[str]:
+def flag_lines(flags: pa.Table, theta: float, kept: bool, per_trial_max: int = 20,
+               every: str = "flags.csv has every trial") -> list[str]:
     """Headline sentences: the nulls' facts per trial (each trial up to `per_trial_max` trials, else their
-    ranges), then the flagged trials with their reasons and what was done with them."""
+    ranges; `every` says where all of them are), then the flagged trials with their reasons and what was done."""
     rows = flags.to_pylist()
     if not rows:
         return []
@@ -149,7 +150,7 @@ def flag_lines(flags: pa.Table, theta: float, kept: bool, per_trial_max: int = 2
 
     out = [f"Nulls per trial: p(T) {rng('train_mass')}, p(T') {rng('twin_set_mass')}, chance of validity "
            f"{rng('chance_valid')}, ceiling of novel_valid_frac 1 - p(T) {rng('ceiling')}, null sd of mem_twin "
-           f"{rng('null_sd')} (flags.csv has every trial)."]
+           f"{rng('null_sd')} ({every})."]
     if len(rows) <= per_trial_max:
         out += [f"  {r['trial_id']}: p(T) {r['train_mass']:.3g}, p(T') {r['twin_set_mass']:.3g}, chance "
                 f"{r['chance_valid']:.2g}, ceiling {r['ceiling']:.3g}, null sd {r['null_sd']:.3g}" for r in rows]
@@ -159,7 +160,8 @@ def flag_lines(flags: pa.Table, theta: float, kept: bool, per_trial_max: int = 2
                    f"null sd <= theta/4).")
         return out
     what = ("kept in the laws and verdicts (--keep-flagged)" if kept
-            else "left out of the onset laws and the order and slop verdicts (--keep-flagged keeps them)")
+            else "left out of the onset laws, the order and slop verdicts and the regime count (--keep-flagged keeps "
+                  "them)")
     out.append(f"Flagged trials: {len(bad)} of {len(rows)} at theta={theta:g}, {what}:")
     out += [f"  {r['trial_id']}: {r['reason']}." for r in bad]
     return out

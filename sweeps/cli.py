@@ -86,7 +86,8 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
     table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric, gen_metric=gen_metric,
                    consecutive=ONSET_RULES[onset_rule])
     flagged = flags.trial_flags(store.read("trials", sweep=sweep), min(thetas))
-    for line in flags.flag_lines(flagged, min(thetas), keep_flagged, per_trial_max=0):
+    for line in flags.flag_lines(flagged, min(thetas), keep_flagged, per_trial_max=0,
+                                 every="memsweep report lists every trial"):
         console.print(line, highlight=False, soft_wrap=True)
     if not keep_flagged:
         table = flags.drop_flagged_onsets(table, flagged)
