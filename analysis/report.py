@@ -135,7 +135,7 @@ def _slop_html(pooled: pa.Table) -> str:
             "null, the <b>grammar</b> at each trial's N). <code>_null</code> and <code>_null_sd</code> are the nulls' "
             "mean and sd over the same trials, <code>_excess</code> the trial value minus its null; strings_before is "
             "the mean number of non-copy strings per evaluation a value rests on. Also in <a href='slop.csv'>"
-            "slop.csv</a>.</p>"
+            "slop.csv</a>, per trial in <a href='slop_trials.csv'>slop_trials.csv</a>.</p>"
             + _table_html(pooled, SLOP_VIEW))
 
 
@@ -197,8 +197,10 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, th), curves,
                                        tables.get("slop_nulls"))
     figs["slop"] = plots.plot_slop(slop_table)
-    slop_pooled = slop.pool_slop(slop_table)
+    slop_trials = slop.trial_slop(slop_table)
+    slop_pooled = slop.pool_trial_slop(slop_trials)
     if slop_pooled.num_rows:
+        pacsv.write_csv(slop_trials, out / "slop_trials.csv")
         pacsv.write_csv(slop_pooled, out / "slop.csv")
     sections = []
     for name, fig in figs.items():
@@ -237,6 +239,23 @@ threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
     index.write_text(page, encoding="utf-8")
     (out / HEADLINE_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return index
+
+
+def null_lines(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAULT_MEM_METRIC,
+               gen_metric: str = DEFAULT_GEN_METRIC, theta: float = 0.5, n_boot: int = 200) -> list[str]:
+    """The headline's order and slop sentences, each statistic against its nulls by name (what `memsweep fit`
+    prints after the laws)."""
+    tables = read_tables(onset._open_store(store_or_uri), sweep, metric, gen_metric)
+    trials, curves = tables["trials"], tables["curves"]
+    ons = onset.onsets_from_tables(trials, curves, (theta,), metric, gen_metric)
+    order_pooled = None
+    if "samples" in tables and "copies" in tables:
+        order = memorder.order_from_tables(tables["samples"], tables["copies"], curves.select(["trial_id", "step"]),
+                                           trials, n_boot=n_boot)
+        order_pooled = memorder.pool_order(order, seed=0)
+    slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, theta),
+                                       curves, tables.get("slop_nulls"))
+    return headline.order_lines(order_pooled) + headline.slop_lines(slop.pool_slop(slop_table))
 
 
 def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = None,
