@@ -226,6 +226,10 @@ def trial_order(s: TrialSamples, n_gen: int, n_boot: int = N_BOOT, n_null: int =
         if emp is not None:
             nulls["empirical"] = order_stats(s.proto, s.loglik, emp)
             copied["empirical"] = _copied(emp, s.n_evals)
+        for name in notes:
+            if not notes[name] and np.isfinite(nulls[name].get("rho_proto", np.array([]))).sum() < 10:
+                notes[name] = ("the null's first-copy evaluations are constant in nearly every draw (every string "
+                               "copied at the same evaluation, or none): its rank correlation is undefined")
     row: dict[str, Any] = {"n_samples": n, "n_copied": int((s.first < s.n_evals).sum()),
                            "n_copied_null": copied["grammar"][0], "n_copied_null_sd": copied["grammar"][1],
                            "n_copied_emp_null": copied["empirical"][0],
