@@ -57,7 +57,7 @@ STATS_TEXT = (
     "trial): volume-matched (the headline: the trial's own copies per evaluation drawn from T by p(x)), "
     "grammar-faithful (multinomial draws of N strings per evaluation from the grammar) and empirical-grammar (the "
     "same from T's production frequencies). Slop: against the grammar (exact reference; null: the empirical-grammar "
-    "generator at the trial's N) and against T's frequencies (null: the grammar at the trial's N), 100 "
+    "generator at the trial's N) and against T's frequencies (null: the grammar at the trial's N), 40 "
     "simulations per trial."
 )
 
