@@ -117,15 +117,16 @@ def drop_flagged_onsets(onsets: pa.Table, flags: pa.Table) -> pa.Table:
     null-sd flag where the trial's null sd exceeds that row's theta / 4."""
     if onsets.num_rows == 0 or flags.num_rows == 0:
         return onsets
-    f = flags.select(["trial_id", "flag_chance", "flag_train_mass", "null_sd"])
-    j = onsets.join(f, "trial_id", join_type="left outer")
-    sd = pc.fill_null(j.column("null_sd"), np.nan).to_numpy(zero_copy_only=False).astype(float)
-    theta = j.column("theta").to_numpy(zero_copy_only=False).astype(float)
-    bad = (pc.fill_null(j.column("flag_chance"), False).to_numpy(zero_copy_only=False)
-           | pc.fill_null(j.column("flag_train_mass"), False).to_numpy(zero_copy_only=False)
-           | (sd > theta * MAX_SD_FRACTION))
-    keep = j.filter(pa.array(~bad)).drop_columns(["flag_chance", "flag_train_mass", "null_sd"])
-    return keep.select(onsets.column_names)
+    # each onset row's trial in `flags` (an unknown trial: the appended last entry, never flagged); rows keep their
+    # order, and onsets read back from a CSV (all-null columns) need no join
+    pos = pc.index_in(pc.cast(onsets.column("trial_id"), pa.string()),
+                      value_set=pc.cast(flags.column("trial_id"), pa.string()))
+    pos = pc.fill_null(pos, flags.num_rows).to_numpy(zero_copy_only=False)
+    flag = lambda c: np.append([bool(v) for v in flags.column(c).to_pylist()], False)[pos]  # noqa: E731
+    sd = np.append([np.nan if v is None else float(v) for v in flags.column("null_sd").to_pylist()], np.nan)[pos]
+    theta = onsets.column("theta").to_numpy(zero_copy_only=False).astype(float)
+    bad = flag("flag_chance") | flag("flag_train_mass") | (sd > theta * MAX_SD_FRACTION)
+    return onsets.filter(pa.array(~bad))
 
 
 def keep_trials(table: pa.Table | None, ids: list[str]) -> pa.Table | None:

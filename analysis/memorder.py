@@ -32,7 +32,7 @@ each observed mean beside each null's mean over the same trials (those where bot
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -146,37 +146,61 @@ def simulate_null(s: TrialSamples, n_gen: int, n_rep: int, rng: np.random.Genera
     return first, exceed
 
 
+def first_copies(pvals: np.ndarray, counts: np.ndarray, string: np.ndarray, n_evals: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """First-copy evaluation index (n_rep, n) of each sample when counts[r, e] copies are drawn at evaluation e of
+    replicate r from the distinct strings with probabilities pvals (D,); n_evals where never drawn. Draws each copy
+    (O(copies), not O(evaluations x strings)), in blocks of replicates bounding memory."""
+    n_rep, E = counts.shape
+    D = pvals.size
+    out = np.empty((n_rep, string.size))
+    per_rep = max(1, int(counts.sum(1).max(initial=0)))
+    block = max(1, SIM_BLOCK // per_rep)
+    for r0 in range(0, n_rep, block):
+        c = counts[r0:r0 + block]
+        cell = np.repeat(np.arange(c.size), c.ravel())                    # (replicate, evaluation) of each copy
+        key = (cell // E) * D + rng.choice(D, size=cell.size, p=pvals)
+        uniq, first = np.unique(key, return_index=True)                   # copies are in evaluation order
+        by_string = np.full((c.shape[0], D), float(n_evals))
+        by_string.ravel()[uniq] = cell[first] % E
+        out[r0:r0 + c.shape[0]] = by_string[:, string]
+    return out
+
+
+def _string_probs(s: TrialSamples, prob: np.ndarray) -> np.ndarray:
+    """Probability (D,) of each distinct training string from its samples' `prob`."""
+    D = int(s.string.max()) + 1 if s.string.size else 0
+    p = np.zeros(D)
+    p[s.string] = prob
+    return p
+
+
 def simulate_volume(s: TrialSamples, n_rep: int, rng: np.random.Generator) -> tuple[np.ndarray | None, str]:
     """(first (n_rep, n), "") from the volume-matched null: at each evaluation e, the trial's own c_e copies drawn
     from the distinct training strings with probabilities proportional to p(x); (None, why) where it is undefined."""
     c = np.zeros(s.n_evals, np.int64) if s.copies is None else np.asarray(s.copies, np.int64)
-    D = int(s.string.max()) + 1 if s.string.size else 0
-    p_string = np.zeros(D)
-    p_string[s.string] = s.prob
+    p_string = _string_probs(s, s.prob)
     if c.sum() == 0:
         return None, "the trial copied no training string at any evaluation"
     if not (np.isfinite(p_string).all() and p_string.sum() > 0):
         return None, "the training strings' probabilities p(x) are not in the store"
-    pvals = p_string / p_string.sum()
-    E, n = s.n_evals, s.proto.size
-    first = np.empty((n_rep, n))
-    block = max(1, SIM_BLOCK // max(1, E * D))
-    idx = np.arange(E)[None, :, None]
-    for r0 in range(0, n_rep, block):
-        r = min(block, n_rep - r0)
-        counts = rng.multinomial(np.broadcast_to(c, (r, E)), pvals)                       # (r, E, D)
-        first[r0:r0 + r] = np.where(counts[:, :, s.string] > 0, idx, E).min(1)
-    return first, ""
+    counts = np.broadcast_to(c, (n_rep, s.n_evals))
+    return first_copies(p_string / p_string.sum(), counts, s.string, s.n_evals, rng), ""
 
 
 def simulate_empirical(s: TrialSamples, n_gen: int, n_rep: int,
                        rng: np.random.Generator) -> tuple[np.ndarray | None, str]:
-    """(first (n_rep, n), "") from the empirical-grammar generator (N draws per evaluation, each training string at
-    its empirical-grammar probability); (None, why) where the store lacks those probabilities."""
+    """(first (n_rep, n), "") from the empirical-grammar generator: of its N draws per evaluation, Binomial(N, q(T))
+    are copies, each of string x with probability q(x) / q(T) (q: the empirical grammar); (None, why) where the
+    store lacks q."""
     if s.emp_prob is None or not np.isfinite(s.emp_prob).all():
         return None, "emp_prob is not in the store (written before the empirical-grammar null existed)"
-    empirical = replace(s, prob=np.asarray(s.emp_prob, float), group_mass=np.zeros(s.proto.size))
-    return simulate_null(empirical, n_gen, n_rep, rng)[0], ""
+    q = _string_probs(s, np.asarray(s.emp_prob, float))
+    mass = min(float(q.sum()), 1.0)
+    if mass <= 0:
+        return None, "the training strings have no mass under the empirical grammar"
+    counts = rng.binomial(n_gen, mass, size=(n_rep, s.n_evals))
+    return first_copies(q / q.sum(), counts, s.string, s.n_evals, rng), ""
 
 
 def _summary(obs: float, boot: np.ndarray, null: np.ndarray) -> dict[str, float]:
@@ -226,6 +250,10 @@ def trial_order(s: TrialSamples, n_gen: int, n_boot: int = N_BOOT, n_null: int =
         if emp is not None:
             nulls["empirical"] = order_stats(s.proto, s.loglik, emp)
             copied["empirical"] = _copied(emp, s.n_evals)
+        for name in notes:
+            if not notes[name] and np.isfinite(nulls[name].get("rho_proto", np.array([]))).sum() < 10:
+                notes[name] = ("the null's first-copy evaluations are constant in nearly every draw (every string "
+                               "copied at the same evaluation, or none): its rank correlation is undefined")
     row: dict[str, Any] = {"n_samples": n, "n_copied": int((s.first < s.n_evals).sum()),
                            "n_copied_null": copied["grammar"][0], "n_copied_null_sd": copied["grammar"][1],
                            "n_copied_emp_null": copied["empirical"][0],

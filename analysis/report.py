@@ -60,7 +60,7 @@ STATS_TEXT = (
     "trial): volume-matched (the headline: the trial's own copies per evaluation drawn from T by p(x)), "
     "grammar-faithful (multinomial draws of N strings per evaluation from the grammar) and empirical-grammar (the "
     "same from T's production frequencies). Slop: against the grammar (exact reference; null: the empirical-grammar "
-    "generator at the trial's N) and against T's frequencies (null: the grammar at the trial's N), 100 "
+    "generator at the trial's N) and against T's frequencies (null: the grammar at the trial's N), 40 "
     "simulations per trial."
 )
 
@@ -72,8 +72,8 @@ ORDER_VIEW = ["tail", "L", "n_rho_proto", "n_clusters_rho_proto", "n_rho_proto_v
     f"{k}{infix}{part}" for k in ("rho_proto", "partial_proto", "rho_twin")
     for infix in memorder.NULLS.values() for part in ("_null_mean", "_excess_mean", "_excess_lo", "_excess_hi")] + [
     "n_rho_proto_vol_undefined", "rho_proto_vol_undefined"]
-SLOP_VIEW = ["tail", "L", "level", "n_before", "n_clusters_before", "overprod_before", "overprod_before_lo", "overprod_before_hi",
-             "overprod_before_null", "overprod_before_null_sd", "overprod_before_excess", "overprod_before_excess_lo",
+SLOP_VIEW = ["tail", "L", "level", "n_before", "n_clusters_before", "overprod_before", "overprod_before_lo",
+             "overprod_before_hi", "overprod_before_null", "overprod_before_null_sd", "overprod_before_excess", "overprod_before_excess_lo",
              "overprod_before_excess_hi", "overprod_train_before", "overprod_train_before_null",
              "overprod_train_before_null_sd", "overprod_train_before_excess", "overprod_train_before_excess_lo",
              "overprod_train_before_excess_hi", "strings_before", "n_after", "overprod_after", "overprod_after_lo",
@@ -141,7 +141,7 @@ def _slop_html(pooled: pa.Table) -> str:
             "null, the <b>grammar</b> at each trial's N). <code>_null</code> and <code>_null_sd</code> are the nulls' "
             "mean and sd over the same trials, <code>_excess</code> the trial value minus its null; strings_before is "
             "the mean number of non-copy strings per evaluation a value rests on. Also in <a href='slop.csv'>"
-            "slop.csv</a>.</p>"
+            "slop.csv</a>, per trial in <a href='slop_trials.csv'>slop_trials.csv</a>.</p>"
             + _table_html(pooled, SLOP_VIEW))
 
 
@@ -196,6 +196,16 @@ def _flags_html(flags: pa.Table, kept: bool) -> str:
                                   "flagged", "reason"]))
 
 
+def _unflagged(tables: dict[str, pa.Table], curves: pa.Table,
+               flags: pa.Table) -> tuple[dict[str, pa.Table], pa.Table]:
+    """The tables with the flagged trials' rows left out (trials and curves whole: the figures show every trial),
+    and the curves without them (what slop reads)."""
+    bad = set(flagmod.flagged_ids(flags))
+    kept = [t for t in tables["trials"].column("trial_id").to_pylist() if t not in bad]
+    out = {k: (v if k in ("trials", "curves") else flagmod.keep_trials(v, kept)) for k, v in tables.items()}
+    return out, flagmod.keep_trials(curves, kept)
+
+
 def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, laws: pa.Table | None = None,
                              thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
                              gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, command: str = "",
@@ -215,11 +225,8 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     pacsv.write_csv(flags, out / "flags.csv")
     ons_read, tables, slop_curves = ons, dict(tables), curves
     if not keep_flagged:      # the laws, verdicts and regime count read the unflagged trials; the figures all
-        bad = set(flagmod.flagged_ids(flags))
-        kept = [t for t in trials.column("trial_id").to_pylist() if t not in bad]
         ons_read = flagmod.drop_flagged_onsets(ons, flags)
-        tables = {k: (v if k in ("trials", "curves") else flagmod.keep_trials(v, kept)) for k, v in tables.items()}
-        slop_curves = flagmod.keep_trials(curves, kept)
+        tables, slop_curves = _unflagged(tables, curves, flags)
     if laws is None:
         laws = fits.fit_laws(ons_read, theta=None, n_boot=n_boot)
     fits.write_laws(laws, out)
@@ -232,8 +239,10 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, th),
                                        slop_curves, tables.get("slop_nulls"))
     figs["slop"] = plots.plot_slop(slop_table)
-    slop_pooled = slop.pool_slop(slop_table)
+    slop_trials = slop.trial_slop(slop_table)
+    slop_pooled = slop.pool_trial_slop(slop_trials)
     if slop_pooled.num_rows:
+        pacsv.write_csv(slop_trials, out / "slop_trials.csv")
         pacsv.write_csv(slop_pooled, out / "slop.csv")
     sections = []
     for name, fig in figs.items():
@@ -274,6 +283,28 @@ threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
     index.write_text(page, encoding="utf-8")
     (out / HEADLINE_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return index
+
+
+def null_lines(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAULT_MEM_METRIC,
+               gen_metric: str = DEFAULT_GEN_METRIC, theta: float = 0.5, n_boot: int = 200,
+               keep_flagged: bool = False, consecutive: int = onset.DEFAULT_CONSECUTIVE) -> list[str]:
+    """The headline's order and slop sentences, each statistic against its nulls by name (what `memsweep fit`
+    prints after the laws), read as the report reads them: flagged trials left out unless `keep_flagged`."""
+    tables = read_tables(onset._open_store(store_or_uri), sweep, metric, gen_metric)
+    trials, curves = tables["trials"], tables["curves"]
+    curves = onset.with_gen_share(curves, trials) if gen_metric == "gen_share" else curves
+    ons = onset.onsets_from_tables(trials, curves, (theta,), metric, gen_metric, consecutive)
+    slop_curves = curves
+    if not keep_flagged:
+        tables, slop_curves = _unflagged(tables, curves, flagmod.trial_flags(trials, theta))
+    order_pooled = None
+    if "samples" in tables and "copies" in tables:
+        order = memorder.order_from_tables(tables["samples"], tables["copies"], curves.select(["trial_id", "step"]),
+                                           trials, n_boot=n_boot)
+        order_pooled = memorder.pool_order(order, seed=0)
+    slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, theta),
+                                       slop_curves, tables.get("slop_nulls"))
+    return headline.order_lines(order_pooled) + headline.slop_lines(slop.pool_slop(slop_table))
 
 
 def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = None,

@@ -49,7 +49,7 @@ KL_EPS = 0.5
 LEVEL_SLOP = ("overprod", "overprod_train", "entropy_ratio", "kl_gen_train", "kl_gen_grammar")
 #: The slop references: reference -> (its metric, its null generator). Replicates of each null per trial.
 REFERENCES = {"grammar": ("overprod", "empirical"), "train": ("overprod_train", "grammar")}
-SLOP_NULL_REPS = 100
+SLOP_NULL_REPS = 40
 
 
 # ---------------------------------------------------------------------------------------------- the null
