@@ -44,8 +44,8 @@ def test_reduced_demo_through_cli(tmp_path):
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "index.html" in proc.stdout
-    # the demo prints the law on the null-controlled metric and the memorization order beside its null
-    assert "mem_twin" in proc.stdout and "vs null" in proc.stdout and "excess" in proc.stdout
+    # the demo prints the law on the null-controlled metric and the memorization order beside its nulls (the volume-matched one first)
+    assert "mem_twin" in proc.stdout and "vs volume-matched" in proc.stdout and "excess" in proc.stdout
 
     # Every trial finished, and each has exactly one row per scheduled evaluation up to where it stopped.
     store = Store(out / "store")
