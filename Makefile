@@ -7,7 +7,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench findings install clean
+.PHONY: demo test bench findings findings-tiny install clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 findings: $(STAMP)
 	docs/findings/run.sh
+
+# the whole findings path (sweep, report, fit, per-trial CSVs, refit check) on the `tiny` preset, into runs/
+findings-tiny: $(STAMP)
+	FINDINGS_SWEEPS=tiny FINDINGS_OUT=runs/findings-tiny docs/findings/run.sh
 
 bench: $(STAMP)
 	for b in benchmarks/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -117,15 +117,16 @@ def drop_flagged_onsets(onsets: pa.Table, flags: pa.Table) -> pa.Table:
     null-sd flag where the trial's null sd exceeds that row's theta / 4."""
     if onsets.num_rows == 0 or flags.num_rows == 0:
         return onsets
-    f = flags.select(["trial_id", "flag_chance", "flag_train_mass", "null_sd"])
-    j = onsets.join(f, "trial_id", join_type="left outer")
-    sd = pc.fill_null(j.column("null_sd"), np.nan).to_numpy(zero_copy_only=False).astype(float)
-    theta = j.column("theta").to_numpy(zero_copy_only=False).astype(float)
-    bad = (pc.fill_null(j.column("flag_chance"), False).to_numpy(zero_copy_only=False)
-           | pc.fill_null(j.column("flag_train_mass"), False).to_numpy(zero_copy_only=False)
-           | (sd > theta * MAX_SD_FRACTION))
-    keep = j.filter(pa.array(~bad)).drop_columns(["flag_chance", "flag_train_mass", "null_sd"])
-    return keep.select(onsets.column_names)
+    # each onset row's trial in `flags` (an unknown trial: the appended last entry, never flagged); rows keep their
+    # order, and onsets read back from a CSV (all-null columns) need no join
+    pos = pc.index_in(pc.cast(onsets.column("trial_id"), pa.string()),
+                      value_set=pc.cast(flags.column("trial_id"), pa.string()))
+    pos = pc.fill_null(pos, flags.num_rows).to_numpy(zero_copy_only=False)
+    flag = lambda c: np.append([bool(v) for v in flags.column(c).to_pylist()], False)[pos]  # noqa: E731
+    sd = np.append([np.nan if v is None else float(v) for v in flags.column("null_sd").to_pylist()], np.nan)[pos]
+    theta = onsets.column("theta").to_numpy(zero_copy_only=False).astype(float)
+    bad = flag("flag_chance") | flag("flag_train_mass") | (sd > theta * MAX_SD_FRACTION)
+    return onsets.filter(pa.array(~bad))
 
 
 def keep_trials(table: pa.Table | None, ids: list[str]) -> pa.Table | None:
@@ -135,9 +136,10 @@ def keep_trials(table: pa.Table | None, ids: list[str]) -> pa.Table | None:
     return table.filter(pc.is_in(table.column("trial_id"), value_set=pa.array(ids, pa.string())))
 
 
-def flag_lines(flags: pa.Table, theta: float, kept: bool, per_trial_max: int = 20) -> list[str]:
+def flag_lines(flags: pa.Table, theta: float, kept: bool, per_trial_max: int = 20,
+               every: str = "flags.csv has every trial") -> list[str]:
     """Headline sentences: the nulls' facts per trial (each trial up to `per_trial_max` trials, else their
-    ranges), then the flagged trials with their reasons and what was done with them."""
+    ranges; `every` says where all of them are), then the flagged trials with their reasons and what was done."""
     rows = flags.to_pylist()
     if not rows:
         return []
@@ -149,7 +151,7 @@ def flag_lines(flags: pa.Table, theta: float, kept: bool, per_trial_max: int = 2
 
     out = [f"Nulls per trial: p(T) {rng('train_mass')}, p(T') {rng('twin_set_mass')}, chance of validity "
            f"{rng('chance_valid')}, ceiling of novel_valid_frac 1 - p(T) {rng('ceiling')}, null sd of mem_twin "
-           f"{rng('null_sd')} (flags.csv has every trial)."]
+           f"{rng('null_sd')} ({every})."]
     if len(rows) <= per_trial_max:
         out += [f"  {r['trial_id']}: p(T) {r['train_mass']:.3g}, p(T') {r['twin_set_mass']:.3g}, chance "
                 f"{r['chance_valid']:.2g}, ceiling {r['ceiling']:.3g}, null sd {r['null_sd']:.3g}" for r in rows]
@@ -159,7 +161,8 @@ def flag_lines(flags: pa.Table, theta: float, kept: bool, per_trial_max: int = 2
                    f"null sd <= theta/4).")
         return out
     what = ("kept in the laws and verdicts (--keep-flagged)" if kept
-            else "left out of the onset laws and the order and slop verdicts (--keep-flagged keeps them)")
+            else "left out of the onset laws, the order and slop verdicts and the regime count (--keep-flagged keeps "
+                  "them)")
     out.append(f"Flagged trials: {len(bad)} of {len(rows)} at theta={theta:g}, {what}:")
     out += [f"  {r['trial_id']}: {r['reason']}." for r in bad]
     return out

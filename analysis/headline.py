@@ -92,46 +92,94 @@ def _law_why(r: dict[str, Any]) -> str:
     return f"{r.get('n_boot_ok') or 0} bootstrap refits converged (need 10)"
 
 
+#: The order nulls as the headline names them, headline null first (`analysis.memorder.NULLS`).
+NULL_WORDS = {"volume": "volume-matched", "grammar": "grammar-faithful", "empirical": "empirical-grammar"}
+#: The per-trial column of `memorder_trials.csv` that says why a null is undefined; trials named at most.
+NULL_NOTES = {"volume": "vol_note", "empirical": "emp_note"}
+MAX_NAMED = 10
+
+
 def order_lines(pooled: pa.Table | None) -> list[str]:
-    """Per group and overall: each order statistic beside its null, with the excess and its verdict."""
+    """Per group and overall: each order statistic against the volume-matched null (the headline), with the
+    grammar-faithful and empirical-grammar nulls beside it, each on the trials where it is defined."""
+    from analysis.memorder import NULLS
+
     if pooled is None or pooled.num_rows == 0:
         return ["Memorization order: no samples/copies tables in the store."]
     out = []
     for r in pooled.to_pylist():
         who = "all trials" if r["tail"] == "*" else f"{r['tail']} L={r['L']}"
-        out.append(f"Memorization order, {who} ({r.get('n_rho_proto', 0)} trials), observed vs a grammar-faithful "
-                   "generator (the null):")
+        out.append(f"Memorization order, {who} ({r.get('n_rho_proto', 0)} trials): observed vs the volume-matched "
+                   "null (the model's own copies per evaluation, drawn from T by p(x)), the grammar-faithful and "
+                   "empirical-grammar nulls beside it:")
         for name, words in ORDER_WORDS.items():
-            if f"{name}_mean" not in r:
-                continue
-            v = verdict(r.get(f"{name}_excess_lo"), r.get(f"{name}_excess_hi"),
-                        "prototypical first, beyond the null", "prototypical later than the null",
-                        "not distinguishable from the null")
-            why = _units(r.get(f"n_{name}"), r.get(f"n_clusters_{name}"))
-            left = r.get(f"n_{name}_no_null") or 0
-            extra = f"; {left} trial(s) without a null left out" if left else ""
-            out.append(f"  {words} {_f(r[f'{name}_mean'])} vs null {_f(r.get(f'{name}_null_mean'))} (the same "
-                       f"{r.get(f'n_{name}', 0)} trials{extra}): excess {_f(r.get(f'{name}_excess_mean'))} "
-                       f"({_ci(r.get(f'{name}_excess_lo'), r.get(f'{name}_excess_hi'), why=why)}) -> {v}.")
+            nulls = [(null, infix) for null, infix in NULLS.items() if f"{name}{infix}_excess_mean" in r]
+            parts = [_null_part(r, name, null, infix, first=k == 0) for k, (null, infix) in enumerate(nulls)]
+            if parts:
+                out.append(f"  {words}: " + "; ".join(parts) + ".")
     return out
 
 
+def _null_part(r: dict[str, Any], name: str, null: str, infix: str, first: bool) -> str:
+    """Statistic `name` against one null (column infix `infix`) on the trials where both are defined, its excess
+    with its interval over clusters (the verdict when `first`: the headline null), undefined trials named."""
+    key = f"{name}{infix}"
+    n, n_undef = r.get(f"n_{key}") or 0, r.get(f"n_{key}_undefined") or 0
+    if not n:
+        note = NULL_NOTES.get(null)
+        why = (f"undefined in all {n_undef} trials" + (f" (why per trial: {note} in memorder_trials.csv)" if note
+                                                       else "") if n_undef else "no trials")
+        return f"vs {NULL_WORDS[null]}: not estimated: {why}"
+    ids = str(r.get(f"{key}_undefined") or "").split()
+    more = f" and {len(ids) - MAX_NAMED} more" if len(ids) > MAX_NAMED else ""
+    undefined = f"undefined in {n_undef}: {' '.join(ids[:MAX_NAMED])}{more}" if n_undef else ""
+    lo, hi = r.get(f"{key}_excess_lo"), r.get(f"{key}_excess_hi")
+    obs = r.get(f"{key}_obs_mean", r.get(f"{name}_mean") if not infix else None)
+    left = r.get(f"n_{key}_no_null") or 0
+    same = f"the same {n} trials" + (f"; {left} trial(s) without this null left out" if left else "")
+    text = (f"{_f(obs)} vs {NULL_WORDS[null]} {_f(r.get(f'{key}_null_mean'))} ({same}): excess "
+            f"{_f(r.get(f'{key}_excess_mean'))} ({_ci(lo, hi, why=_units(n, r.get(f'n_clusters_{key}')))})")
+    if first:
+        text += " -> " + verdict(lo, hi, "prototypical first, beyond the null", "prototypical later than the null",
+                                 "not distinguishable from the null")
+    return text + (f" [{undefined}]" if undefined else "")
+
+
 def slop_lines(pooled: pa.Table) -> list[str]:
-    """The all-levels slop before memorization, per group, against its null (0)."""
+    """The all-levels slop before memorization, per group, against each reference and the reference's null."""
     if pooled.num_rows == 0:
         return ["Slop: no non-copy generations with parsed nodes."]
     out = []
     for r in pooled.to_pylist():
         if r["level"] != -1:
             continue
-        v = verdict(r["overprod_before_lo"], r["overprod_before_hi"], "common parts under-produced",
-                    "common parts over-produced (slop)", "faithful within noise")
         why = _units(r["n_before"], r.get("n_clusters_before"))
-        out.append(f"Slop, {r['tail']} L={r['L']}: overprod of non-copies before tau_mem {_f(r['overprod_before'])} "
-                   f"({_ci(r['overprod_before_lo'], r['overprod_before_hi'], why=why)}; null 0; {r['n_before']} "
-                   "trials, "
-                   f"~{r['strings_before']:.0f} strings per evaluation) -> {v}; after tau_mem "
-                   f"{_f(r['overprod_after'])} ({r['n_after']} trials).")
+        head = (f"Slop, {r['tail']} L={r['L']}: overprod of non-copies before tau_mem {_f(r['overprod_before'])} "
+                f"against the grammar ({_ci(r['overprod_before_lo'], r['overprod_before_hi'], why=why)}; "
+                f"{r['n_before']} trials, ~{r['strings_before']:.0f} strings per evaluation)")
+        if r.get("overprod_before_excess") is None:   # a store written before the slop nulls: the exact null is 0
+            v = verdict(r["overprod_before_lo"], r["overprod_before_hi"], "common parts under-produced",
+                        "common parts over-produced (slop)", "faithful within noise")
+            out.append(f"{head}; null 0 -> {v}; after tau_mem {_f(r['overprod_after'])} ({r['n_after']} trials).")
+            continue
+        v = verdict(r["overprod_before_excess_lo"], r["overprod_before_excess_hi"],
+                    "common parts under-produced", "common parts over-produced beyond T's part frequencies (slop)",
+                    "no more than learning T's part frequencies gives")
+        why = _units(r.get("n_overprod_before_null"), r.get("n_clusters_overprod_before_null"))
+        out.append(f"{head}; the empirical-grammar null at each trial's N gives {_f(r['overprod_before_null'])} "
+                   f"(sd {_f(r['overprod_before_null_sd'], False)}): excess {_f(r['overprod_before_excess'])} "
+                   f"({_ci(r['overprod_before_excess_lo'], r['overprod_before_excess_hi'], why=why)}) -> {v}; "
+                   f"after tau_mem {_f(r['overprod_after'])} ({r['n_after']} trials).")
+        if r.get("overprod_train_before_excess") is not None:
+            why = _units(r.get("n_overprod_train_before_null"), r.get("n_clusters_overprod_train_before_null"))
+            t = verdict(r["overprod_train_before_excess_lo"], r["overprod_train_before_excess_hi"],
+                        "reversion to the mean beyond the grammar's", "sharpening: common parts beyond T's share",
+                        "as the grammar reverts")
+            out.append(f"  against T's own frequencies {_f(r['overprod_train_before'])} vs the grammar's "
+                       f"{_f(r['overprod_train_before_null'])} (sd {_f(r['overprod_train_before_null_sd'], False)}): "
+                       f"excess {_f(r['overprod_train_before_excess'])} ("
+                       f"{_ci(r['overprod_train_before_excess_lo'], r['overprod_train_before_excess_hi'], why=why)}"
+                       f") -> {t}.")
     return out
 
 

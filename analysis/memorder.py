@@ -11,14 +11,24 @@ so a raw order statistic means nothing alone (SCIENCE.md, "Memorization against 
   log-likelihoods (uniform rules) it is ``rho_proto``.
 * ``rho_twin``: rho between prototypicality and the first evaluation at which a sample's copies exceed the
   mass-scaled copies of its twins (``count > twin_scaled``), over the samples that have twins in T'.
-* the null of each: the same statistic for a grammar-faithful generator with the trial's own N, evaluation
-  schedule and training set, simulated exactly: at every evaluation, N draws from the grammar are a multinomial
-  over the distinct training strings (p(x) each), each twin group's T' members (their mass) and the rest. Reported
-  as the null's mean and 95% range, the two-sided p-value of the observed value under it, and the excess
-  ``observed - null mean``.
+Three nulls (`NULLS`; SCIENCE.md, "Nulls that match what they are compared with"), each simulated `N_NULL` times:
+* ``volume`` (the headline order null): the trial's own number of copies ``c_e`` at each evaluation, drawn from the
+  distinct training strings with probabilities proportional to p(x) (uniform for uniform rules); each string's
+  first-copy evaluation. Observed minus it says *which* strings the model copies with *how many* held fixed.
+  Undefined (NaN, named in ``vol_note``) when the trial copied nothing. ``rho_twin`` has no volume null (it
+  contrasts copies with twins' copies, a rate question).
+* ``grammar``: a grammar-faithful generator with the trial's own N, evaluation schedule and training set, exactly:
+  at every evaluation, N draws from the grammar are a multinomial over the distinct training strings (p(x) each),
+  each twin group's T' members (their mass) and the rest.
+* ``empirical``: the same with the empirical grammar (`rhm.empirical_grammar`: T's production frequencies, no
+  string stored) in place of the grammar: each training string at its probability there (``emp_prob``).
+  Prototypical-first beyond it means whole strings are stored, not only their parts' statistics. No ``rho_twin``.
+Each null is reported as its mean and 95% range, the two-sided p-value of the observed value under it, and the
+excess ``observed - null mean`` (columns ``<stat><infix>_null``, ``_null_lo``, ``_null_hi``, ``_p``, ``_excess``;
+infix "" for the grammar null, "_vol", "_emp").
 Intervals: per trial, a percentile bootstrap over its samples; pooled, a bootstrap of the mean over clusters of
 trials that share a grammar and a data draw (`analysis.stats.cluster_keys`: those are the independent units), and
-each observed mean beside its null's mean over the same trials (those where both are defined).
+each observed mean beside each null's mean over the same trials (those where both are defined).
 """
 from __future__ import annotations
 
@@ -34,13 +44,17 @@ from analysis.onset import _open_store
 from analysis.stats import bootstrap_mean, cluster_codes, with_clusters
 
 STATS = ("rho_proto", "rho_loglik", "partial_proto", "rho_twin")
+#: The order nulls by name -> the infix of their columns, headline first; and the statistics each one covers.
+NULLS = {"volume": "_vol", "grammar": "", "empirical": "_emp"}
+NULL_STATS = {"volume": STATS[:3], "grammar": STATS, "empirical": STATS[:3]}
+NULL_PARTS = ("_null", "_null_lo", "_null_hi", "_p", "_excess")
 #: Replicates of the simulated null per trial, and bootstrap resamples per trial.
 N_NULL = 200
 N_BOOT = 200
 #: Elements of one block of simulated counts (replicates x evaluations x categories), bounding memory.
 SIM_BLOCK = 2**22
 SAMPLE_COLUMNS = ("trial_id", "train_index", "proto", "loglik", "prob", "root", "twin_group", "twin_mass",
-                  "n_twins")
+                  "n_twins", "emp_prob")
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -81,7 +95,9 @@ class TrialSamples:
 
     first / exceed: evaluation index (0..n_evals-1) of the first copy / of the first evaluation at which copies
     exceed the mass-scaled twin copies; n_evals where it never happened (censored). string: index of the distinct
-    training string; group: twin group; group_mass: that group's mass in T' (0: no twins)."""
+    training string; group: twin group; group_mass: that group's mass in T' (0: no twins). copies: (n_evals,)
+    generated strings that copied a training string at each evaluation (the volume null's c_e); emp_prob: each
+    sample's probability under the empirical grammar (NaN: not in the store)."""
 
     proto: np.ndarray
     loglik: np.ndarray
@@ -92,6 +108,8 @@ class TrialSamples:
     first: np.ndarray
     exceed: np.ndarray
     n_evals: int
+    copies: np.ndarray | None = None
+    emp_prob: np.ndarray | None = None
 
     @property
     def twin_ok(self) -> np.ndarray:
@@ -128,6 +146,63 @@ def simulate_null(s: TrialSamples, n_gen: int, n_rep: int, rng: np.random.Genera
     return first, exceed
 
 
+def first_copies(pvals: np.ndarray, counts: np.ndarray, string: np.ndarray, n_evals: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """First-copy evaluation index (n_rep, n) of each sample when counts[r, e] copies are drawn at evaluation e of
+    replicate r from the distinct strings with probabilities pvals (D,); n_evals where never drawn. Draws each copy
+    (O(copies), not O(evaluations x strings)), in blocks of replicates bounding memory."""
+    n_rep, E = counts.shape
+    D = pvals.size
+    out = np.empty((n_rep, string.size))
+    per_rep = max(1, int(counts.sum(1).max(initial=0)))
+    block = max(1, SIM_BLOCK // per_rep)
+    for r0 in range(0, n_rep, block):
+        c = counts[r0:r0 + block]
+        cell = np.repeat(np.arange(c.size), c.ravel())                    # (replicate, evaluation) of each copy
+        key = (cell // E) * D + rng.choice(D, size=cell.size, p=pvals)
+        uniq, first = np.unique(key, return_index=True)                   # copies are in evaluation order
+        by_string = np.full((c.shape[0], D), float(n_evals))
+        by_string.ravel()[uniq] = cell[first] % E
+        out[r0:r0 + c.shape[0]] = by_string[:, string]
+    return out
+
+
+def _string_probs(s: TrialSamples, prob: np.ndarray) -> np.ndarray:
+    """Probability (D,) of each distinct training string from its samples' `prob`."""
+    D = int(s.string.max()) + 1 if s.string.size else 0
+    p = np.zeros(D)
+    p[s.string] = prob
+    return p
+
+
+def simulate_volume(s: TrialSamples, n_rep: int, rng: np.random.Generator) -> tuple[np.ndarray | None, str]:
+    """(first (n_rep, n), "") from the volume-matched null: at each evaluation e, the trial's own c_e copies drawn
+    from the distinct training strings with probabilities proportional to p(x); (None, why) where it is undefined."""
+    c = np.zeros(s.n_evals, np.int64) if s.copies is None else np.asarray(s.copies, np.int64)
+    p_string = _string_probs(s, s.prob)
+    if c.sum() == 0:
+        return None, "the trial copied no training string at any evaluation"
+    if not (np.isfinite(p_string).all() and p_string.sum() > 0):
+        return None, "the training strings' probabilities p(x) are not in the store"
+    counts = np.broadcast_to(c, (n_rep, s.n_evals))
+    return first_copies(p_string / p_string.sum(), counts, s.string, s.n_evals, rng), ""
+
+
+def simulate_empirical(s: TrialSamples, n_gen: int, n_rep: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray | None, str]:
+    """(first (n_rep, n), "") from the empirical-grammar generator: of its N draws per evaluation, Binomial(N, q(T))
+    are copies, each of string x with probability q(x) / q(T) (q: the empirical grammar); (None, why) where the
+    store lacks q."""
+    if s.emp_prob is None or not np.isfinite(s.emp_prob).all():
+        return None, "emp_prob is not in the store (written before the empirical-grammar null existed)"
+    q = _string_probs(s, np.asarray(s.emp_prob, float))
+    mass = min(float(q.sum()), 1.0)
+    if mass <= 0:
+        return None, "the training strings have no mass under the empirical grammar"
+    counts = rng.binomial(n_gen, mass, size=(n_rep, s.n_evals))
+    return first_copies(q / q.sum(), counts, s.string, s.n_evals, rng), ""
+
+
 def _summary(obs: float, boot: np.ndarray, null: np.ndarray) -> dict[str, float]:
     """Observed value with its bootstrap interval, the null's mean and 95% range, the two-sided p under the null."""
     nan = float("nan")
@@ -145,34 +220,62 @@ def _summary(obs: float, boot: np.ndarray, null: np.ndarray) -> dict[str, float]
 
 
 def trial_order(s: TrialSamples, n_gen: int, n_boot: int = N_BOOT, n_null: int = N_NULL,
-                seed: int = 0) -> dict[str, float]:
-    """Every order statistic of one trial with its bootstrap interval and its simulated null."""
+                seed: int = 0) -> dict[str, Any]:
+    """Every order statistic of one trial with its bootstrap interval and its three simulated nulls (`NULLS`)."""
     rng = np.random.default_rng(seed)
     n = s.proto.size
     obs = order_stats(s.proto, s.loglik, s.first)
     ok = s.twin_ok
     obs["rho_twin"] = twin_stat(s.proto[ok], s.exceed[ok])
     boot: dict[str, np.ndarray] = {k: np.array([]) for k in STATS}
-    null: dict[str, np.ndarray] = {k: np.array([]) for k in STATS}
+    nulls: dict[str, dict[str, np.ndarray]] = {name: {} for name in NULLS}
+    notes = {"volume": "", "empirical": ""}
     if n >= 3 and n_boot > 0:
         b = rng.integers(0, n, size=(n_boot, n))
         boot = order_stats(s.proto[b], s.loglik[b], s.first[b])
         bt = rng.integers(0, max(int(ok.sum()), 1), size=(n_boot, int(ok.sum())))
         boot["rho_twin"] = twin_stat(s.proto[ok][bt], s.exceed[ok][bt])
-    copied_null = [np.nan, np.nan]
-    if n >= 3 and n_null > 0 and n_gen > 0:
+    copied = {"grammar": [np.nan, np.nan], "empirical": [np.nan, np.nan]}
+    if n < 3 or n_null <= 0 or n_gen <= 0:
+        notes = {k: f"no null simulated (n_samples = {n}, n_null = {n_null}, n_gen = {n_gen})" for k in notes}
+    else:
         first, exceed = simulate_null(s, n_gen, n_null, rng)
-        null = order_stats(s.proto, s.loglik, first)
-        null["rho_twin"] = twin_stat(s.proto[ok], exceed[:, ok])
-        copied = (first < s.n_evals).sum(1)
-        copied_null = [float(copied.mean()), float(copied.std())]
-    row: dict[str, float] = {"n_samples": n, "n_copied": int((s.first < s.n_evals).sum()),
-                             "n_copied_null": copied_null[0], "n_copied_null_sd": copied_null[1],
-                             "n_twin_samples": int(ok.sum()), "n_null": n_null}
+        nulls["grammar"] = order_stats(s.proto, s.loglik, first)
+        nulls["grammar"]["rho_twin"] = twin_stat(s.proto[ok], exceed[:, ok])
+        copied["grammar"] = _copied(first, s.n_evals)
+        vol, notes["volume"] = simulate_volume(s, n_null, rng)
+        if vol is not None:
+            nulls["volume"] = order_stats(s.proto, s.loglik, vol)
+        emp, notes["empirical"] = simulate_empirical(s, n_gen, n_null, rng)
+        if emp is not None:
+            nulls["empirical"] = order_stats(s.proto, s.loglik, emp)
+            copied["empirical"] = _copied(emp, s.n_evals)
+        for name in notes:
+            if not notes[name] and np.isfinite(nulls[name].get("rho_proto", np.array([]))).sum() < 10:
+                notes[name] = ("the null's first-copy evaluations are constant in nearly every draw (every string "
+                               "copied at the same evaluation, or none): its rank correlation is undefined")
+    row: dict[str, Any] = {"n_samples": n, "n_copied": int((s.first < s.n_evals).sum()),
+                           "n_copied_null": copied["grammar"][0], "n_copied_null_sd": copied["grammar"][1],
+                           "n_copied_emp_null": copied["empirical"][0],
+                           "n_copies": int(0 if s.copies is None else np.sum(s.copies)),
+                           "n_twin_samples": int(ok.sum()), "n_null": n_null,
+                           "vol_note": notes["volume"], "emp_note": notes["empirical"]}
     for k in STATS:
-        for part, value in _summary(float(np.asarray(obs[k])), boot[k], null[k]).items():
-            row[k if part == "obs" else f"{k}_{part}"] = value
+        for name, infix in NULLS.items():
+            if k not in NULL_STATS[name]:
+                continue
+            summary = _summary(float(np.asarray(obs[k])), boot[k], nulls[name].get(k, np.array([])))
+            if name == "grammar":
+                row.update({k: summary["obs"], f"{k}_lo": summary["lo"], f"{k}_hi": summary["hi"]})
+            for part in NULL_PARTS:
+                row[f"{k}{infix}{part}"] = summary[part.lstrip("_")]
     return row
+
+
+def _copied(first: np.ndarray, n_evals: int) -> list[float]:
+    """Mean and sd over replicates of how many samples a simulated null copied at least once."""
+    c = (first < n_evals).sum(1)
+    return [float(c.mean()), float(c.std())]
 
 
 # ----------------------------------------------------------------------------------------------- from tables
@@ -202,7 +305,16 @@ def _trial_samples(samples: pa.Table, copies: pa.Table, steps: np.ndarray) -> Tr
     mass = np.where(get("n_twins", 0) > 0, np.nan_to_num(get("twin_mass", 0.0)), 0.0)
     return TrialSamples(proto=get("proto", np.nan), loglik=get("loglik", np.nan), prob=get("prob", 0.0),
                         string=string.astype(np.int64), group=group.astype(np.int64), group_mass=mass,
-                        first=first, exceed=np.where(mass > 0, exceed, E), n_evals=E)
+                        first=first, exceed=np.where(mass > 0, exceed, E), n_evals=E,
+                        copies=_copies_per_eval(string[pos], ev, cnt, E), emp_prob=get("emp_prob", np.nan))
+
+
+def _copies_per_eval(string: np.ndarray, ev: np.ndarray, cnt: np.ndarray, n_evals: int) -> np.ndarray:
+    """Generated strings that copied a training string, per evaluation: each distinct string once (a duplicated
+    training string carries the full count at each of its indices)."""
+    keep = (cnt > 0) & (ev < n_evals)
+    pairs, first = np.unique(np.stack([ev[keep], string[keep]], 1), axis=0, return_index=True)
+    return np.bincount(pairs[:, 0].astype(np.int64), cnt[keep][first], minlength=n_evals).astype(np.int64)
 
 
 def _isnull(v: np.ndarray) -> np.ndarray:
@@ -221,9 +333,11 @@ def _split(t: pa.Table, ids: Sequence[str]) -> dict[str, pa.Table]:
     return {i: out.get(i, empty) for i in ids}
 
 
-ORDER_COLUMNS = ["trial_id", "n_samples", "n_copied", "n_copied_null", "n_copied_null_sd", "n_twin_samples",
-                 "n_null"] + [
-    f"{k}{part}" for k in STATS for part in ("", "_lo", "_hi", "_null", "_null_lo", "_null_hi", "_p", "_excess")]
+ORDER_COLUMNS = ["trial_id", "n_samples", "n_copied", "n_copied_null", "n_copied_null_sd", "n_copied_emp_null",
+                 "n_copies", "n_twin_samples", "n_null", "vol_note", "emp_note"] + [
+    f"{k}{part}" for k in STATS for part in ("", "_lo", "_hi")] + [
+    f"{k}{infix}{part}" for k in STATS for name, infix in NULLS.items() if k in NULL_STATS[name]
+    for part in NULL_PARTS]
 
 
 def order_from_tables(samples: pa.Table, copies: pa.Table, curves: pa.Table, trials: pa.Table | None = None,
@@ -244,8 +358,9 @@ def order_from_tables(samples: pa.Table, copies: pa.Table, curves: pa.Table, tri
             continue
         s = _trial_samples(by_s[tid], by_c[tid], steps)
         rows.append({"trial_id": tid, **trial_order(s, int(n_gen.get(tid) or 256), n_boot, n_null, seed + k)})
-    ints = {"n_samples", "n_copied", "n_twin_samples", "n_null"}
-    schema = pa.schema([(c, pa.string() if c == "trial_id" else pa.int64() if c in ints else pa.float64())
+    ints = {"n_samples", "n_copied", "n_copies", "n_twin_samples", "n_null"}
+    strings = {"trial_id", "vol_note", "emp_note"}
+    schema = pa.schema([(c, pa.string() if c in strings else pa.int64() if c in ints else pa.float64())
                         for c in ORDER_COLUMNS])
     out = pa.Table.from_pylist(rows, schema=schema)
     if trials is not None:
@@ -256,15 +371,20 @@ def order_from_tables(samples: pa.Table, copies: pa.Table, curves: pa.Table, tri
 
 def pool_order(order: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
     """Per (tail, L) group and over all trials ("*"), for every statistic: the mean observed value with a bootstrap
-    interval over clusters of trials, the mean null, the mean excess (observed - null) with its interval, and the
-    fraction of trials whose statistic is below its null mean (negative excess: prototypical samples first beyond
-    the null). Where a null exists, observed and null means are over the same trials (both defined; `n_<stat>`),
-    and `n_<stat>_no_null` counts the trials left out for want of a null; `n_clusters_<stat>` the clusters."""
+    interval over clusters of trials (over the trials where the grammar-faithful null is defined, when there is
+    one: `n_<stat>`, with `n_<stat>_no_null` left out for want of it and `n_clusters_<stat>` clusters), and per null
+    (`NULLS`, infix ""/"_vol"/"_emp"): the mean observed value and mean null over the same trials (both defined),
+    the mean excess (observed - null) with its interval over clusters, the fraction of trials whose statistic is
+    below its null mean, and the trials where it is undefined, counted and named (`n_<stat><infix>_undefined`,
+    `<stat><infix>_undefined`; `n_<stat><infix>_no_null` of them had an observed value)."""
     rng = np.random.default_rng(seed)
     codes = cluster_codes(order)
     has_groups = all(c in order.column_names for c in ("tail", "L"))
     keys = ([(str(t), int(L)) for t, L in zip(order.column("tail").to_pylist(), order.column("L").to_pylist())]
             if has_groups else [("*", -1)] * order.num_rows)
+    ids = np.array(order.column("trial_id").to_pylist() if "trial_id" in order.column_names
+                   else [str(i) for i in range(order.num_rows)], dtype=object)
+    col = lambda name: order.column(name).to_numpy(zero_copy_only=False).astype(float)  # noqa: E731
     rows = []
     for group in sorted(set(keys)) + ([("*", -1)] if has_groups else []):
         m = np.array([group == ("*", -1) or k == group for k in keys], bool)
@@ -272,27 +392,39 @@ def pool_order(order: pa.Table, n_boot: int = 1000, seed: int = 0) -> pa.Table:
         for name in STATS:
             if name not in order.column_names:
                 continue
-            obs = order.column(name).to_numpy(zero_copy_only=False).astype(float)[m]
+            obs = col(name)[m]
             has_null = f"{name}_null" in order.column_names
-            null = (order.column(f"{name}_null").to_numpy(zero_copy_only=False).astype(float)[m] if has_null
-                    else np.zeros(obs.size))
+            null = col(f"{name}_null")[m] if has_null else np.zeros(obs.size)
             pair = np.isfinite(obs) & np.isfinite(null)      # observed beside its null: the same trials
-            obs_p = np.where(pair, obs, np.nan)
-            mean, lo, hi = bootstrap_mean(obs_p, n_boot, rng, codes[m])
+            mean, lo, hi = bootstrap_mean(np.where(pair, obs, np.nan), n_boot, rng, codes[m])
             row.update({f"n_{name}": int(pair.sum()), f"n_{name}_no_null": int((np.isfinite(obs) & ~pair).sum()),
                         f"n_clusters_{name}": int(np.unique(codes[m][pair]).size), f"{name}_mean": mean,
                         f"{name}_lo": lo, f"{name}_hi": hi})
-            if has_null:
-                null = np.where(pair, null, np.nan)
-                exc = np.where(pair, order.column(f"{name}_excess").to_numpy(zero_copy_only=False).astype(float)[m],
-                               np.nan)
-                e_mean, e_lo, e_hi = bootstrap_mean(exc, n_boot, rng, codes[m])
-                fin = exc[np.isfinite(exc)]
-                row.update({f"{name}_null_mean": bootstrap_mean(null, 0, rng)[0], f"{name}_excess_mean": e_mean,
-                            f"{name}_excess_lo": e_lo, f"{name}_excess_hi": e_hi,
-                            f"frac_{name}_below_null": float((fin < 0).mean()) if fin.size else float("nan")})
+            for infix in NULLS.values():
+                if f"{name}{infix}_excess" in order.column_names:
+                    row.update(_pool_null(order, name, infix, m, codes[m], ids[m], n_boot, rng))
         rows.append(row)
     return pa.Table.from_pylist(rows)
+
+
+def _pool_null(order: pa.Table, name: str, infix: str, m: np.ndarray, codes: np.ndarray, ids: np.ndarray,
+               n_boot: int, rng: np.random.Generator) -> dict[str, Any]:
+    """Statistic `name` against the null of column infix `infix`, pooled over the trials `m` of `order`: observed
+    and null means over the same trials, the excess with its interval over clusters `codes`, undefined trials named."""
+    col = lambda c: order.column(c).to_numpy(zero_copy_only=False).astype(float)[m]  # noqa: E731
+    key = f"{name}{infix}"
+    obs, exc = col(name), col(f"{key}_excess")
+    null = col(f"{key}_null") if f"{key}_null" in order.column_names else obs - exc
+    ok = np.isfinite(obs) & np.isfinite(null) & np.isfinite(exc)
+    e_mean, e_lo, e_hi = bootstrap_mean(np.where(ok, exc, np.nan), n_boot, rng, codes)
+    nan = float("nan")
+    return {f"n_{key}": int(ok.sum()), f"n_clusters_{key}": int(np.unique(codes[ok]).size),
+            f"{key}_obs_mean": float(obs[ok].mean()) if ok.any() else nan,
+            f"{key}_null_mean": float(null[ok].mean()) if ok.any() else nan,
+            f"{key}_excess_mean": e_mean, f"{key}_excess_lo": e_lo, f"{key}_excess_hi": e_hi,
+            f"frac_{key}_below_null": float((exc[ok] < 0).mean()) if ok.any() else nan,
+            f"n_{key}_undefined": int((~ok).sum()), f"{key}_undefined": " ".join(str(i) for i in ids[~ok]),
+            f"n_{key}_no_null": int((np.isfinite(obs) & ~ok).sum())}
 
 
 def fraction_by_quantile(first: pa.Table, samples: pa.Table, steps: pa.Table, q: int = 4) -> pa.Table:

@@ -30,7 +30,7 @@ from analysis.hamming import NEAR_COPY_RATIO, nn_hamming, near_copy
 from analysis.registry import CURVE_METRICS, LEVEL_METRICS, OVEREST_METRICS
 from analysis.slop import SlopReference, grammar_production_probs, slop_of_novel, slop_reference, slop_metrics
 from analysis.tokens import check_pair, is_tensor, to_numpy
-from rhm import as_strings, encode_strings, twin_set
+from rhm import as_strings, empirical_grammar, encode_strings, twin_set
 
 __all__ = [
     "CURVE_METRICS", "LEVEL_METRICS", "NEAR_COPY_RATIO", "Evaluation", "TrainIndex", "copy_counts", "nn_hamming",
@@ -97,7 +97,8 @@ class TrainIndex:
     """What depends only on the training set, computed once by `index_training_set` and reused by `evaluate`.
 
     Per sample (P,): loglik, prob, proto, proto_levels (P, L), and the twin bookkeeping root, twin_group,
-    twin_mass (mass of the sample's twins in T'), n_twins (what the store's `samples` table holds).
+    twin_mass (mass of the sample's twins in T'), n_twins (what the store's `samples` table holds); the empirical
+    grammar of T (`rhm.empirical_grammar`, None when T holds no valid string) and each sample's probability there.
     """
 
     tokens: np.ndarray  # (P, d) int64
@@ -123,6 +124,8 @@ class TrainIndex:
     heldout_mass: float  # p(H) over distinct held-out strings; NaN without a held-out set
     proto_ranks: np.ndarray | None = None  # standardized ranks (None if constant)
     loglik_ranks: np.ndarray | None = None
+    empirical: Any = None  # rhm.Grammar at T's production frequencies: the 'learned the parts' null
+    emp_prob: np.ndarray | None = None  # (P,) probability of each sample under `empirical`
     _device_tokens: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
@@ -176,6 +179,8 @@ def index_training_set(grammar: Any, train: Any, train_prob: np.ndarray | None =
         if prob.shape[0] != t.shape[0]:
             raise ValueError(f"train_prob has {prob.shape[0]} entries for {t.shape[0]} training strings")
     proto, proto_levels = grammar.prototypicality(t, t)
+    empirical = empirical_grammar(grammar, t) if np.isfinite(loglik).any() else None
+    emp_prob = np.full(t.shape[0], np.nan) if empirical is None else np.exp(empirical.loglik(t))
     base = math.fsum(prob[first].tolist())
     if heldout is None:
         h_keys, h_mass = np.zeros(0, keys.dtype), math.nan
@@ -187,7 +192,8 @@ def index_training_set(grammar: Any, train: Any, train_prob: np.ndarray | None =
         tokens=t, v=sp.v, keys=keys, sorted_keys=np.sort(keys), loglik=loglik, prob=prob, proto=proto,
         proto_levels=proto_levels, production_counts=grammar.production_counts(t), copy_baseline=base,
         slop_ref=slop_reference(grammar, t[first], prob[first]), heldout_keys=h_keys, heldout_mass=h_mass,
-        proto_ranks=_standardized_ranks(proto), loglik_ranks=_standardized_ranks(loglik),
+        proto_ranks=_standardized_ranks(proto), loglik_ranks=_standardized_ranks(loglik), empirical=empirical,
+        emp_prob=emp_prob,
         **_twin_fields(grammar, t, np.isfinite(loglik)),
     )
 

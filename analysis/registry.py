@@ -58,6 +58,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("overprod", "slop: over-production of the common productions (top quarter by training count) in the "
                        "non-copy strings against a grammar-faithful generator's non-copies (the null, 0); scalar "
                        "weighted by parsed nodes", level=True),
+    Metric("overprod_train", "slop against T's own frequencies: over-production of the same common productions in "
+                             "the non-copy strings against their share of the training set's nodes (> 0: "
+                             "sharpening beyond T; a grammar-faithful generator gives < 0, reversion to the mean)",
+           level=True),
     Metric("slop_n", "number of non-copy generated strings with a parsed node (at the level): what the slop "
                      "values rest on", level=True),
     Metric("entropy_ratio", "conditional entropy of the non-copy strings' productions given the parent over the "

@@ -56,29 +56,39 @@ STATS_TEXT = (
     "(tail, L); 'shift' = log C_g - log C_ref (exp(shift) is the onset delay factor at equal P); LR test of a common "
     "slope. Goodness of fit (laws.csv): sigma, log-likelihood, Cox-Snell pseudo-R2, KS p-value of observed points' "
     "probability integral transforms; naive OLS of observed points only. Nulls: mem_twin = copy_frac - twin_frac * "
-    "p(T)/p(T') is 0 for a model that samples the grammar and memorized nothing; the order statistics' nulls are "
-    "simulated exactly (multinomial draws of N strings per evaluation from the grammar); slop's null is exact."
+    "p(T)/p(T') is 0 for a model that samples the grammar and memorized nothing. Order nulls (200 simulations per "
+    "trial): volume-matched (the headline: the trial's own copies per evaluation drawn from T by p(x)), "
+    "grammar-faithful (multinomial draws of N strings per evaluation from the grammar) and empirical-grammar (the "
+    "same from T's production frequencies). Slop: against the grammar (exact reference; null: the empirical-grammar "
+    "generator at the trial's N) and against T's frequencies (null: the grammar at the trial's N), 40 "
+    "simulations per trial."
 )
 
 #: The headline sentences, as plain text beside index.html (what `memsweep demo` prints).
 HEADLINE_FILE = "headline.txt"
 LAW_VIEW = ["scope", "onset", "theta", "tail", "L", "n_obs", "n_cens", "beta", "beta_lo", "beta_hi", "shift",
             "shift_lo", "shift_hi", "lr_p", "reason"]
-ORDER_VIEW = ["tail", "L", "n_rho_proto"] + [f"{k}{part}" for k in ("rho_proto", "partial_proto", "rho_twin")
-                                              for part in ("_mean", "_null_mean", "_excess_mean", "_excess_lo",
-                                                           "_excess_hi")]
-SLOP_VIEW = ["tail", "L", "level", "n_before", "overprod_before", "overprod_before_lo", "overprod_before_hi",
-             "strings_before", "n_after", "overprod_after", "overprod_after_lo", "overprod_after_hi"]
+ORDER_VIEW = ["tail", "L", "n_rho_proto", "n_clusters_rho_proto", "n_rho_proto_vol", "n_clusters_rho_proto_vol"] + [
+    f"{k}{infix}{part}" for k in ("rho_proto", "partial_proto", "rho_twin")
+    for infix in memorder.NULLS.values() for part in ("_null_mean", "_excess_mean", "_excess_lo", "_excess_hi")] + [
+    "n_rho_proto_vol_undefined", "rho_proto_vol_undefined"]
+SLOP_VIEW = ["tail", "L", "level", "n_before", "n_clusters_before", "overprod_before", "overprod_before_lo",
+             "overprod_before_hi", "overprod_before_null", "overprod_before_null_sd", "overprod_before_excess", "overprod_before_excess_lo",
+             "overprod_before_excess_hi", "overprod_train_before", "overprod_train_before_null",
+             "overprod_train_before_null_sd", "overprod_train_before_excess", "overprod_train_before_excess_lo",
+             "overprod_train_before_excess_hi", "strings_before", "n_after", "overprod_after", "overprod_after_lo",
+             "overprod_after_hi"]
 
 
 def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAULT_MEM_METRIC,
                 gen_metric: str = DEFAULT_GEN_METRIC) -> dict[str, pa.Table]:
     """The store tables the report needs (only the columns it uses); tables a sweep never wrote are left out."""
     st = onset._open_store(store_or_uri)
-    cols = list(dict.fromkeys(["trial_id", "step", metric, gen_metric, "novel_valid_frac", "overprod", "slop_n"]))
+    cols = list(dict.fromkeys(["trial_id", "step", metric, gen_metric, "novel_valid_frac", "overprod",
+                               "overprod_train", "slop_n"]))
     out = {"trials": st.read("trials", sweep=sweep), "curves": st.read("curves", sweep=sweep, columns=cols)}
     for name, cols in (("level_curves", slop.SLOP_COLUMNS), ("copies", None),
-                       ("samples", [c for c in memorder.SAMPLE_COLUMNS])):
+                       ("samples", [c for c in memorder.SAMPLE_COLUMNS]), ("slop_nulls", None)):
         try:
             t = st.read(name, sweep=sweep, columns=cols)
         except (FileNotFoundError, KeyError, ValueError):
@@ -105,11 +115,16 @@ def _table_html(table: pa.Table, cols: Sequence[str]) -> str:
 def _order_html(pooled: pa.Table | None) -> str:
     if pooled is None:
         return ""
-    return ("<h2>Memorization order beside its null, pooled</h2><p>Per group: the mean over trials of each order "
-            "statistic, the mean of its null (a grammar-faithful generator with each trial's N, schedule and "
-            "training set), and the mean excess (observed - null) with a bootstrap 95% interval over trials; an "
-            "excess below 0 whose interval excludes 0 means prototypical samples are copied first beyond what no "
-            "memorization gives. All columns (also rho_loglik, per-trial p-values) in <a href='memorder.csv'>"
+    return ("<h2>Memorization order beside its null, pooled</h2><p>Per group and statistic, three nulls: "
+            "<b>volume-matched</b> (<code>_vol</code>, the headline: each trial's own number of copies per evaluation, "
+            "drawn from its training set by p(x)), <b>grammar-faithful</b> (no infix: a generator sampling the grammar "
+            "with each trial's N, schedule and training set) and <b>empirical-grammar</b> (<code>_emp</code>: the "
+            "grammar's rules at the training set's production frequencies, no string stored). For each: the mean "
+            "null and the mean excess (observed - null) over the trials where it is defined (the same trials), with "
+            "a bootstrap 95% interval over clusters of trials that share a grammar and a data draw; trials where a "
+            "null is undefined (the volume-matched one: no copies) are counted and named. An excess below 0 whose "
+            "interval excludes 0 means prototypical samples are copied first beyond "
+            "that null. All columns (also rho_loglik, per-trial p-values) in <a href='memorder.csv'>"
             "memorder.csv</a> and <a href='memorder_trials.csv'>memorder_trials.csv</a>.</p>"
             + _table_html(pooled, ORDER_VIEW))
 
@@ -119,8 +134,14 @@ def _slop_html(pooled: pa.Table) -> str:
         return ""
     return ("<h2>Slop beside its null, pooled</h2><p>Mean over trials of each trial's mean overprod of non-copy "
             "generations before tau_mem (from tau_gen when observed) and after it, per level (-1: all levels, "
-            "node-weighted), bootstrap 95% interval over trials; the null is 0; strings_before is the mean number of "
-            "non-copy strings per evaluation a value rests on. Also in <a href='slop.csv'>slop.csv</a>.</p>"
+            "node-weighted), bootstrap 95% interval over clusters of trials that share a grammar and a data draw, "
+            "against two references: the grammar "
+            "(<code>overprod</code>; its null, the <b>empirical-grammar generator</b> at each trial's N, learns the "
+            "parts and stores no string) and the training set's own frequencies (<code>overprod_train</code>; its "
+            "null, the <b>grammar</b> at each trial's N). <code>_null</code> and <code>_null_sd</code> are the nulls' "
+            "mean and sd over the same trials, <code>_excess</code> the trial value minus its null; strings_before is "
+            "the mean number of non-copy strings per evaluation a value rests on. Also in <a href='slop.csv'>"
+            "slop.csv</a>, per trial in <a href='slop_trials.csv'>slop_trials.csv</a>.</p>"
             + _table_html(pooled, SLOP_VIEW))
 
 
@@ -175,6 +196,16 @@ def _flags_html(flags: pa.Table, kept: bool) -> str:
                                   "flagged", "reason"]))
 
 
+def _unflagged(tables: dict[str, pa.Table], curves: pa.Table,
+               flags: pa.Table) -> tuple[dict[str, pa.Table], pa.Table]:
+    """The tables with the flagged trials' rows left out (trials and curves whole: the figures show every trial),
+    and the curves without them (what slop reads)."""
+    bad = set(flagmod.flagged_ids(flags))
+    kept = [t for t in tables["trials"].column("trial_id").to_pylist() if t not in bad]
+    out = {k: (v if k in ("trials", "curves") else flagmod.keep_trials(v, kept)) for k, v in tables.items()}
+    return out, flagmod.keep_trials(curves, kept)
+
+
 def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, laws: pa.Table | None = None,
                              thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
                              gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, command: str = "",
@@ -194,11 +225,8 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     pacsv.write_csv(flags, out / "flags.csv")
     ons_read, tables, slop_curves = ons, dict(tables), curves
     if not keep_flagged:      # the laws, verdicts and regime count read the unflagged trials; the figures all
-        bad = set(flagmod.flagged_ids(flags))
-        kept = [t for t in trials.column("trial_id").to_pylist() if t not in bad]
         ons_read = flagmod.drop_flagged_onsets(ons, flags)
-        tables = {k: (v if k in ("trials", "curves") else flagmod.keep_trials(v, kept)) for k, v in tables.items()}
-        slop_curves = flagmod.keep_trials(curves, kept)
+        tables, slop_curves = _unflagged(tables, curves, flags)
     if laws is None:
         laws = fits.fit_laws(ons_read, theta=None, n_boot=n_boot)
     fits.write_laws(laws, out)
@@ -209,10 +237,12 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
                             "phase": plots.plot_phase(ons, th, "mem")}
     figs["memorder"], order_pooled = _order(tables, curves, trials, n_boot, out)
     slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, th),
-                                       slop_curves)
+                                       slop_curves, tables.get("slop_nulls"))
     figs["slop"] = plots.plot_slop(slop_table)
-    slop_pooled = slop.pool_slop(slop_table)
+    slop_trials = slop.trial_slop(slop_table)
+    slop_pooled = slop.pool_trial_slop(slop_trials)
     if slop_pooled.num_rows:
+        pacsv.write_csv(slop_trials, out / "slop_trials.csv")
         pacsv.write_csv(slop_pooled, out / "slop.csv")
     sections = []
     for name, fig in figs.items():
@@ -253,6 +283,28 @@ threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
     index.write_text(page, encoding="utf-8")
     (out / HEADLINE_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return index
+
+
+def null_lines(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAULT_MEM_METRIC,
+               gen_metric: str = DEFAULT_GEN_METRIC, theta: float = 0.5, n_boot: int = 200,
+               keep_flagged: bool = False, consecutive: int = onset.DEFAULT_CONSECUTIVE) -> list[str]:
+    """The headline's order and slop sentences, each statistic against its nulls by name (what `memsweep fit`
+    prints after the laws), read as the report reads them: flagged trials left out unless `keep_flagged`."""
+    tables = read_tables(onset._open_store(store_or_uri), sweep, metric, gen_metric)
+    trials, curves = tables["trials"], tables["curves"]
+    curves = onset.with_gen_share(curves, trials) if gen_metric == "gen_share" else curves
+    ons = onset.onsets_from_tables(trials, curves, (theta,), metric, gen_metric, consecutive)
+    slop_curves = curves
+    if not keep_flagged:
+        tables, slop_curves = _unflagged(tables, curves, flagmod.trial_flags(trials, theta))
+    order_pooled = None
+    if "samples" in tables and "copies" in tables:
+        order = memorder.order_from_tables(tables["samples"], tables["copies"], curves.select(["trial_id", "step"]),
+                                           trials, n_boot=n_boot)
+        order_pooled = memorder.pool_order(order, seed=0)
+    slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, theta),
+                                       slop_curves, tables.get("slop_nulls"))
+    return headline.order_lines(order_pooled) + headline.slop_lines(slop.pool_slop(slop_table))
 
 
 def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = None,

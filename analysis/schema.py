@@ -79,6 +79,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("proto", pa.float64()), pa.field("proto_levels", pa.list_(pa.float64())),
         pa.field("root", pa.int64()), pa.field("twin_group", pa.int64()),   # (root, twin_group) = the string
         pa.field("twin_mass", pa.float64()), pa.field("n_twins", pa.int64()),   # its twins in T'
+        pa.field("emp_prob", pa.float64()),     # its probability under the empirical grammar of T
     ]),
     "parts": pa.schema(_ID + [
         pa.field("step", pa.int64()), pa.field("level", pa.int64()), pa.field("production", pa.int64()),
@@ -93,6 +94,14 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("o", pa.float64()),                # mean over draws and masked i of log p_model - log p_grammar
         pa.field("model_logp", pa.float64()),       # the same mean of log p_model alone (reference-free score)
     ]),
+    # Per trial, once: each slop reference's null at the trial's N (analysis.slop.slop_nulls); level -1 = all
+    # levels, node-weighted; n_strings = the non-copy strings a replicate's value rests on.
+    "slop_nulls": pa.schema(_ID + [
+        pa.field("reference", pa.string()), pa.field("null", pa.string()), pa.field("level", pa.int64()),
+        pa.field("null_mean", pa.float64()), pa.field("null_sd", pa.float64()), pa.field("null_lo", pa.float64()),
+        pa.field("null_hi", pa.float64()), pa.field("n_strings", pa.float64()), pa.field("n_gen", pa.int64()),
+        pa.field("n_rep", pa.int64()),
+    ]),
 }
 
 #: Columns that identify one logical row; readers return exactly one row per key.
@@ -104,6 +113,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "samples": ("trial_id", "train_index"),
     "parts": ("trial_id", "step", "level", "production"),
     "overest": ("trial_id", "step", "t", "split", "string_index"),
+    "slop_nulls": ("trial_id", "reference", "level"),
 }
 
 TABLES: tuple[str, ...] = tuple(SCHEMAS)

@@ -1,5 +1,8 @@
 """Analysis benchmark: onsets, law fits (with bootstrap) and the report over a planted-law synthetic store of
 10,000 trials x 200 evaluations. Target: fit (read + onsets + Tobit fits + bootstrap) under 10 s. Prints PASS/MISS.
+Also the cost of the matching nulls (issue 20: the volume-matched and empirical-grammar order nulls, the slop
+nulls) within a report of a sweep whose every trial has its per-sample tables (48 trials, P 64..512), against the
+same report with the grammar-faithful order null alone: alternated rounds, median ratio, target < 20%.
 
 The store is written once through analysis.store (one writer per trial, then compacted) and cached under
 $MEMSWEEP_BENCH_CACHE (default: the system temp dir), since writing 10,000 trials is setup, not what is measured.
@@ -14,11 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis import memorder  # noqa: E402
 from analysis.fits import fit_laws, fit_store  # noqa: E402
 from analysis.onset import onsets  # noqa: E402
-from analysis.report import write_report  # noqa: E402
+from analysis.report import write_report, write_report_from_tables  # noqa: E402
 from analysis.store import Store  # noqa: E402
 from analysis.synthetic import synthetic_tables, write_synthetic_store  # noqa: E402
 
@@ -42,13 +48,45 @@ def build(root: Path, n_seeds: int, n_evals: int) -> Store:
     return st
 
 
+def matching_null_cost(rounds: int, target: float = 0.20) -> None:
+    """Report time with every order null against the grammar-faithful null alone, on a synthetic sweep whose 48
+    trials all carry samples and copies (emp_prob planted at twice p(x)); alternated rounds."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tb = synthetic_tables(sweep="m", tails=("uniform", "power(a=1)"), Ls=(2, 3), Ps=(64, 128, 256, 512), n_seeds=6,
+                          n_evals=24, detail_trials=6, seed=3)
+    s = tb["samples"]
+    tb["samples"] = s.append_column("emp_prob", pc.multiply(s.column("prob"), pa.scalar(2.0)))
+    tables = {k: v for k, v in tb.items() if k != "parts"}
+    keep = (memorder.simulate_volume, memorder.simulate_empirical)
+    with_t, bare_t = [], []
+    for _ in range(rounds):
+        for out, matching in ((with_t, True), (bare_t, False)):
+            if not matching:
+                memorder.simulate_volume = lambda *a, **k: (None, "off for the benchmark")
+                memorder.simulate_empirical = lambda *a, **k: (None, "off for the benchmark")
+            t0 = time.perf_counter()
+            write_report_from_tables(tables, Path(tempfile.mkdtemp(prefix="memsweep_bench_nulls_")))
+            out.append(time.perf_counter() - t0)
+            memorder.simulate_volume, memorder.simulate_empirical = keep
+    ratios = [w / b - 1 for w, b in zip(with_t, bare_t)]
+    share = float(np.median(ratios))
+    print(f"matching nulls in a report of 48 trials with samples: {np.median(with_t):.2f} s with them, "
+          f"{np.median(bare_t):.2f} s with the grammar-faithful order null alone (median of {rounds} alternating "
+          f"rounds; machine shared): +{100 * share:.1f}% (per round: {', '.join(f'{100 * r:+.0f}%' for r in ratios)})"
+          f" target < {100 * target:.0f}%: {'PASS' if share < target else 'MISS'}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, default=100, help="seeds per (tail, L, P): 100 -> 10,000 trials")
     ap.add_argument("--evals", type=int, default=200)
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--target", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the matching-null report cost")
     args = ap.parse_args()
+    matching_null_cost(args.rounds)
     cache = Path(os.environ.get("MEMSWEEP_BENCH_CACHE", tempfile.gettempdir())) / "memsweep_analysis_bench_store"
     st = build(cache, args.seeds, args.evals)
     t0 = time.perf_counter()

@@ -1,12 +1,15 @@
 """Benchmark analysis.metrics: exact copies and nearest/second-nearest Hamming distances, N=4096 generated strings
 against P=1e5 training strings (d=16, v=16), one CPU thread, each beside the dense one-hot matrix-product approach;
 and the cost of the null-controlled metrics (twins, held-out copies, per-sample twin contrast) within one
-evaluation at N=1024, P=4096.
+evaluation at N=1024, P=4096; and the cost of the nulls that match (issue 20: the empirical grammar and each
+sample's probability there, the slop references' nulls at the trial's N, once per trial; overprod_train per
+evaluation) against today's metric cost of a trial of `--evals` evaluations, same N and P.
 
 Time: best of `--repeats` wall-clock runs (time.perf_counter); the null cost alternates the two sides over rounds
 and reports the median ratio. Peak memory: tracemalloc, which sees numpy's allocations (our CPU kernels are numpy)
 but not torch's, so the dense torch baseline's peak is its largest tensor sizes computed from the shapes (labelled
-"est."). Targets: copies < 0.2 s; Hamming < 10 s and < 2 GiB; the nulls < 20% of an evaluation.
+"est."). Targets: copies < 0.2 s; Hamming < 10 s and < 2 GiB; the nulls < 20% of an evaluation; the matching
+nulls < 20% of a trial's metric cost (alternated rounds, median ratio; the machine is shared, so rounds drift).
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from analysis.metrics import copy_counts, evaluate, index_training_set, nn_hamming  # noqa: E402
-from rhm import Grammar, GrammarSpec, RuleDist, sample_iid  # noqa: E402
+from analysis.slop import slop_nulls  # noqa: E402
+from rhm import Grammar, GrammarSpec, RuleDist, empirical_grammar, sample_iid  # noqa: E402
 
 GIB = 2**30
 COPY_TARGET_S = 0.2
@@ -69,6 +73,35 @@ def null_cost(rounds: int) -> None:
           f"mem_twin={ev['mem_twin']:.3f} mem_heldout={ev['mem_heldout']:.3f}]")
 
 
+def matching_null_cost(rounds: int, n_evals: int) -> None:
+    """Added cost of issue 20's nulls per trial (empirical grammar, emp_prob, slop_nulls) over today's metric cost
+    of the trial (index_training_set + n_evals evaluations), same grammar, N=1024, P=4096; alternated rounds."""
+    gram = Grammar.from_spec(GrammarSpec(v=16, n_c=4, m=4, s=2, L=4, levels=RuleDist("power", a=1.0)))
+    train = sample_iid(gram, 4096, 0)
+    held = sample_iid(gram, 1024, 1)
+    gen = np.concatenate([train[:300], gram.sample(724, np.random.default_rng(2))])
+    index = index_training_set(gram, train, heldout=held)
+    today_t, added_t = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        index_training_set(gram, train, heldout=held)   # includes the empirical grammar: overstates today slightly
+        for _ in range(n_evals):
+            evaluate(gram, gen, index)                   # includes overprod_train: a few sums per level
+        today_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        emp = empirical_grammar(gram, train)
+        np.exp(emp.loglik(train))
+        slop_nulls(gram, emp, index.sorted_keys, index.production_counts, index.slop_ref, len(gen))
+        added_t.append(time.perf_counter() - t0)
+    ratios = [a / t for a, t in zip(added_t, today_t)]
+    share = float(np.median(ratios))
+    ok = "PASS" if share < NULL_TARGET else "MISS"
+    print(f"match  : a trial's metrics ({n_evals} evaluations + index) {np.median(today_t):6.3f} s, the matching "
+          f"nulls once per trial {np.median(added_t):6.3f} s (median of {rounds} alternating rounds): "
+          f"+{100 * share:4.1f}% (per round: {', '.join(f'{100 * r:+.0f}%' for r in ratios)}) | target < "
+          f"{100 * NULL_TARGET:.0f}%: {ok} | per evaluation +{1e3 * np.median(added_t) / n_evals:.1f} ms")
+
+
 def timed(fn, repeats: int):
     """(result, best seconds, tracemalloc peak bytes of the first run)."""
     tracemalloc.start()
@@ -104,6 +137,7 @@ def main() -> None:
     ap.add_argument("--v", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7, help="alternating rounds of the null-cost comparison")
+    ap.add_argument("--evals", type=int, default=20, help="evaluations per trial in the matching-null comparison")
     args = ap.parse_args()
     torch.set_num_threads(1)
     N, P, d, v = args.N, args.P, args.d, args.v
@@ -115,6 +149,7 @@ def main() -> None:
     g_t, t_t = torch.from_numpy(gen), torch.from_numpy(train)
     print(f"metrics_bench: N={N} P={P} d={d} v={v}, 1 CPU thread, best of {args.repeats}")
     null_cost(args.rounds)
+    matching_null_cost(args.rounds, args.evals)
 
     # ---- exact copies
     (is_copy, counts), t_copy, m_copy = timed(lambda: copy_counts(gen, train, v=v), args.repeats)

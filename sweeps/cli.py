@@ -76,9 +76,10 @@ def _write_table(table: Any, out: str) -> Path:
 
 def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, console: Any,
          covariates: Sequence[str] = (), gen_metric: str = DEFAULT_GEN_METRIC, onset_rule: str = "consecutive",
-         keep_flagged: bool = False) -> Any:
-    """Onsets from the store, laws per (tail, L), joint and (with covariates) the covariate law, printed; returns
-    the laws table. Flagged trials (`analysis.flags`) are left out unless `keep_flagged`; either way it says so."""
+         keep_flagged: bool = False, nulls: bool = True) -> Any:
+    """Onsets from the store, laws per (tail, L), joint and (with covariates) the covariate law, printed, then (with
+    `nulls`) the order and slop statistics against their nulls by name; returns the laws table. Flagged trials
+    (`analysis.flags`) are left out of both unless `keep_flagged`; either way it says so."""
     from analysis import flags
     from analysis.fits import fit_laws, print_laws
     from analysis.onset import ONSET_RULES, onsets
@@ -86,7 +87,8 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
     table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric, gen_metric=gen_metric,
                    consecutive=ONSET_RULES[onset_rule])
     flagged = flags.trial_flags(store.read("trials", sweep=sweep), min(thetas))
-    for line in flags.flag_lines(flagged, min(thetas), keep_flagged, per_trial_max=0):
+    for line in flags.flag_lines(flagged, min(thetas), keep_flagged, per_trial_max=0,
+                                 every="memsweep report lists every trial"):
         console.print(line, highlight=False, soft_wrap=True)
     if not keep_flagged:
         table = flags.drop_flagged_onsets(table, flagged)
@@ -99,6 +101,12 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
                         "entropy, entropy_tilt, train_mass, tail_levels, tail_family, tail_a")
     laws = fit_laws(table, theta=thetas, covariates=covariates)
     print_laws(laws, console=console)
+    if nulls:
+        from analysis.report import null_lines
+        console.print("\nOrder and slop against their nulls (volume-matched, grammar-faithful, empirical-grammar):")
+        for line in null_lines(store, sweep, metric, gen_metric, theta=0.5 if 0.5 in thetas else thetas[0],
+                               keep_flagged=keep_flagged, consecutive=ONSET_RULES[onset_rule]):
+            console.print(line, markup=False, highlight=False)
     _print_problems([store], console)
     return laws
 
@@ -229,7 +237,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.out:
         _out_dir_ok(args.out)
     laws = _fit(args.store, args.sweep, args.theta or [0.5], args.metric, console, args.covariate or (),
-                args.gen_metric, args.onset_rule, args.keep_flagged)
+                args.gen_metric, args.onset_rule, args.keep_flagged, nulls=not args.no_nulls)
     if args.out:
         console.print(f"laws written to {_write_table(laws, args.out)}")
     return 0
@@ -277,7 +285,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser().absolute()
     spec = load(args).with_store(str(out / "store"))
     result = run(spec, args, console)
-    _fit(spec.store, spec.name, [0.1, 0.5, 0.9], DEFAULT_MEM_METRIC, console)
+    _fit(spec.store, spec.name, [0.1, 0.5, 0.9], DEFAULT_MEM_METRIC, console, nulls=False)   # the headline has them
     index = _report(spec.store, str(out / "report"), spec.name)
     from analysis.report import HEADLINE_FILE
     console.print("\n[bold]At a glance[/bold] (memorization beside its null; the report has the figures):")
@@ -394,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also fit a joint law whose intercepts are linear in this trial column (e.g. entropy, "
                         "entropy_tilt); repeat for several")
     _add_reading_options(p)
+    p.add_argument("--no-nulls", action="store_true",
+                   help="skip the order and slop statistics against their nulls printed after the laws")
 
     p = add("overest", _cmd_overest, "does early overestimation predict which training strings get copied? AUC "
                                      "against lead time, beside the model's loss and prototypicality")

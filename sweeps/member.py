@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sweeps.rows import data_columns, eval_rows, samples_rows, trials_row
+from sweeps.rows import data_columns, eval_rows, samples_rows, slop_null_rows, slop_null_seed, trials_row
 from sweeps.spec import TrialConfig
 
 # Test-only fault hooks, read from the Tune config (never from TrialConfig): kill the trial's own process once,
@@ -104,6 +104,7 @@ class Attempt:
         self.finished = False
         if resumed == 0:
             self.writer.append("samples", samples_rows(data))
+            self.writer.append("slop_nulls", slop_null_rows(data, cfg.n_gen, seed=slop_null_seed(cfg)))
         self.writer.append("trials", trials_row(cfg, "running", t0, None, False, self.facts))
         self.writer.flush()
 

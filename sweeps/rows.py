@@ -1,5 +1,6 @@
-"""The rows a trial writes to the store (trials, samples, curves, level_curves, copies, parts, overest) and the
-summary it reports to Tune: the same for a lone trial (sweeps.trial) and a member of a pack (sweeps.pack_trial)."""
+"""The rows a trial writes to the store (trials, samples, slop_nulls, curves, level_curves, copies, parts, overest)
+and the summary it reports to Tune: the same for a lone trial (sweeps.trial) and a member of a pack
+(sweeps.pack_trial)."""
 from __future__ import annotations
 
 import json
@@ -69,7 +70,26 @@ def samples_rows(data: Any) -> dict[str, Any]:
         "proto": np.asarray(idx.proto, dtype=np.float64),
         "proto_levels": [list(map(float, r)) for r in np.asarray(idx.proto_levels, dtype=np.float64)],
         "root": idx.root, "twin_group": idx.twin_group, "twin_mass": idx.twin_mass, "n_twins": idx.n_twins,
+        "emp_prob": np.asarray(idx.emp_prob, dtype=np.float64),
     }
+
+
+def slop_null_seed(cfg: Any) -> int:
+    """The seed of a trial's slop nulls: its data draw's (both seeds, `rhm.draw_seed`) + 2, a stream apart from the
+    training (+0) and held-out (+1) draws, so a null never replays the draw of T itself."""
+    from rhm import draw_seed
+
+    return draw_seed(cfg.grammar.seed, cfg.data_seed, cfg.data_draw) + 2
+
+
+def slop_null_rows(data: Any, n_gen: int, seed: int) -> dict[str, Any]:
+    """The `slop_nulls` table: each slop reference's null at the trial's N (`analysis.slop.slop_nulls`), drawn
+    once per trial from `seed`."""
+    from analysis.slop import slop_nulls
+
+    idx = data.index
+    return slop_nulls(data.grammar, idx.empirical, idx.sorted_keys, idx.production_counts, idx.slop_ref, n_gen,
+                      seed=seed)
 
 
 def eval_rows(step: int, wall: float, ev: Any, grammar: Any) -> dict[str, dict[str, Any]]:

@@ -122,3 +122,69 @@ def test_headline_never_prints_an_empty_or_zero_width_interval() -> None:
     assert "interval not estimated: 2 trial(s) in 2 cluster(s)" in text
     assert "interval not estimated: every resample gave the same value" in text
     assert "interval not estimated: 2 trial(s) in 1 cluster(s)" in text and "1 trial(s) in 1 cluster(s)" in text
+
+
+def test_each_order_null_pools_on_the_same_trials_over_clusters() -> None:
+    """pool_order pools every null (volume-matched, grammar-faithful) on the trials where the observed value and
+    that null are both defined, resamples clusters (4 trials in 2 clusters give no interval), and counts and names
+    the trials where a null is undefined; the headline says so with the volume-matched null first."""
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis.headline import order_lines
+    from analysis.memorder import pool_order
+
+    nan = float("nan")
+    obs = np.array([-0.5, -0.4, -0.3, -0.2, -0.1, 0.3])
+    vol = np.array([-0.2, -0.2, -0.2, -0.2, nan, nan])            # undefined where a trial copied nothing
+    order = pa.table({"trial_id": [f"t{i}" for i in range(6)], "cluster": ["a", "a", "b", "b", "c", "d"],
+                      "rho_proto": obs, "rho_proto_vol_null": vol, "rho_proto_vol_excess": obs - vol,
+                      "rho_proto_null": np.zeros(6), "rho_proto_excess": obs})
+    (r,) = pool_order(order, n_boot=200).to_pylist()
+    assert (r["n_rho_proto_vol"], r["n_clusters_rho_proto_vol"]) == (4, 2)
+    assert r["rho_proto_vol_obs_mean"] == pytest.approx(obs[:4].mean())
+    assert r["rho_proto_vol_null_mean"] == pytest.approx(-0.2)
+    assert r["rho_proto_vol_excess_mean"] == pytest.approx(obs[:4].mean() + 0.2)
+    assert np.isnan(r["rho_proto_vol_excess_lo"]) and np.isnan(r["rho_proto_vol_excess_hi"])
+    assert r["n_rho_proto_vol_undefined"] == 2 and r["rho_proto_vol_undefined"] == "t4 t5"
+    assert r["n_rho_proto_vol_no_null"] == 2
+    # the grammar-faithful null is defined everywhere: 6 trials in 4 clusters, an interval around the mean
+    assert (r["n_rho_proto"], r["n_clusters_rho_proto"], r["n_rho_proto_no_null"]) == (6, 4, 0)
+    assert r["rho_proto_excess_mean"] == pytest.approx(obs.mean())
+    assert r["rho_proto_excess_lo"] < obs.mean() < r["rho_proto_excess_hi"]
+    (line,) = [x for x in order_lines(pa.Table.from_pylist([r])) if x.startswith("  rho(prototypicality, first")]
+    assert line.index("vs volume-matched") < line.index("vs grammar-faithful")
+    assert "interval not estimated: 4 trial(s) in 2 cluster(s)" in line and "undefined in 2: t4 t5" in line
+    assert "2 trial(s) without this null left out" in line
+
+
+def test_slop_against_both_references_resamples_clusters() -> None:
+    """pool_slop and pool_trial_slop (the per-trial rows the findings commit) resample clusters for both slop
+    references and their excess over the trial's null: 4 trials in 2 clusters give no interval, 4 in 4 do."""
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis.slop import pool_slop, pool_trial_slop, slop_from_tables, trial_slop
+
+    curves, nulls = [], []
+    for k in range(4):
+        tid = f"t{k}"
+        for step, v in ((10, 0.1 * k), (50, 0.1 * k + 0.2)):
+            curves.append(dict(trial_id=tid, step=step, level=0, overprod=v, overprod_train=-v, slop_n=10.0))
+        nulls += [dict(trial_id=tid, reference="grammar", null="empirical", level=0, null_mean=0.05, null_sd=0.01),
+                  dict(trial_id=tid, reference="train", null="grammar", level=0, null_mean=-0.1, null_sd=0.01)]
+    windows = pa.Table.from_pylist([dict(trial_id=f"t{k}", tau_mem=100.0, mem_censored=False, tau_gen=5.0,
+                                         gen_censored=False) for k in range(4)])
+    for seeds, estimated in (([0, 0, 1, 1], False), ([0, 1, 2, 3], True)):    # one grammar seed, data seeds
+        trials = pa.table({"trial_id": [f"t{k}" for k in range(4)], "tail": ["uniform"] * 4, "L": [2] * 4,
+                           "seed": seeds, "cfg.grammar.seed": [7] * 4, "data_draw": ["grammar+data"] * 4})
+        table = slop_from_tables(pa.Table.from_pylist(curves), trials, windows, nulls=pa.Table.from_pylist(nulls))
+        per_trial = trial_slop(table)
+        assert len(set(per_trial.column("cluster").to_pylist())) == len(set(seeds))
+        (r,) = pool_slop(table, n_boot=200).to_pylist()
+        (again,) = pool_trial_slop(per_trial, n_boot=200).to_pylist()
+        assert again.keys() == r.keys() and all(again[k] == r[k] or again[k] != again[k] and r[k] != r[k] for k in r)
+        assert (r["n_before"], r["n_clusters_before"]) == (4, len(set(seeds)))
+        assert r["overprod_before_excess"] == pytest.approx(np.mean([0.1 * k + 0.1 for k in range(4)]) - 0.05)
+        for key in ("overprod_before", "overprod_before_excess", "overprod_train_before_excess"):
+            assert np.isfinite(r[f"{key}_lo"]) == estimated, (seeds, key, r[f"{key}_lo"])

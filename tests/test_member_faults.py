@@ -23,7 +23,7 @@ from sweeps.trial import train_trial
 
 STEPS = 32
 SCHEDULE = eval_schedule(STEPS, 4, 10)      # [10, 18, 32]
-DROP = {"sweep", "attempt_ns", "attempt", "resumed_from_step", "wall_time", "written_at"}
+DROP = {"sweep", "attempt_ns", "attempt", "resumed_from_step", "write_order", "wall_time", "written_at"}   # bookkeeping
 
 
 def _spec(store: Path, P: list[int]) -> SweepSpec:
@@ -84,7 +84,7 @@ def test_a_member_that_raises_or_diverges_fails_alone(tmp_path):
         assert trials[m]["status"] == "done" and trials[m]["error"] is None
         for table, keys in (("curves", ["step"]), ("level_curves", ["step", "level"]),
                             ("copies", ["step", "train_index"]), ("parts", ["step", "level", "production"]),
-                            ("samples", ["train_index"])):
+                            ("samples", ["train_index"]), ("slop_nulls", ["reference", "level"])):
             _same(_rows(store, table, m, keys), _rows(ref_store, table, m, keys))
 
 

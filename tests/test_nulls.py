@@ -23,7 +23,7 @@ from analysis.store import Store
 from models import eval_schedule
 from sweeps.spec import SweepSpec
 
-TAILS = {"uniform": {"family": "uniform"}, "thin": {"family": "power", "a": 2.0}}
+TAILS = {"uniform": {"family": "uniform"}, "thin": {"family": "power", "a": 2.0}, "fat": {"family": "power", "a": 1.0}}
 
 
 class Generator:
@@ -35,6 +35,8 @@ class Generator:
         self.grammar, self.train, self.schedule = grammar, train, schedule
         self.q, self.memorized, self.order = q, memorized, order
         self.device, self.train_loss, self.step = torch.device("cpu"), 0.0, 0
+        # what the trial loop reads to tell a diverged member (sweeps.member.diverged_at): finite losses and weights
+        self.step_losses, self.model = torch.zeros(1, 1), torch.nn.Linear(1, 1)
 
     def run(self, on_eval):
         for step in self.schedule:
@@ -62,8 +64,9 @@ class Generator:
         return 0.0
 
 
-def run_trial(tmp_path, monkeypatch, tail: str, P: int, seed: int = 0, **planted):
-    """Run one trial of the study grammar with the stand-in generator; returns (store, trial config, data)."""
+def run_trial(tmp_path, monkeypatch, tail: str, P: int, seed: int = 0, make=None, **planted):
+    """Run one trial of the study grammar with the stand-in generator (or `make(data, schedule)`'s); returns
+    (store, trial config, data)."""
     spec = SweepSpec.from_dict({
         "name": "nulls", "store": str(tmp_path / "store"),
         "grammar": {"v": 16, "n_c": 4, "m": 4, "s": 2, "L": 3},
@@ -79,6 +82,8 @@ def run_trial(tmp_path, monkeypatch, tail: str, P: int, seed: int = 0, **planted
 
     def build(cfg_, data, device):
         seen["data"] = data
+        if make is not None:
+            return make(data, schedule)
         plan = {k: (v(data) if callable(v) else v) for k, v in planted.items()}
         return Generator(data.grammar, data.train, schedule, **plan)
 

@@ -49,7 +49,8 @@ def test_report_from_synthetic_store(tmp_path):
     # the planted law (beta = 1) in words with its interval, the order beside its null, the slop verdict
     assert "tau_mem (mem_twin, theta=0.5) for uniform L=2: grows like P^1.0" in head or \
         "tau_mem (mem_twin, theta=0.5) for uniform L=2: grows like P^0.9" in head
-    assert "vs null" in head and "excess" in head and "Slop, uniform L=2" in head and "18 trials" in head
+    assert "vs volume-matched" in head and "vs grammar-faithful" in head and "vs empirical-grammar" in head
+    assert "excess" in head and "Slop, uniform L=2" in head and "18 trials" in head
     assert "none was skipped" in html
     assert (tmp_path / "report" / "memorder.csv").exists() and (tmp_path / "report" / "slop.csv").exists()
     assert (tmp_path / "report" / "laws.csv").exists()
@@ -127,3 +128,32 @@ def test_pooled_slop_splits_at_tau_mem():
     assert r["overprod_before"] == pytest.approx(np.mean([0.3, 0.4]))   # trial means 0.3 and 0.4
     assert r["overprod_after"] == pytest.approx(0.05) and r["frac_overproduce_before"] == 1.0
     assert r["strings_before"] == pytest.approx(np.mean([100, 100, 50, 50]))   # the strings those values rest on
+
+
+def test_pooled_slop_against_each_reference_and_its_null():
+    """The excess is each trial's mean minus its own null mean, pooled over trials; the per-trial rows pool to the
+    same numbers (what docs/findings/refit.py rests on); slop_nulls rows join by trial and level."""
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis.slop import pool_slop, pool_trial_slop, slop_from_tables, trial_slop
+
+    curves, nulls = [], []
+    # per trial: overprod before tau_mem (=100) at steps 10, 50; its empirical-grammar null mean; T-reference values
+    plan = {"t1": (0.2, 0.4, 0.1, -0.3), "t2": (0.5, 0.7, 0.4, -0.1), "t3": (0.0, 0.2, 0.3, -0.2)}
+    for tid, (a, b, null, train) in plan.items():
+        for step, v in ((10, a), (50, b), (100, 9.0)):
+            curves.append(dict(trial_id=tid, step=step, level=0, overprod=v, overprod_train=train, slop_n=10.0))
+        nulls += [dict(trial_id=tid, reference="grammar", null="empirical", level=0, null_mean=null, null_sd=0.05),
+                  dict(trial_id=tid, reference="train", null="grammar", level=0, null_mean=-0.25, null_sd=0.02)]
+    windows = pa.Table.from_pylist([dict(trial_id=t, tau_mem=100.0, mem_censored=False, tau_gen=500.0,
+                                         gen_censored=True) for t in plan])
+    table = slop_from_tables(pa.Table.from_pylist(curves), None, windows, nulls=pa.Table.from_pylist(nulls))
+    (r,) = pool_slop(table, n_boot=200).to_pylist()
+    assert r["overprod_before"] == pytest.approx(np.mean([0.3, 0.6, 0.1]))
+    assert r["overprod_before_null"] == pytest.approx(np.mean([0.1, 0.4, 0.3]))
+    assert r["overprod_before_excess"] == pytest.approx(np.mean([0.2, 0.2, -0.2]))
+    assert r["overprod_before_null_sd"] == pytest.approx(0.05)
+    assert r["overprod_train_before_excess"] == pytest.approx(np.mean([-0.05, 0.15, 0.05]))
+    assert r["overprod_after"] == pytest.approx(9.0) and r["n_overprod_before_null_undefined"] == 0
+    assert pool_trial_slop(trial_slop(table), n_boot=200).to_pylist() == [r]

@@ -49,6 +49,8 @@ def _fill(store: Store, n_trials: int = 6, steps=(10, 20, 40, 80), sweep: str = 
                 w.flush()
             w.append("samples", {"train_index": np.arange(5), "loglik": -rng.random(5), "prob": rng.random(5),
                                  "proto": rng.random(5), "proto_levels": [list(rng.random(2)) for _ in range(5)]})
+            w.append("slop_nulls", {"reference": ["grammar", "train"], "null": ["empirical", "grammar"],
+                                    "level": [-1, -1], "null_mean": rng.random(2), "null_sd": rng.random(2)})
 
 
 def _read_all(store: Store) -> dict[str, pa.Table]:

@@ -24,18 +24,27 @@ HIGH, LOW = "power(a=1)@0,1/power(a=2.393)", "power(a=1)@2/power(a=3)"
 THETAS = (0.1, 0.5)
 
 
-def main(store_uri: str, out_csv: str) -> None:
-    st = Store(store_uri)
+def placement_laws(ons: pa.Table) -> pa.Table:
+    """The joint and shift rows of the two placement tails, per metric (mem_twin, copy_frac), from an onsets table
+    holding both metrics' memorization onsets (the store's, or the committed onsets_trials.csv)."""
     parts = []
     for metric in ("mem_twin", "copy_frac"):
-        ons = onset.onsets(st, thetas=THETAS, metric=metric, gen_metric=None)
-        ons = ons.filter(pc.is_in(ons.column("tail"), value_set=pa.array([HIGH, LOW])))
-        found = set(ons.column("tail").to_pylist())
+        m = ons.filter(pc.and_(pc.equal(ons.column("metric"), metric), pc.equal(ons.column("onset"), "mem")))
+        m = m.filter(pc.is_in(m.column("tail"), value_set=pa.array([HIGH, LOW])))
+        m = m.filter(pc.is_in(m.column("theta"), value_set=pa.array(THETAS, pa.float64())))
+        found = set(m.column("tail").to_pylist())
         if found != {HIGH, LOW}:
-            sys.exit(f"placement.py: the store lacks the placement tails {sorted({HIGH, LOW} - found)}")
-        laws = fits.fit_laws(ons, theta=list(THETAS))
+            sys.exit(f"placement.py: the onsets lack the placement tails {sorted({HIGH, LOW} - found)}")
+        laws = fits.fit_laws(m, theta=list(THETAS))
         parts.append(laws.filter(pc.is_in(laws.column("scope"), value_set=pa.array(["joint", "shift"]))))
-    out = pa.concat_tables(parts, promote_options="permissive")
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def main(store_uri: str, out_csv: str) -> None:
+    st = Store(store_uri)
+    ons = pa.concat_tables([onset.onsets(st, thetas=THETAS, metric=m, gen_metric=None)
+                            for m in ("mem_twin", "copy_frac")], promote_options="permissive")
+    out = placement_laws(ons)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     pacsv.write_csv(out, out_csv)
     rows = out.to_pylist()
@@ -44,6 +53,7 @@ def main(store_uri: str, out_csv: str) -> None:
                      and j["theta"] == r["theta"] and j["onset"] == r["onset"])
         print(f"{r['metric']:9s} theta={r['theta']}: log(tau_low/tau_high) = {r['shift']:+.2f} "
               f"[{r['shift_lo']:+.2f}, {r['shift_hi']:+.2f}] ({joint['n_obs']} observed, {joint['n_cens']} censored)")
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:

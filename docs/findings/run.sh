@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
-# Reproduce docs/findings.md from a fresh clone: run the three CPU sweeps, write their reports and the laws the
-# verdicts rest on into docs/findings/<sweep>/. About 2.5 hours on a 2-core machine (`make findings`);
-# 1 hour 40 minutes with one data seed (measured: regime 49, study 35, depth 17 min).
+# Reproduce docs/findings.md from a fresh clone: run the three CPU sweeps, write their reports, the laws the verdicts
+# rest on and the per-trial rows (onsets, order, slop) into docs/findings/<sweep>/, then refit every law and pooled
+# number from those per-trial CSVs alone and check they agree. About 2.5 hours on a 2-core machine
+# (`make findings`); 1 hour 40 minutes with one data seed (measured: regime 49, study 35, depth 17 min).
 # A sweep interrupted midway continues where it stopped with the same command (its store is under runs/).
 # Arguments are overrides for study and depth (regime always runs whole); the committed page used one data seed:
 #   docs/findings/run.sh 'axes.seed=[0]'
+# FINDINGS_SWEEPS (default "regime study depth") and FINDINGS_OUT (default docs/findings) pick the sweeps and where
+# their files go: `make findings-tiny` runs the whole path on the `tiny` preset in about a minute.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 M=.venv/bin/memsweep
-for sweep in regime study depth; do
+P=.venv/bin/python
+OUT=${FINDINGS_OUT:-docs/findings}
+for sweep in ${FINDINGS_SWEEPS:-regime study depth}; do
   if [ "$sweep" = regime ]; then over=(); else over=("$@"); fi
   $M run "$sweep" ${over[@]+"${over[@]}"} --workers 2 --resume --no-progress
-  $M report "runs/$sweep/store" --out "docs/findings/$sweep"
-  $M fit "runs/$sweep/store" --theta 0.1 --theta 0.5 --theta 0.9 --metric copy_frac \
-    --out "docs/findings/$sweep/laws_copy_frac.csv"
+  $M report "runs/$sweep/store" --out "$OUT/$sweep"
+  $M fit "runs/$sweep/store" --theta 0.1 --theta 0.5 --theta 0.9 --metric copy_frac --no-nulls \
+    --out "$OUT/$sweep/laws_copy_frac.csv"
+  $P docs/findings/trials.py "runs/$sweep/store" "$OUT/$sweep/onsets_trials.csv"
+  case "$sweep" in
+    regime) $P docs/findings/by_p.py runs/regime/store "$OUT/regime/by_p.csv"
+            $P docs/findings/maxima.py runs/regime/store "$OUT/regime/maxima.csv" ;;
+    study)  $M fit runs/study/store --theta 0.1 --theta 0.5 --covariate entropy --covariate entropy_tilt --no-nulls \
+              --out "$OUT/study/laws_covariates.csv"
+            $P docs/findings/by_p.py runs/study/store "$OUT/study/by_p.csv"
+            $P docs/findings/placement.py runs/study/store "$OUT/study/placement.csv" ;;
+  esac
 done
-$M fit runs/study/store --theta 0.1 --theta 0.5 --covariate entropy --covariate entropy_tilt \
-  --out docs/findings/study/laws_covariates.csv
-P=.venv/bin/python
-$P docs/findings/by_p.py runs/regime/store docs/findings/regime/by_p.csv
-$P docs/findings/maxima.py runs/regime/store docs/findings/regime/maxima.csv
-$P docs/findings/by_p.py runs/study/store docs/findings/study/by_p.csv
-$P docs/findings/placement.py runs/study/store docs/findings/study/placement.csv
+# every law and pooled number again, from the per-trial CSVs alone; exits 1 where one does not agree
+$P docs/findings/refit.py "$OUT" runs/findings-refit ${FINDINGS_SWEEPS:-regime study depth}
