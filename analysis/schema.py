@@ -19,7 +19,8 @@ VERSION_KEY: bytes = b"memsweep.schema_version"
 CFG_PREFIX: str = "cfg."
 
 
-TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed")
+#: `interrupted`: stopped by the user (Ctrl-C) before its end; `memsweep run ... --resume` continues it.
+TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed", "interrupted")
 
 _TS = pa.timestamp("us", tz="UTC")
 # Every row says which attempt of which trial wrote it and where that attempt resumed from, so the retry rule needs

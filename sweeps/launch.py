@@ -106,9 +106,9 @@ def run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
     result = run_sweep(spec, workers=args.workers, address=args.address, resume=args.resume,
                        progress=not args.no_progress)
     if result.interrupted:
-        console.print(f"{spec.name}: interrupted: {result.n_done} trials finished, {result.n_interrupted} left "
-                      f"unfinished, {result.n_failed} failed; rows up to each trial's last evaluation are in "
-                      f"{result.store}", highlight=False)
+        console.print(f"{spec.name}: interrupted: {result.n_done} trials finished, {result.n_failed} failed, "
+                      f"{result.n_interrupted} interrupted, {result.n_not_started} not started; rows up to each "
+                      f"trial's last evaluation are in {result.store}", highlight=False)
         console.print(f"resume with: {resume_command(args)}", highlight=False, markup=False)
         raise SystemExit(EXIT_INTERRUPTED)
     console.print(f"{spec.name}: {result.n_done} trials finished, {result.n_failed} failed, "

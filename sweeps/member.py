@@ -98,12 +98,18 @@ class Attempt:
         self.writer.flush()
 
     def finish(self, status: str, final_step: int) -> None:
-        """Write the attempt's last `trials` row (done / stopped / failed) and flush; once."""
+        """Write the attempt's last `trials` row (done / stopped / failed / interrupted) and flush; once."""
         if self.finished:
             return
         self.writer.append("trials", trials_row(self.cfg, status, self.t0, int(final_step), True, self.facts))
         self.writer.flush()
         self.finished = True
+
+
+def end_status(error: BaseException) -> str:
+    """The `trials` status of an attempt that ended with `error`: `interrupted` when Tune stopped it (its session
+    raises SystemExit at the next report after a Ctrl-C) or on KeyboardInterrupt, else `failed`."""
+    return "interrupted" if isinstance(error, (SystemExit, KeyboardInterrupt)) else "failed"
 
 
 def maybe_crash(hooks: Mapping[str, Any], step: int) -> None:

@@ -25,11 +25,13 @@ from typing import Any
 
 import torch
 
-from sweeps.member import CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, maybe_crash, sample_seed, score
+from sweeps.member import (CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, end_status, maybe_crash, sample_seed,
+                           score)
 from sweeps.packing import MEMBERS_KEY, Pack
 from sweeps.rows import summary
 from sweeps.trial import (RESUME_FROM, STATE_FILE, STORE_ID_KEY, TRAINER_FILE, ReportFn, TrialOutcome, build_data,
-                          finished_ids, load_checkpoint, run_from, session_device, session_start, tune_reporter)
+                          finished_ids, load_checkpoint, run_from, session_device, session_start, trial_extra,
+                          tune_reporter)
 
 
 def build_pack_trainer(pack: Pack, datas: Mapping[str, Any], device: str, memory_budget: int | None = None) -> Any:
@@ -90,7 +92,7 @@ class _PackLoop:
             ev = score(self.datas[m], gen[k], trainer.train_losses[k], held[k])
             if self.logs[m].record(step, ev):
                 stopped.append(m)
-            self.last[m] = summary(step, ev.scalars, {STORE_ID_KEY: m, "stopped": self.logs[m].stopped})
+            self.last[m] = summary(step, ev.scalars, trial_extra(self.cfgs[m], self.logs[m], {}))
         maybe_crash(self.hooks, step)
         for m in stopped:                           # finished in the store at once, then out of the pack
             self.attempts[m].finish("stopped", step)
@@ -103,8 +105,8 @@ class _PackLoop:
     def _report(self, trainer: Any, step: int, ids: list[str]) -> None:
         """Tell Tune: the pack's step, each member's state, and a checkpoint of the members left (if any)."""
         alive = list(trainer.member_ids)
-        members = {m: {"step": int(step), "copy_frac": self.last[m].get("copy_frac"), "stopped": self.logs[m].stopped,
-                       "finished": m not in alive or step >= self.cfgs[m].train.steps} for m in ids}
+        # each member's entry is what it would report alone (sweeps.fanout hands it to loggers as its own run)
+        members = {m: {**self.last[m], "finished": m not in alive or step >= self.cfgs[m].train.steps} for m in ids}
         metrics = {"step": int(step), STORE_ID_KEY: self.pack.pack_id, "pack_id": self.pack.pack_id,
                    "members_training": len(alive), MEMBERS_KEY: members,
                    "copy_frac": max((self.last[m].get("copy_frac", 0.0) for m in ids), default=0.0)}
@@ -130,9 +132,9 @@ def train_pack(pack: Pack, report: ReportFn | None = None, checkpoint_dir: str |
     loop = _PackLoop(pack, datas, attempts, report, dict(hooks or {}), states)
     try:
         final = int(trainer.run(loop.on_eval))
-    except BaseException:
+    except BaseException as e:
         for m, a in attempts.items():
-            a.finish("failed", loop.final.get(m, int(trainer.step)))
+            a.finish(end_status(e), loop.final.get(m, int(trainer.step)))
         raise
     for m in trainer.member_ids:
         attempts[m].finish("done", final)

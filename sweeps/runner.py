@@ -68,8 +68,9 @@ class SweepResult:
     resumed: dict[str, int] = dataclasses.field(default_factory=dict)  # trial id -> checkpoint step it resumed from
     errors: dict[str, str] = dataclasses.field(default_factory=dict)   # trial id -> why it failed (last line)
     messages: list[str] = dataclasses.field(default_factory=list)      # what went wrong around the trials
-    n_interrupted: int = 0  # trials stopped by Ctrl-C (they continue with --resume)
+    n_interrupted: int = 0  # trials stopped by Ctrl-C after they started (`interrupted` in the store; --resume)
     interrupted: bool = False  # the user stopped the sweep (Ctrl-C)
+    n_not_started: int = 0  # trials a Ctrl-C left before they started
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -175,12 +176,17 @@ class StartCounter(tune.Callback):
 def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int,
                 max_failures: int = MAX_FAILURES, callbacks: Sequence[Any] = ()) -> Any:
     """RunConfig shared by every mode: retries (with backoff), latest-2 checkpoints, live progress, the caller's Tune
-    callbacks, quiet output."""
-    callbacks = [StartCounter(), *callbacks]
+    callbacks and Tune's loggers (through sweeps.fanout: one run per trial, a pack's members included), quiet
+    output."""
+    from sweeps.fanout import wrap
+
+    callbacks = [StartCounter(), *wrap(callbacks)]
     if progress:
         from sweeps.progress import LiveProgress
 
-        callbacks.append(LiveProgress(total=n_total, title=spec.name))
+        metric = spec.stop.metric if isinstance(spec.stop.metric, str) else "copy_frac"   # an axis: several
+        callbacks.append(LiveProgress(total=n_total, title=spec.name, metric=metric, store=spec.store,
+                                      sweep=spec.name))
     return tune.RunConfig(
         name=name, storage_path=storage_path, verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=max_failures),
@@ -331,6 +337,9 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     if errors:
         _, msg = recovery.try_mark_failed(spec.store, spec.name, errors, "that Tune reported errored")
         messages += [msg] if msg else []
+    if guard.hit:   # Tune has stopped every trial: those still `running` in the store were interrupted
+        _, msg = recovery.try_mark_failed(spec.store, spec.name, None, "that Ctrl-C stopped", "interrupted")
+        messages += [msg] if msg else []
     if compact:
         messages += _compact(spec)
     out = _result(spec, results, planned, done_before, trials, guard.hit)
@@ -420,6 +429,19 @@ def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[
     unfinished = ran - done_after
     errored = {tid for r in results or () if r.error is not None for tid in member_ids_of(r.config or {})}
     failed = unfinished & errored if interrupted else unfinished
+    stopped = (unfinished - failed) & _with_status(spec, "interrupted") if interrupted else set()
     path = getattr(results, "experiment_path", None) if results is not None else None
     return SweepResult(n_done=n_done, n_failed=len(failed), n_skipped=len(skipped), experiment_path=path,
-                       store=str(spec.store), n_interrupted=len(unfinished - failed), interrupted=interrupted)
+                       store=str(spec.store), n_interrupted=len(stopped), interrupted=interrupted,
+                       n_not_started=len(unfinished - failed - stopped))
+
+
+def _with_status(spec: SweepSpec, status: str) -> set[str]:
+    """Trial ids of the sweep whose `trials` row in the store says `status`."""
+    from analysis.store import Store
+
+    try:
+        t = Store(spec.store).read("trials", sweep=spec.name, columns=["trial_id", "status"])
+    except FileNotFoundError:
+        return set()
+    return {tid for tid, st in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist()) if st == status}

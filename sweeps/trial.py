@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from analysis.registry import OBJECTIVE_METRICS
-from sweeps.member import CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, maybe_crash, sample_seed, score
+from sweeps.member import (CRASH_AT_STEP, CRASH_MARKER, Attempt, MemberLog, end_status, maybe_crash, sample_seed,
+                           score)
 from sweeps.rows import data_columns, eval_rows, samples_rows, summary, trials_row  # noqa: F401 - re-exported
 from sweeps.spec import TrialConfig
 
@@ -224,8 +225,8 @@ def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, check
     attempt = Attempt(cfg, data, resumed, t0)
     try:
         out = _run_loop(cfg, data, trainer, attempt.writer, report, hooks, state, resumed, t0)
-    except BaseException:
-        attempt.finish("failed", int(trainer.step))
+    except BaseException as e:
+        attempt.finish(end_status(e), int(trainer.step))
         raise
     attempt.finish(out.status, out.final_step)
     return out
