@@ -188,6 +188,22 @@ class FanOut(tune.Callback):
         self._call("on_experiment_end", trials=trials, targets=self.own, **info)
 
 
+def log_dirs(results: Any) -> dict[str, str]:
+    """{store trial id: its log folder (result.json, progress.csv, TensorBoard events)} of a Tune ResultGrid: a lone
+    trial's Tune folder, a pack member's `<experiment>/<id>`."""
+    from sweeps.packing import member_ids_of
+
+    out: dict[str, str] = {}
+    for r in results or ():
+        ids = member_ids_of(r.config or {})
+        if isinstance((r.config or {}).get("pack"), Mapping):
+            root = str(r.path).rstrip("/").rsplit("/", 1)[0]
+            out.update({tid: f"{root}/{tid}" for tid in ids})
+        elif ids:
+            out[ids[0]] = str(r.path)
+    return out
+
+
 class _StandIn(LoggerCallback):
     """Holds the place of one of Tune's default loggers among the top-level callbacks (Tune adds a default logger
     only where none of its class is there) and does nothing: the real one runs inside the fan-out."""

@@ -42,7 +42,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import optuna_mode, recovery
+from sweeps import fanout, optuna_mode, recovery
 from sweeps.interrupt import SigintGuard
 from sweeps.lease import TTL_S, Lease
 from sweeps.packing import member_ids_of, plan_packs
@@ -58,7 +58,8 @@ MAX_FAILURES = 3
 
 @dataclasses.dataclass
 class SweepResult:
-    """Counts of one invocation: trials finished now, failed, skipped (finished before); where things are."""
+    """Counts of one invocation: trials finished now, failed, skipped (finished before); where things are; what a
+    Tune user reads: Tune's ResultGrid and each store trial id's log folder (members of packs included)."""
 
     n_done: int
     n_failed: int
@@ -71,6 +72,8 @@ class SweepResult:
     n_interrupted: int = 0  # trials stopped by Ctrl-C after they started (`interrupted` in the store; --resume)
     interrupted: bool = False  # the user stopped the sweep (Ctrl-C)
     n_not_started: int = 0  # trials a Ctrl-C left before they started
+    grid: Any = None  # Tune's ResultGrid (one Result per Tune trial: a lone trial or a pack); None if nothing ran
+    runs: dict[str, str] = dataclasses.field(default_factory=dict)  # store trial id -> its Tune log folder
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -178,9 +181,7 @@ def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n
     """RunConfig shared by every mode: retries (with backoff), latest-2 checkpoints, live progress, the caller's Tune
     callbacks and Tune's loggers (through sweeps.fanout: one run per trial, a pack's members included), quiet
     output."""
-    from sweeps.fanout import wrap
-
-    callbacks = [StartCounter(), *wrap(callbacks)]
+    callbacks = [StartCounter(), *fanout.wrap(callbacks)]
     if progress:
         from sweeps.progress import LiveProgress
 
@@ -210,10 +211,9 @@ def _trial_ids(results: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- modes
-def _resume_path(resume_from: Mapping[str, str], spec: Any) -> str | None:
-    """tune.sample_from hook: the checkpoint the trial (or pack) of this grid point continues from (None: from
-    step 0)."""
-    config = spec["config"]
+def _resume_path(resume_from: Mapping[str, str], config: Mapping[str, Any]) -> str | None:
+    """tune.sample_from hook (it takes the grid point's config; Tune deprecates the older spec dict): the
+    checkpoint the trial (or pack) of this grid point continues from (None: from step 0)."""
     key = config["pack"]["pack_id"] if "pack" in config else config["trial"]["trial_id"]
     return resume_from.get(key)
 
@@ -345,6 +345,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     out = _result(spec, results, planned, done_before, trials, guard.hit)
     out.resumed = _resumed(spec, trials, done_before, found)
     out.errors, out.messages = errors, messages
+    out.grid, out.runs = results, fanout.log_dirs(results)
     for tid, why in errors.items():
         print(f"memsweep: trial {tid} failed: {why}", file=sys.stderr)
     for msg in messages:
@@ -424,7 +425,7 @@ def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[
     ran = set(planned) | (set(_trial_ids(results)) if results is not None else set())
     ran -= done_before
     done_after = finished_trials(spec.store, spec.name)
-    skipped = done_before & {t.trial_id for t in trials} if spec.mode != "optuna-boundary" else set()
+    skipped = done_before & {t.trial_id for t in trials}   # optuna-boundary too: its finished points are in the store
     n_done = len(ran & done_after)
     unfinished = ran - done_after
     errored = {tid for r in results or () if r.error is not None for tid in member_ids_of(r.config or {})}
