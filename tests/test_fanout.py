@@ -122,6 +122,12 @@ def test_two_packs_of_8_reach_loggers_as_16_runs_equal_to_lone_trials(runs):
         assert rb["end"] == ra["end"] == "complete"
         assert rb["config"]["trial"]["trial_id"] == b and rb["results"][-1]["step"] == finals[b][1]
     assert len(runs["packed"]["rec"].runs) == 16                                  # no run for a pack itself
+    # what run_sweep hands a Tune user: Tune's ResultGrid (one Result per pack) and each trial's log folder
+    assert sorted(r.metrics["memsweep_trial_id"] for r in res.grid) == \
+        sorted(p.name.rsplit("_", 2)[0] for p in exp.glob("*-pack-*"))
+    for name, ids in (("packed", [b for _, b in pairs(runs)]), ("lone", [a for a, _ in pairs(runs)])):
+        found = runs[name]["result"].runs
+        assert sorted(found) == sorted(ids) and all(Path(found[t], "progress.csv").is_file() for t in ids)
 
 
 @pytest.mark.ray
