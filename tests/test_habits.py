@@ -184,9 +184,19 @@ def test_report_out_refuses_an_html_file_name(tmp_path, capsys, name):
 
 
 # ------------------------------------------------------------------------------------------- quiet hooks
-def test_resume_hook_takes_the_config_so_tune_warns_nothing(caplog):
+class _Grab(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_resume_hook_takes_the_config_so_tune_warns_nothing():
     """Tune calls a sample_from function with the config; one that needs Tune's older spec dict gets a KeyError,
-    is called again with it and Tune logs a deprecation warning (what --resume printed)."""
+    is called again with it and Tune logs a deprecation warning (what --resume printed). Ray's loggers do not
+    propagate to the root logger, so the warning is caught on Tune's own logger."""
     from ray import tune
     from ray.tune.search.variant_generator import generate_variants
 
@@ -196,10 +206,14 @@ def test_resume_hook_takes_the_config_so_tune_warns_nothing(caplog):
     ids = [t.trial_id for t in spec.trials()]
     space = {"trial": tune.grid_search([t.to_dict() for t in spec.trials()]),
              "_resume_from": tune.sample_from(partial(_resume_path, {ids[1]: "/ckpt/b"}))}
-    with caplog.at_level(logging.WARNING):
+    grab, tune_logger = _Grab(), logging.getLogger("ray.tune")
+    tune_logger.addHandler(grab)
+    try:
         got = {v["trial"]["trial_id"]: v["_resume_from"] for _, v in generate_variants(space)}
+    finally:
+        tune_logger.removeHandler(grab)
     assert got == {tid: ("/ckpt/b" if tid == ids[1] else None) for tid in ids}
-    assert not [r for r in caplog.records if "deprecated" in r.getMessage()], caplog.text
+    assert not [m for m in grab.messages if "deprecated" in m], grab.messages
 
 
 def test_quiet_mutes_library_info_and_the_study_stop_warning_unless_verbose():
