@@ -26,6 +26,8 @@ from sweeps.packing import MEMBERS_KEY
 
 # Keys of a pack's result that describe the pack, not a member (a member's own entry overwrites the rest).
 PACK_ONLY = (MEMBERS_KEY, "pack_id", "members_training")
+# A member entry that is `finished` with one of these `status` values left its pack by failing: its run errs.
+FAILED = ("failed", "diverged")
 _NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"   # Tune's switch: "1" = no default loggers
 
 
@@ -164,7 +166,8 @@ class FanOut(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         """A lone trial's result as it is; a pack's, once per member in it, each member that finished at this
-        evaluation (an early stop) completed right after its last result."""
+        evaluation ended right after its last result: completed (an early stop, its budget), or erred when its
+        entry's `status` is a failure (a member dropped from its pack)."""
         if not is_pack(trial):
             self._call("on_trial_result", iteration=iteration, trials=trials, trial=trial, result=result, **info)
             return
@@ -180,8 +183,10 @@ class FanOut(tune.Callback):
             self._call("on_trial_result", iteration=iteration, trials=expanded, trial=m, result=m.last_result,
                        **info)
             if entry.get("finished"):
-                m.status = "TERMINATED"
-                self._call("on_trial_complete", iteration=iteration, trials=expanded, trial=m, **info)
+                failed = entry.get("status") in FAILED
+                m.status = "ERROR" if failed else "TERMINATED"
+                self._call("on_trial_error" if failed else "on_trial_complete", iteration=iteration,
+                           trials=expanded, trial=m, **info)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._call("on_experiment_end", trials=self.expand(trials), **info)

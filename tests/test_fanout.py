@@ -139,3 +139,49 @@ def test_tensorboard_plots_against_the_training_step(runs):
             steps = curves["ray/tune/step"]
             assert steps and all(x == v for x, v in steps.items()), (run_dir, steps)
             assert sorted(curves["ray/tune/mem_twin"]) == sorted(steps) and max(steps) > len(steps)
+
+
+def test_fanout_ends_each_member_as_it_leaves_its_pack(tmp_path):
+    """Ray-free, on a stand-in of Tune's trial: a member that stops early completes at that evaluation, one dropped
+    with a failure errs, the rest complete with their pack, or err with it; each run is its own folder."""
+    from sweeps.fanout import FanOut
+    from sweeps.packing import MEMBERS_KEY, group_packs
+
+    s = spec(tmp_path / "store", "unit", 4)
+    packs = group_packs(s.trials()[:8], 4)
+    tune_trials = [_TuneTrial(trial_id=f"t{k}", config={"pack": p.to_dict(), "_attempt": 1},
+                              local_experiment_path=str(tmp_path / "exp"), remote_experiment_path="mem://exp")
+                   for k, p in enumerate(packs)]
+    rec = Recorder()
+    fan = FanOut([rec])
+    for t in tune_trials:
+        fan.on_trial_start(iteration=0, trials=tune_trials, trial=t)
+    a, b = (p.member_ids for p in packs)
+
+    def entries(ids, step, finished=(), failed=()):
+        return {m: {"step": step, "mem_twin": 0.1 * step, "finished": m in finished or m in failed,
+                    **({"status": "failed"} if m in failed else {})} for m in ids}
+    fan.on_trial_result(iteration=1, trials=tune_trials, trial=tune_trials[0],
+                        result={"step": 10, "training_iteration": 1, MEMBERS_KEY: entries(a, 10, [a[0]], [a[1]])})
+    fan.on_trial_result(iteration=2, trials=tune_trials, trial=tune_trials[0],
+                        result={"step": 18, "training_iteration": 2, MEMBERS_KEY: entries(a[2:], 18)})
+    fan.on_trial_complete(iteration=3, trials=tune_trials, trial=tune_trials[0])
+    fan.on_trial_result(iteration=4, trials=tune_trials, trial=tune_trials[1],
+                        result={"step": 10, "training_iteration": 1, MEMBERS_KEY: entries(b, 10)})
+    fan.on_trial_error(iteration=5, trials=tune_trials, trial=tune_trials[1])
+    ends = {m: (r["end"], [x["step"] for x in r["results"]]) for m, r in rec.runs.items()}
+    assert ends == {a[0]: ("complete", [10]), a[1]: ("error", [10]), a[2]: ("complete", [10, 18]),
+                    a[3]: ("complete", [10, 18]), **{m: ("error", [10]) for m in b}}
+    member = fan.members(tune_trials[0])[a[2]]
+    assert (str(member), member.trial_id, member.config["trial"]["trial_id"], member.config["_attempt"]) == \
+        (a[2], a[2], a[2], 1)
+    assert member.local_path == str(tmp_path / "exp" / a[2]) and (tmp_path / "exp" / a[2]).is_dir()
+    assert rec.runs[a[2]]["results"][-1]["mem_twin"] == pytest.approx(1.8)
+    assert "finished" not in rec.runs[a[2]]["results"][-1] and MEMBERS_KEY not in rec.runs[a[2]]["results"][-1]
+
+
+class _TuneTrial:
+    """What the fan-out reads of a Tune trial (hashable by identity, as Tune's are)."""
+
+    def __init__(self, **attrs) -> None:
+        self.__dict__.update(attrs)
