@@ -136,6 +136,17 @@ def _nested_list(lines: Sequence[str]) -> str:
                                                     + "</ul>") if sub else "") + "</li>" for text, sub in items)
 
 
+def status_line(trials: pa.Table) -> str:
+    """'Trials: 12 done, 2 stopped, 2 interrupted (...).': the trials by their status in the store."""
+    from analysis.schema import TRIAL_STATUSES
+
+    statuses = trials.column("status").to_pylist() if "status" in trials.column_names else []
+    counts = {s: statuses.count(s) for s in dict.fromkeys([*TRIAL_STATUSES, *statuses]) if statuses.count(s)}
+    text = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
+    hint = " (`memsweep run SPEC --resume` continues them)" if counts.get("interrupted") else ""
+    return f"Trials: {text}{hint}."
+
+
 def _problems_html(problems: Sequence[str]) -> str:
     if not problems:
         return "<h2>Store</h2><p>Every store fragment was read; none was skipped.</p>"
@@ -237,7 +248,8 @@ table.laws{{border-collapse:collapse;font-size:11px}} table.laws td,table.laws t
 <p class="small">Memorization metric <code>{html.escape(metric)}</code>: {html.escape(metric_info(metric).description)}.
 Generalization metric <code>{html.escape(gen_metric)}</code>. Thresholds {html.escape(', '.join(f'{t:g}' for t in thetas))};
 the sentences above use theta={th:g}.</p></section>
-<p class="small">Made by <code>{html.escape(command or 'analysis.report.write_report')}</code> at {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>
+<p class="small">Made by <code>{html.escape(command or 'analysis.report.write_report')}</code> at {time.strftime('%Y-%m-%d %H:%M:%S')}.
+{html.escape(status_line(trials))}</p>
 {''.join(sections)}
 <h2>Laws</h2><p>The columns a reader needs; every column (Wald intervals, sigma, goodness of fit, naive OLS) and every
 threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>

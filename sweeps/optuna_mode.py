@@ -91,6 +91,20 @@ def _journal(path: str) -> Any:
     return JournalStorage(JournalFileBackend(path))
 
 
+def complete_trials(spec: SweepSpec, journal: str) -> int:
+    """How many COMPLETE trials the sweep's study holds in `journal` (0 when there is no journal or no study yet);
+    reads only."""
+    if not Path(journal).is_file():
+        return 0
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name(spec), storage=_journal(journal))
+    except KeyError:          # no study of that name in the journal
+        return 0
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
 def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int:
     """How many trials Tune must ask for; on a continued study, enqueues exactly the unfinished grid points."""
     from optuna.trial import TrialState

@@ -42,7 +42,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import optuna_mode, recovery
+from sweeps import fanout, optuna_mode, recovery
 from sweeps.interrupt import SigintGuard
 from sweeps.member import DIVERGED
 from sweeps.lease import TTL_S, Lease
@@ -59,7 +59,8 @@ MAX_FAILURES = 3
 
 @dataclasses.dataclass
 class SweepResult:
-    """Counts of one invocation: trials finished now, failed, skipped (finished before); where things are."""
+    """Counts of one invocation: trials finished now, failed, skipped (finished before); where things are; what a
+    Tune user reads: Tune's ResultGrid and each store trial id's log folder (members of packs included)."""
 
     n_done: int
     n_failed: int
@@ -69,9 +70,12 @@ class SweepResult:
     resumed: dict[str, int] = dataclasses.field(default_factory=dict)  # trial id -> checkpoint step it resumed from
     errors: dict[str, str] = dataclasses.field(default_factory=dict)   # trial id -> why it failed (last line)
     messages: list[str] = dataclasses.field(default_factory=list)      # what went wrong around the trials
-    n_interrupted: int = 0  # trials stopped by Ctrl-C (they continue with --resume)
+    n_interrupted: int = 0  # trials stopped by Ctrl-C after they started (`interrupted` in the store; --resume)
     n_diverged: int = 0  # trials whose loss or weights went non-finite (stored `diverged`, never retrained)
     interrupted: bool = False  # the user stopped the sweep (Ctrl-C)
+    n_not_started: int = 0  # trials a Ctrl-C left before they started
+    grid: Any = None  # Tune's ResultGrid (one Result per Tune trial: a lone trial or a pack); None if nothing ran
+    runs: dict[str, str] = dataclasses.field(default_factory=dict)  # store trial id -> its Tune log folder
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -184,12 +188,15 @@ class StartCounter(tune.Callback):
 def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int,
                 max_failures: int = MAX_FAILURES, callbacks: Sequence[Any] = ()) -> Any:
     """RunConfig shared by every mode: retries (with backoff), latest-2 checkpoints, live progress, the caller's Tune
-    callbacks, quiet output."""
-    callbacks = [StartCounter(), *callbacks]
+    callbacks and Tune's loggers (through sweeps.fanout: one run per trial, a pack's members included), quiet
+    output."""
+    callbacks = [StartCounter(), *fanout.wrap(callbacks)]
     if progress:
         from sweeps.progress import LiveProgress
 
-        callbacks.append(LiveProgress(total=n_total, title=spec.name))
+        metric = spec.stop.metric if isinstance(spec.stop.metric, str) else "copy_frac"   # an axis: several
+        callbacks.append(LiveProgress(total=n_total, title=spec.name, metric=metric, store=spec.store,
+                                      sweep=spec.name))
     return tune.RunConfig(
         name=name, storage_path=storage_path, verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=max_failures),
@@ -213,10 +220,9 @@ def _trial_ids(results: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- modes
-def _resume_path(resume_from: Mapping[str, str], spec: Any) -> str | None:
-    """tune.sample_from hook: the checkpoint the trial (or pack) of this grid point continues from (None: from
-    step 0)."""
-    config = spec["config"]
+def _resume_path(resume_from: Mapping[str, str], config: Mapping[str, Any]) -> str | None:
+    """tune.sample_from hook (it takes the grid point's config; Tune deprecates the older spec dict): the
+    checkpoint the trial (or pack) of this grid point continues from (None: from step 0)."""
     key = config["pack"]["pack_id"] if "pack" in config else config["trial"]["trial_id"]
     return resume_from.get(key)
 
@@ -348,11 +354,15 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     if errors:
         _, msg = recovery.try_mark_failed(spec.store, spec.name, errors, "that Tune reported errored")
         messages += [msg] if msg else []
+    if guard.hit:   # Tune has stopped every trial: those still `running` in the store were interrupted
+        _, msg = recovery.try_mark_failed(spec.store, spec.name, None, "that Ctrl-C stopped", "interrupted")
+        messages += [msg] if msg else []
     if compact:
         messages += _compact(spec)
     out = _result(spec, results, planned, done_before, trials, guard.hit)
     out.resumed = _resumed(spec, trials, done_before, found)
     out.errors, out.messages = errors, messages
+    out.grid, out.runs = results, fanout.log_dirs(results)
     for tid, why in errors.items():
         print(f"memsweep: trial {tid} failed: {why}", file=sys.stderr)
     for msg in messages:
@@ -431,14 +441,17 @@ def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[
     results: after a Ctrl-C, an unfinished trial without a Tune error was interrupted, not failed."""
     ran = set(planned) | (set(_trial_ids(results)) if results is not None else set())
     ran -= done_before
-    done_after = finished_trials(spec.store, spec.name)
-    diverged = finished_trials(spec.store, spec.name, (DIVERGED,))
-    skipped = done_before & {t.trial_id for t in trials} if spec.mode != "optuna-boundary" else set()
+    outcomes = trial_outcomes(spec.store, spec.name)       # one read of the store for every count below
+    done_after = {tid for tid, (st, _, _) in outcomes.items() if st in FINAL_STATUSES}
+    diverged = {tid for tid, (st, _, _) in outcomes.items() if st == DIVERGED}
+    skipped = done_before & {t.trial_id for t in trials}   # optuna-boundary too: its finished points are in the store
     n_done = len(ran & done_after - diverged)
     unfinished = ran - done_after
     errored = {tid for r in results or () if r.error is not None for tid in member_ids_of(r.config or {})}
     failed = unfinished & errored if interrupted else unfinished
+    stopped = ({tid for tid in unfinished - failed if outcomes.get(tid, ("",))[0] == "interrupted"} if interrupted
+               else set())
     path = getattr(results, "experiment_path", None) if results is not None else None
     return SweepResult(n_done=n_done, n_failed=len(failed), n_skipped=len(skipped), experiment_path=path,
-                       store=str(spec.store), n_interrupted=len(unfinished - failed), interrupted=interrupted,
-                       n_diverged=len(ran & diverged))
+                       store=str(spec.store), n_interrupted=len(stopped), interrupted=interrupted,
+                       n_diverged=len(ran & diverged), n_not_started=len(unfinished - failed - stopped))

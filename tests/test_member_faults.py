@@ -23,7 +23,7 @@ from sweeps.trial import train_trial
 
 STEPS = 32
 SCHEDULE = eval_schedule(STEPS, 4, 10)      # [10, 18, 32]
-DROP = {"sweep", "attempt_ns", "attempt", "resumed_from_step", "wall_time", "written_at"}
+DROP = {"sweep", "attempt_ns", "attempt", "resumed_from_step", "write_order", "wall_time", "written_at"}
 
 
 def _spec(store: Path, P: list[int]) -> SweepSpec:
