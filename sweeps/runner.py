@@ -42,7 +42,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import optuna_mode, recovery
+from sweeps import optuna_mode, reaper, recovery
 from sweeps.interrupt import SigintGuard
 from sweeps.member import DIVERGED
 from sweeps.lease import TTL_S, Lease
@@ -134,11 +134,36 @@ def _ensure_ray(address: str | None, workers: int | None, cpu: float) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _lock_local_ray()
     num_cpus = max(1, math.ceil(workers * cpu)) if workers else None
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return True
+
+
+def _session_dir() -> str:
+    """The session directory of the Ray this process started (its processes' logs and sockets live there)."""
+    import ray
+
+    return str(ray._private.worker._global_node.get_session_dir_path())  # noqa: SLF001 - no public accessor
+
+
+def _lock_local_ray() -> None:
+    """Make the embedded Ray reachable from this machine only, and only with credentials (a Ray cluster runs the
+    code its clients send): every Ray server binds 127.0.0.1 (Ray does so when the node's address is loopback, its
+    default on macOS and Windows), and token authentication is on, with the user's token when RAY_AUTH_MODE=token,
+    else a fresh one for this run, kept in the environment its processes inherit (no file is written)."""
+    import secrets
+
+    from ray._private import ray_constants
+    from ray._raylet import Config
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # Ray's processes read it when they start
+    ray_constants.ENABLE_RAY_CLUSTER = False               # this process read it when it imported ray
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    Config.initialize("")                                  # Ray's config cache sees the auth mode of now
 
 
 def _trial_name(trial: Any) -> str:
@@ -323,6 +348,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
         found = recovery.resume_checkpoints(spec.store, storage_path, spec.name, unfinished) if resume else {}
     resume_from = recovery.checkpoint_map(found)
     started = _ensure_ray(address, workers, _resources(spec)[0])
+    watchdog = reaper.watch(_session_dir()) if started else None   # ends Ray's processes if this driver is killed
     try:
         with SigintGuard() as guard:
             if spec.mode == "grid":
@@ -336,6 +362,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
             import ray
 
             ray.shutdown()
+            reaper.stop(watchdog)
     errors = _errors(results)
     outcomes = trial_outcomes(spec.store, spec.name)
     ran = {t.trial_id for t in unfinished}
