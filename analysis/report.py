@@ -73,7 +73,9 @@ def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAU
     """The store tables the report needs (only the columns it uses); tables a sweep never wrote are left out."""
     st = onset._open_store(store_or_uri)
     cols = list(dict.fromkeys(["trial_id", "step", metric, gen_metric, "overprod", "slop_n"]))
-    out = {"trials": st.read("trials", sweep=sweep), "curves": st.read("curves", sweep=sweep, columns=cols)}
+    trials, _ = onset.analysed(st.read("trials", sweep=sweep))     # failed and diverged trials left out
+    kept = trials.column("trial_id").combine_chunks()
+    out = {"trials": trials, "curves": st.read("curves", sweep=sweep, columns=cols)}
     for name, cols in (("level_curves", slop.SLOP_COLUMNS), ("copies", None),
                        ("samples", [c for c in memorder.SAMPLE_COLUMNS])):
         try:
@@ -82,6 +84,8 @@ def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAU
             continue
         if t.num_rows:
             out[name] = t
+    for name in [n for n in out if n != "trials"]:
+        out[name] = out[name].filter(pc.is_in(out[name].column("trial_id"), value_set=kept))
     return out
 
 
@@ -230,4 +234,5 @@ def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = Non
     cmd = f"memsweep report {uri} --out {out_dir}" + (f" --sweep {sweep}" if sweep else "")
     return write_report_from_tables(tables, out_dir, thetas=thetas, metric=metric, gen_metric=gen_metric,
                                     n_boot=n_boot, command=cmd, title=f"memsweep report: {sweep or 'all sweeps'}",
-                                    problems=list(getattr(st, "problems", [])))
+                                    problems=list(getattr(st, "problems", []))
+                                    + onset.analysed(st.read("trials", sweep=sweep))[1])

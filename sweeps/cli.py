@@ -79,7 +79,7 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
     """Onsets from the store, laws per (tail, L), joint and (with covariates) the covariate law, printed; returns
     the laws table."""
     from analysis.fits import fit_laws, print_laws
-    from analysis.onset import onsets
+    from analysis.onset import analysed, onsets
     store = _existing_store(store_uri, sweep)
     table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric)
     if table.num_rows == 0:
@@ -91,6 +91,8 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
                         "entropy, entropy_tilt, train_mass, tail_levels, tail_family, tail_a")
     laws = fit_laws(table, theta=thetas, covariates=covariates)
     print_laws(laws, console=console)
+    for note in analysed(store.read("trials", sweep=sweep))[1]:      # failed / diverged trials: not in the laws
+        console.print(note, style="yellow", markup=False, highlight=False, soft_wrap=True)
     _print_problems([store], console)
     return laws
 
