@@ -321,13 +321,17 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
         extra[RETRY_BACKOFF] = float(retry_backoff_s)
     if spec.packed and not address:
         _check_pack_memory(spec, trials)
-    _check_paths(spec, storage_path, journal)
+    edited = _check_paths(spec, storage_path, journal)
+    for msg in edited:
+        print(f"memsweep: {msg}", file=sys.stderr)
     lease = Lease(spec.store, spec.name, ttl_s=lease_ttl_s).acquire()
     try:
-        return _run_leased(spec, trials, workers, address, resume, progress, storage_path, journal, extra, compact,
-                           max_failures, callbacks)
+        out = _run_leased(spec, trials, workers, address, resume, progress, storage_path, journal, extra, compact,
+                          max_failures, callbacks)
     finally:
         lease.release()
+    out.messages[:0] = edited
+    return out
 
 
 def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None, address: str | None, resume: bool,
@@ -435,21 +439,29 @@ def _check_pack_memory(spec: SweepSpec, trials: list[TrialConfig]) -> None:
         raise SpecError(problems, spec.source)
 
 
-def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> None:
+def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> list[str]:
     """Refuse to start when Tune's directory or the Optuna journal cannot be created (a SpecError, before Ray);
-    the effective spec is then recorded in the store (sweeps.spec.storage.record_spec)."""
+    the effective spec is then recorded in the store (sweeps.spec.storage.record_spec). Returns a message naming
+    what changed when the sweep ran before in this store with another effective spec."""
     from sweeps.spec import SpecError
-    from sweeps.spec.storage import check_run_paths, record_spec
+    from sweeps.spec.storage import check_run_paths, record_spec, spec_changes
 
     journal = journal or (optuna_mode.journal_path(spec, storage_path) if spec.mode != "grid" else None)
     problems = check_run_paths(spec, storage_path, journal)
+    edited: list[str] = []
     if not problems:
         try:
+            before, changes = spec_changes(spec)
+            if changes:
+                edited.append(f"sweep {spec.name!r} ran before in this store with another spec ({before}): "
+                              f"{'; '.join(changes)}. Its trials so far stay in the store beside the new ones "
+                              "(their trial ids differ); use a new sweep name to keep them apart")
             record_spec(spec)
         except OSError as e:
             problems.append(f"store: cannot write the effective spec into {spec.store!r}: {e}")
     if problems:
         raise SpecError(problems, spec.source)
+    return edited
 
 
 def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[str],

@@ -160,3 +160,20 @@ def test_a_forged_journal_does_not_stand_for_trials_the_store_never_saw(tmp_path
                                             r"the store .* does not hold finished"):
         _, n = searcher(spec, journal, done, {}, {})
     assert n == 2 - held
+
+
+def test_rerunning_a_sweep_with_an_edited_spec_says_what_changed(tmp_path):
+    """The driver's check before a run (sweeps.runner._check_paths, Ray-free): a sweep that ran before in the store
+    with another effective spec is named with each changed setting, old -> new; the same spec again says nothing."""
+    from sweeps.runner import _check_paths
+
+    raw = dict(load_spec("tiny").raw)
+    raw.update(name="ed", store=str(tmp_path / "store"))
+    first = SweepSpec.from_dict(raw)
+    assert _check_paths(first, str(tmp_path / "tune"), None) == []
+    assert _check_paths(first, str(tmp_path / "tune"), None) == []
+    raw["train"] = {**raw["train"], "lr": first.train.lr * 10}
+    edited = SweepSpec.from_dict(raw)
+    (msg,) = _check_paths(edited, str(tmp_path / "tune"), None)
+    assert f"train.lr: {first.train.lr} -> {first.train.lr * 10}" in msg and "sweep 'ed' ran before" in msg, msg
+    assert msg.count(" -> ") == 1, msg                  # nothing else changed
