@@ -81,7 +81,7 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
     the laws table. Flagged trials (`analysis.flags`) are left out unless `keep_flagged`; either way it says so."""
     from analysis import flags
     from analysis.fits import fit_laws, print_laws
-    from analysis.onset import ONSET_RULES, onsets
+    from analysis.onset import ONSET_RULES, analysed, onsets
     store = _existing_store(store_uri, sweep)
     table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric, gen_metric=gen_metric,
                    consecutive=ONSET_RULES[onset_rule])
@@ -99,6 +99,8 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
                         "entropy, entropy_tilt, train_mass, tail_levels, tail_family, tail_a")
     laws = fit_laws(table, theta=thetas, covariates=covariates)
     print_laws(laws, console=console)
+    for note in analysed(store.read("trials", sweep=sweep))[1]:      # failed / diverged trials: not in the laws
+        console.print(note, style="yellow", markup=False, highlight=False, soft_wrap=True)
     _print_problems([store], console)
     return laws
 

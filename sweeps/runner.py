@@ -42,7 +42,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import fanout, optuna_mode, recovery
+from sweeps import fanout, optuna_mode, reaper, recovery
 from sweeps.interrupt import SigintGuard
 from sweeps.member import DIVERGED
 from sweeps.lease import TTL_S, Lease
@@ -138,11 +138,36 @@ def _ensure_ray(address: str | None, workers: int | None, cpu: float) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _lock_local_ray()
     num_cpus = max(1, math.ceil(workers * cpu)) if workers else None
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return True
+
+
+def _session_dir() -> str:
+    """The session directory of the Ray this process started (its processes' logs and sockets live there)."""
+    import ray
+
+    return str(ray._private.worker._global_node.get_session_dir_path())  # noqa: SLF001 - no public accessor
+
+
+def _lock_local_ray() -> None:
+    """Make the embedded Ray reachable from this machine only, and only with credentials (a Ray cluster runs the
+    code its clients send): every Ray server binds 127.0.0.1 (Ray does so when the node's address is loopback, its
+    default on macOS and Windows), and token authentication is on, with the user's token when RAY_AUTH_MODE=token,
+    else a fresh one for this run, kept in the environment its processes inherit (no file is written)."""
+    import secrets
+
+    from ray._private import ray_constants
+    from ray._raylet import Config
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # Ray's processes read it when they start
+    ray_constants.ENABLE_RAY_CLUSTER = False               # this process read it when it imported ray
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    Config.initialize("")                                  # Ray's config cache sees the auth mode of now
 
 
 def _trial_name(trial: Any) -> str:
@@ -302,13 +327,17 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
         extra[RETRY_BACKOFF] = float(retry_backoff_s)
     if spec.packed and not address:
         _check_pack_memory(spec, trials)
-    _check_paths(spec, storage_path, journal)
+    edited = _check_paths(spec, storage_path, journal)
+    for msg in edited:
+        print(f"memsweep: {msg}", file=sys.stderr)
     lease = Lease(spec.store, spec.name, ttl_s=lease_ttl_s).acquire()
     try:
-        return _run_leased(spec, trials, workers, address, resume, progress, storage_path, journal, extra, compact,
-                           max_failures, callbacks)
+        out = _run_leased(spec, trials, workers, address, resume, progress, storage_path, journal, extra, compact,
+                          max_failures, callbacks)
     finally:
         lease.release()
+    out.messages[:0] = edited
+    return out
 
 
 def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None, address: str | None, resume: bool,
@@ -329,6 +358,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
         found = recovery.resume_checkpoints(spec.store, storage_path, spec.name, unfinished) if resume else {}
     resume_from = recovery.checkpoint_map(found)
     started = _ensure_ray(address, workers, _resources(spec)[0])
+    watchdog = reaper.watch(_session_dir()) if started else None   # ends Ray's processes if this driver is killed
     try:
         with SigintGuard() as guard:
             if spec.mode == "grid":
@@ -342,6 +372,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
             import ray
 
             ray.shutdown()
+            reaper.stop(watchdog)
     errors = _errors(results)
     outcomes = trial_outcomes(spec.store, spec.name)
     ran = {t.trial_id for t in unfinished}
@@ -418,21 +449,29 @@ def _check_pack_memory(spec: SweepSpec, trials: list[TrialConfig]) -> None:
         raise SpecError(problems, spec.source)
 
 
-def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> None:
+def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> list[str]:
     """Refuse to start when Tune's directory or the Optuna journal cannot be created (a SpecError, before Ray);
-    the effective spec is then recorded in the store (sweeps.spec.storage.record_spec)."""
+    the effective spec is then recorded in the store (sweeps.spec.storage.record_spec). Returns a message naming
+    what changed when the sweep ran before in this store with another effective spec."""
     from sweeps.spec import SpecError
-    from sweeps.spec.storage import check_run_paths, record_spec
+    from sweeps.spec.storage import check_run_paths, record_spec, spec_changes
 
     journal = journal or (optuna_mode.journal_path(spec, storage_path) if spec.mode != "grid" else None)
     problems = check_run_paths(spec, storage_path, journal)
+    edited: list[str] = []
     if not problems:
         try:
+            before, changes = spec_changes(spec)
+            if changes:
+                edited.append(f"sweep {spec.name!r} ran before in this store with another spec ({before}): "
+                              f"{'; '.join(changes)}. Its trials so far stay in the store beside the new ones "
+                              "(their trial ids differ); use a new sweep name to keep them apart")
             record_spec(spec)
         except OSError as e:
             problems.append(f"store: cannot write the effective spec into {spec.store!r}: {e}")
     if problems:
         raise SpecError(problems, spec.source)
+    return edited
 
 
 def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[str],
