@@ -151,7 +151,7 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def all_finished(spec: Any) -> bool:
-    """Whether nothing is left to run: the store lists every trial of a grid (or of an optuna-grid's planned
+    """Whether nothing is left to run: the store lists every trial of a grid (`optuna.trials` of an optuna-grid's
     points) as finished; an optuna-boundary study's journal holds its `optuna.trials` complete trials. Read from
     the store and the journal, before Ray starts."""
     from sweeps.runner import finished_trials
@@ -161,7 +161,16 @@ def all_finished(spec: Any) -> bool:
         from sweeps.runner import default_storage_path
 
         return complete_trials(spec, journal_path(spec, default_storage_path(spec.store))) >= spec.optuna.trials
-    return {t.trial_id for t in spec.trials()} <= finished_trials(spec.store, spec.name)
+    ids = {t.trial_id for t in spec.trials()}
+    return len(ids & finished_trials(spec.store, spec.name)) >= planned(spec, len(ids))
+
+
+def planned(spec: Any, n_points: int) -> int:
+    """How many trials a run of `spec` trains in all: the grid, `optuna.trials` of optuna-grid's points (at most
+    all of them), `optuna.trials` for optuna-boundary."""
+    if spec.mode == "grid":
+        return n_points
+    return min(spec.optuna.trials or n_points, n_points) if spec.mode == "optuna-grid" else spec.optuna.trials
 
 
 def run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
@@ -171,7 +180,7 @@ def run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
 
     quiet.apply(verbose=getattr(args, "verbose", False))
     if all_finished(spec):
-        n = spec.optuna.trials if spec.mode == "optuna-boundary" else spec.n_trials
+        n = planned(spec, spec.n_trials)
         console.print(f"{spec.name}: all {n} trials are already finished in {spec.store}; nothing to "
                       f"{'resume' if args.resume else 'run'}", highlight=False)
         return None

@@ -244,3 +244,21 @@ def test_every_third_party_package_imported_directly_is_declared():
         imported = any(re.search(rf"^\s*(import|from) {package}\b", p.read_text(), re.M)
                        for d in ("rhm", "models", "sweeps", "analysis") for p in (ROOT / d).rglob("*.py"))
         assert not imported or {"yaml": "pyyaml"}.get(package, package) in names, package
+
+
+def test_an_optuna_grid_that_ran_its_trials_is_finished(tmp_path, monkeypatch):
+    """optuna.trials=2 of a 4-point grid: 2 finished points in the store are the whole plan."""
+    from rich.console import Console
+
+    from analysis.store import Store
+    from sweeps.launch import run
+
+    spec = _optuna_spec(tmp_path, "optuna-grid", trials=2)
+    store = Store(spec.store)
+    for t in spec.trials()[:2]:
+        with store.writer("ob", t.trial_id, attempt_ns=1) as w:
+            w.append("trials", {"status": "done"})
+    _no_ray(monkeypatch)
+    console = Console(record=True, width=300)
+    assert run(spec, _args(), console) is None
+    assert console.export_text().strip() == f"ob: all 2 trials are already finished in {spec.store}; nothing to run"
