@@ -56,7 +56,7 @@ def test_multirun_flag_is_accepted(capsys):
 
 # ------------------------------------------------------------------------------------------- printing the plan
 def test_plan_is_recomputed_under_overrides_and_idle_workers_are_named():
-    from sweeps.launch import plan_line
+    from sweeps.plan import plan_line
     from sweeps.packing import group_packs
 
     base = load_spec("demo")
