@@ -5,10 +5,11 @@ print it, check what the spec alone cannot tell before any work, run, and end as
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 from collections.abc import Sequence
 from typing import Any
+
+from sweeps.plan import plan_line, planned
 
 EXIT_INTERRUPTED = 130
 
@@ -72,7 +73,8 @@ def print_spec(spec: Any, console: Any, overrides: Sequence[str] = (), workers: 
     grid = spec.grid_summary()
     sizes = " x ".join(f"{len(values)} {name}" for name, values in grid)
     if spec.mode == "optuna-boundary":
-        console.print(f"  {spec.optuna.trials} trials chosen by Optuna (TPE) among {spec.n_trials} grid points = {sizes}")
+        console.print(f"  {spec.optuna.trials} trials chosen by Optuna (TPE) among {spec.n_trials} grid points = "
+                      f"{sizes}")
     else:
         console.print(f"  {spec.n_trials} trials = {sizes}")
     if spec.mode != "grid":
@@ -95,46 +97,6 @@ def _print_chance(spec: Any, console: Any) -> None:
         text = chance_warning(g)
         if text:
             console.print(f"  [yellow]warning[/yellow]: {text}", highlight=False, soft_wrap=True)
-
-
-def plan_line(spec: Any, workers: int | None = None, base: Any = None) -> str:
-    """What a run of `spec` trains, recomputed from it: '16 trials in 2 packs of up to 8, 4000 steps each, 4000
-    steps per worker on 2 workers', its time as a multiple of `base`'s (the spec without overrides, whose
-    description states its time), and a warning when fewer packs than workers leave workers idle."""
-    trials = spec.trials()
-    workers = workers or max(1, int((os.cpu_count() or 1) / max(spec.resources.cpu, 1e-9)))
-    steps = sorted({t.train.steps for t in trials})
-    text = f"{len(trials)} trials"
-    if spec.packed:
-        text += f" in {len(_units(spec))} packs of up to {spec.pack.size}"
-    text += f", {steps[0] if len(steps) == 1 else f'{steps[0]}-{steps[-1]}'} steps each"
-    per_worker, used = _steps_per_worker(spec, workers)
-    text += f": {per_worker:,.0f} training steps per worker on {used} worker(s)"
-    if base is not None:
-        ratio = per_worker / max(_steps_per_worker(base, workers)[0], 1.0)
-        text += f", {ratio:.2g}x those of {base.name} (its description's time scales about with them)"
-    n_units = len(_units(spec))
-    if spec.packed and n_units < workers:
-        hint = f"pack.size={len(trials) // workers} gives each a pack" if len(trials) >= workers else \
-            "fewer trials than workers"
-        text += f"; only {n_units} packs for {workers} workers: {workers - n_units} stay idle ({hint})"
-    return text
-
-
-def _units(spec: Any) -> list[list[Any]]:
-    """What Tune runs: one trial each, or the packs."""
-    if not spec.packed:
-        return [[t] for t in spec.trials()]
-    from sweeps.packing import group_packs
-
-    return [list(p.members) for p in group_packs(spec.trials(), spec.pack.size)]
-
-
-def _steps_per_worker(spec: Any, workers: int) -> tuple[float, int]:
-    """(training steps per worker, workers used): one vectorized step trains a whole pack."""
-    units = _units(spec)
-    used = min(workers, len(units))
-    return sum(max(t.train.steps for t in unit) for unit in units) / used, used
 
 
 def print_study(spec: Any, console: Any) -> None:
@@ -164,7 +126,7 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def all_finished(spec: Any) -> bool:
-    """Whether nothing is left to run: the store lists every trial of a grid (or of an optuna-grid's planned
+    """Whether nothing is left to run: the store lists every trial of a grid (`optuna.trials` of an optuna-grid's
     points) as finished; an optuna-boundary study's journal holds its `optuna.trials` complete trials. Read from
     the store and the journal, before Ray starts."""
     from sweeps.runner import finished_trials
@@ -174,7 +136,8 @@ def all_finished(spec: Any) -> bool:
         from sweeps.runner import default_storage_path
 
         return complete_trials(spec, journal_path(spec, default_storage_path(spec.store))) >= spec.optuna.trials
-    return {t.trial_id for t in spec.trials()} <= finished_trials(spec.store, spec.name)
+    ids = {t.trial_id for t in spec.trials()}
+    return len(ids & finished_trials(spec.store, spec.name)) >= planned(spec, len(ids))
 
 
 def run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
@@ -184,7 +147,7 @@ def run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
 
     quiet.apply(verbose=getattr(args, "verbose", False))
     if all_finished(spec):
-        n = spec.optuna.trials if spec.mode == "optuna-boundary" else spec.n_trials
+        n = planned(spec, spec.n_trials)
         console.print(f"{spec.name}: all {n} trials are already finished in {spec.store}; nothing to "
                       f"{'resume' if args.resume else 'run'}", highlight=False)
         return None

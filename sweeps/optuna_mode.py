@@ -94,9 +94,10 @@ def _journal(path: str) -> Any:
     return JournalStorage(JournalFileBackend(path))
 
 
-def complete_trials(spec: SweepSpec, journal: str) -> int:
-    """How many COMPLETE trials the sweep's study holds in `journal` (0 when there is no journal or no study yet);
-    reads only."""
+def complete_trials(spec: SweepSpec, journal: str, done_before: set[str] | None = None) -> int:
+    """How many COMPLETE trials the sweep's study holds in `journal` whose points the store holds finished (the
+    count `searcher` plans from; `done_before`: the store's finished trial ids, read when not given); 0 when there
+    is no journal or no study yet; reads only."""
     if not Path(journal).is_file():
         return 0
     import optuna
@@ -105,7 +106,11 @@ def complete_trials(spec: SweepSpec, journal: str) -> int:
         study = optuna.load_study(study_name=study_name(spec), storage=_journal(journal))
     except KeyError:          # no study of that name in the journal
         return 0
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if done_before is None:
+        from sweeps.runner import finished_trials
+
+        done_before = finished_trials(spec.store, spec.name)
+    return _complete_in_store(spec, study, done_before)[0]
 
 
 def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int:

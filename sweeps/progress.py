@@ -381,20 +381,26 @@ class LiveProgress(tune.Callback):
                 f"{c['queued'] + c['running'] + c['retrying']} {left}, "
                 f"wall time {fmt_duration(self.elapsed())}")
 
-    def _stored_steps(self, trial_ids: list[str]) -> dict[str, int]:
-        """{trial id: its last step in the store} (empty without a store, or when it cannot be read: display only)."""
+    def _stored(self, trial_ids: list[str]) -> tuple[set[str] | None, dict[str, int]]:
+        """(the trial ids the store has a `trials` row of, {trial id: its last step in the store}): what the driver
+        counts as interrupted (a row) or not started (none). (None, {}) without a store or when it cannot be read:
+        the view then goes by what Tune reported (display only)."""
         if not self.store or not trial_ids:
-            return {}
+            return None, {}
         try:
             from analysis.store import Store
 
-            t = Store(self.store).read("curves", sweep=self.sweep, trials=trial_ids, columns=["trial_id", "step"])
-        except Exception:  # noqa: BLE001 - the view falls back to the last step reported to Tune
-            return {}
-        out: dict[str, int] = {}
+            store = Store(self.store)
+            rows = store.read("trials", sweep=self.sweep, trials=trial_ids, columns=["trial_id"])
+            t = store.read("curves", sweep=self.sweep, trials=trial_ids, columns=["trial_id", "step"])
+        except FileNotFoundError:  # nothing written yet: none of them started
+            return set(), {}
+        except Exception:  # noqa: BLE001 - unreadable: go by Tune's reports
+            return None, {}
+        steps: dict[str, int] = {}
         for tid, step in zip(t.column("trial_id").to_pylist(), t.column("step").to_pylist()):
-            out[tid] = max(out.get(tid, 0), int(step))
-        return out
+            steps[tid] = max(steps.get(tid, 0), int(step))
+        return set(rows.column("trial_id").to_pylist()), steps
 
     def close(self) -> None:
         """Stop the live display (showing its final state) and print the summary and any failures. Trials still
@@ -403,8 +409,11 @@ class LiveProgress(tune.Callback):
             return
         self._closed = True
         stopped = [row for row in self.rows.values() if row.status in ("running", "retrying")]
-        stored = self._stored_steps([row.key for row in stopped])
+        started, stored = self._stored([row.key for row in stopped])
         for row in stopped:
+            if started is not None and row.key not in started:   # stopped before it wrote anything: not started
+                row.status, row.started = "queued", None
+                continue
             row.status = "interrupted"
             row.step = stored.get(row.key, row.step)
             row.finished = self.clock()

@@ -233,6 +233,7 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_rest(tmp_path):
     import shlex
     import signal
     import threading
+    import time
     from analysis.store import Store
     from models import eval_schedule
     from sweeps.spec import load_spec
@@ -254,6 +255,10 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_rest(tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     assert first_done.wait(240), "".join(lines) + proc.stderr.read()
+    for _ in range(120):     # Ctrl-C once the next trial has written rows: it is then interrupted, not unstarted
+        time.sleep(0.5)
+        if "running" in Store(str(store)).read("trials", columns=["status"]).column("status").to_pylist():
+            break
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read()
     assert proc.wait(120) == 130, "".join(lines) + err

@@ -56,7 +56,7 @@ def test_multirun_flag_is_accepted(capsys):
 
 # ------------------------------------------------------------------------------------------- printing the plan
 def test_plan_is_recomputed_under_overrides_and_idle_workers_are_named():
-    from sweeps.launch import plan_line
+    from sweeps.plan import plan_line
     from sweeps.packing import group_packs
 
     base = load_spec("demo")
@@ -109,16 +109,28 @@ def test_run_prints_the_study_name_and_journal(tmp_path, mode):
         assert f"2 trials chosen by Optuna (TPE) among {spec.n_trials} grid points" in text
 
 
-def _complete_study(spec: SweepSpec, n: int) -> None:
+def _complete_study(spec: SweepSpec, n: int) -> list[str]:
+    """A journal whose study holds `n` COMPLETE trials at the first `n` grid points; returns their trial ids."""
     import optuna
 
-    from sweeps.optuna_mode import _journal, journal_path, study_name
+    from sweeps.optuna_mode import _journal, axis_labels, journal_path, study_name
     from sweeps.runner import default_storage_path
 
     study = optuna.create_study(storage=_journal(journal_path(spec, default_storage_path(spec.store))),
                                 study_name=study_name(spec), direction="minimize")
-    for k in range(n):
-        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=float(k)))
+    space = {name: optuna.distributions.CategoricalDistribution(labels) for name, labels in axis_labels(spec).items()}
+    points = spec.points()[:n]
+    for k, point in enumerate(points):
+        study.add_trial(optuna.trial.create_trial(params=spec.labels_of(point), distributions=space, value=float(k)))
+    return [spec.trial_for(p).trial_id for p in points]
+
+
+def _store_finished(spec: SweepSpec, ids: list[str]) -> None:
+    from analysis.store import Store
+
+    for tid in ids:
+        with Store(spec.store).writer(spec.name, tid, attempt_ns=1) as w:
+            w.append("trials", {"status": "done"})
 
 
 def _no_ray(monkeypatch):
@@ -144,7 +156,9 @@ def test_a_finished_boundary_study_is_decided_from_its_journal(tmp_path, monkeyp
     spec = _optuna_spec(tmp_path, "optuna-boundary", trials=3)
     journal = journal_path(spec, default_storage_path(spec.store))
     assert complete_trials(spec, journal) == 0 and not Path(journal).exists()     # reading creates nothing
-    _complete_study(spec, 3)
+    ids = _complete_study(spec, 3)
+    assert complete_trials(spec, journal) == 0      # the store holds none of them: a journal alone finishes nothing
+    _store_finished(spec, ids)
     assert complete_trials(spec, journal) == 3
     _no_ray(monkeypatch)
     console = Console(record=True, width=300)
@@ -244,3 +258,21 @@ def test_every_third_party_package_imported_directly_is_declared():
         imported = any(re.search(rf"^\s*(import|from) {package}\b", p.read_text(), re.M)
                        for d in ("rhm", "models", "sweeps", "analysis") for p in (ROOT / d).rglob("*.py"))
         assert not imported or {"yaml": "pyyaml"}.get(package, package) in names, package
+
+
+def test_an_optuna_grid_that_ran_its_trials_is_finished(tmp_path, monkeypatch):
+    """optuna.trials=2 of a 4-point grid: 2 finished points in the store are the whole plan."""
+    from rich.console import Console
+
+    from analysis.store import Store
+    from sweeps.launch import run
+
+    spec = _optuna_spec(tmp_path, "optuna-grid", trials=2)
+    store = Store(spec.store)
+    for t in spec.trials()[:2]:
+        with store.writer("ob", t.trial_id, attempt_ns=1) as w:
+            w.append("trials", {"status": "done"})
+    _no_ray(monkeypatch)
+    console = Console(record=True, width=300)
+    assert run(spec, _args(), console) is None
+    assert console.export_text().strip() == f"ob: all 2 trials are already finished in {spec.store}; nothing to run"

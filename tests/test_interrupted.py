@@ -81,7 +81,8 @@ def test_the_driver_marks_trials_tune_killed_while_running_interrupted(tmp_path)
 
 
 def test_live_view_shows_an_interrupted_trial_at_the_stores_last_step(tmp_path):
-    """The trial's last report to reach the driver said step 18; it evaluated 32 before Tune's stop reached it."""
+    """The trial's last report to reach the driver said step 18; it evaluated 32 before Tune's stop reached it.
+    Another trial Tune had started but which wrote nothing is not started, as the driver counts it."""
     from types import SimpleNamespace
 
     from rich.console import Console
@@ -93,12 +94,15 @@ def test_live_view_shows_an_interrupted_trial_at_the_stores_last_step(tmp_path):
     with pytest.raises(SystemExit):
         train_trial(trial, _tune_stops_at(32))
     buf = io.StringIO()
-    view = LiveProgress(total=2, title="intr", console=Console(file=buf, width=200), live=False,
+    view = LiveProgress(total=3, title="intr", console=Console(file=buf, width=200), live=False,
                         store=spec.store, sweep="intr")
     t = SimpleNamespace(trial_id="t0", config={"trial": trial.to_dict()}, last_result={}, status="RUNNING")
-    view.on_trial_start(0, [t], t)
-    view.on_trial_result(1, [t], t, {"step": 18, "copy_frac": 0.1, "mem_twin": 0.05})
-    view.on_experiment_end([t])
+    fresh = SimpleNamespace(trial_id="t1", config={"trial": spec.trials()[1].to_dict()}, last_result={},
+                            status="RUNNING")
+    view.on_trial_start(0, [t, fresh], t)
+    view.on_trial_start(0, [t, fresh], fresh)
+    view.on_trial_result(1, [t, fresh], t, {"step": 18, "copy_frac": 0.1, "mem_twin": 0.05})
+    view.on_experiment_end([t, fresh])
     lines = buf.getvalue().strip().splitlines()
-    assert lines[0].startswith("[0/2] interrupted") and "step=32" in lines[0] and "mem_twin=0.050" in lines[0]
-    assert "0 done, 0 failed, 1 interrupted, 1 not started" in lines[1]
+    assert lines[0].startswith("[0/3] interrupted") and "step=32" in lines[0] and "mem_twin=0.050" in lines[0]
+    assert "0 done, 0 failed, 1 interrupted, 2 not started" in lines[1] and len(lines) == 2
