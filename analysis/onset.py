@@ -214,16 +214,41 @@ def _open_store(store_or_uri: Any):
     return Store(str(store_or_uri))
 
 
+#: Trials that did not train as specified (an error, or non-finite loss or weights): onsets, fits and reports leave
+#: them out, and say so (`analysed`); their curves would pass for trials that never memorized.
+LEFT_OUT_STATUSES = ("failed", "diverged")
+
+
+def analysed(trials: pa.Table) -> tuple[pa.Table, list[str]]:
+    """(the trials an analysis uses, one line per status left out naming its trials and why)."""
+    if trials.num_rows == 0 or "status" not in trials.column_names:
+        return trials, []
+    status = trials.column("status")
+    notes = []
+    for st in LEFT_OUT_STATUSES:
+        rows = trials.filter(pc.equal(status, st)).to_pylist()
+        if rows:
+            why = "; ".join(f"{r['trial_id']} ({r.get('error') or 'no error recorded'})" for r in rows[:5])
+            more = f"; and {len(rows) - 5} more" if len(rows) > 5 else ""
+            notes.append(f"left out {len(rows)} {st} trial(s): {why}{more}")
+    keep = pc.invert(pc.is_in(status, value_set=pa.array(LEFT_OUT_STATUSES)))
+    return trials.filter(pc.fill_null(keep, True)), notes
+
+
 def onsets(store: Any, sweep: str | None = None, thetas: Sequence[float] = DEFAULT_THETAS,
            metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC,
            consecutive: int = DEFAULT_CONSECUTIVE) -> pa.Table:
-    """Onset table (see ``onsets_from_tables``) read from a store, for one sweep or all."""
+    """Onset table (see ``onsets_from_tables``) read from a store, for one sweep or all; failed and diverged trials
+    left out (``analysed``)."""
     st = _open_store(store)
     trials = st.read("trials", sweep=sweep)
+    kept, _ = analysed(trials)
     cols = ["trial_id", "step", metric] + ([gen_metric] if gen_metric else [])
     cols += ["novel_valid_frac"] if gen_metric == "gen_share" else []     # to derive gen_share in older stores
     curves = st.read("curves", sweep=sweep, columns=list(dict.fromkeys(cols)))
-    return onsets_from_tables(trials, curves, thetas, metric, gen_metric, consecutive)
+    if kept.num_rows < trials.num_rows:
+        curves = curves.filter(pc.is_in(curves.column("trial_id"), value_set=kept.column("trial_id").combine_chunks()))
+    return onsets_from_tables(kept, curves, thetas, metric, gen_metric, consecutive)
 
 
 def first_copy_from_tables(copies: pa.Table, samples: pa.Table | None = None,

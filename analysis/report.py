@@ -86,7 +86,9 @@ def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAU
     st = onset._open_store(store_or_uri)
     cols = list(dict.fromkeys(["trial_id", "step", metric, gen_metric, "novel_valid_frac", "overprod",
                                "overprod_train", "slop_n"]))
-    out = {"trials": st.read("trials", sweep=sweep), "curves": st.read("curves", sweep=sweep, columns=cols)}
+    trials, _ = onset.analysed(st.read("trials", sweep=sweep))     # failed and diverged trials left out
+    kept = trials.column("trial_id").combine_chunks()
+    out = {"trials": trials, "curves": st.read("curves", sweep=sweep, columns=cols)}
     for name, cols in (("level_curves", slop.SLOP_COLUMNS), ("copies", None),
                        ("samples", [c for c in memorder.SAMPLE_COLUMNS]), ("slop_nulls", None)):
         try:
@@ -95,6 +97,8 @@ def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAU
             continue
         if t.num_rows:
             out[name] = t
+    for name in [n for n in out if n != "trials"]:
+        out[name] = out[name].filter(pc.is_in(out[name].column("trial_id"), value_set=kept))
     return out
 
 
@@ -157,6 +161,17 @@ def _nested_list(lines: Sequence[str]) -> str:
                                                     + "</ul>") if sub else "") + "</li>" for text, sub in items)
 
 
+def status_line(trials: pa.Table) -> str:
+    """'Trials: 12 done, 2 stopped, 2 interrupted (...).': the trials by their status in the store."""
+    from analysis.schema import TRIAL_STATUSES
+
+    statuses = trials.column("status").to_pylist() if "status" in trials.column_names else []
+    counts = {s: statuses.count(s) for s in dict.fromkeys([*TRIAL_STATUSES, *statuses]) if statuses.count(s)}
+    text = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
+    hint = " (`memsweep run SPEC --resume` continues them)" if counts.get("interrupted") else ""
+    return f"Trials: {text}{hint}."
+
+
 def _problems_html(problems: Sequence[str]) -> str:
     if not problems:
         return "<h2>Store</h2><p>Every store fragment was read; none was skipped.</p>"
@@ -210,8 +225,11 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
                              thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
                              gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, command: str = "",
                              title: str = "memsweep report", problems: Sequence[str] = (),
-                             keep_flagged: bool = False, consecutive: int = onset.DEFAULT_CONSECUTIVE) -> Path:
+                             keep_flagged: bool = False, consecutive: int = onset.DEFAULT_CONSECUTIVE,
+                             every_trial: pa.Table | None = None) -> Path:
     """Figures (PNG + SVG), laws (Parquet + CSV), order and slop CSVs and index.html from in-memory store tables.
+    `every_trial`: the store's `trials` before failed and diverged ones were left out (for the status line; default
+    tables["trials"]).
 
     Trials flagged by `analysis.flags` are left out of the laws, the order and slop verdicts and the regime count
     unless `keep_flagged`; the curve, onset and phase figures show every trial."""
@@ -267,7 +285,8 @@ table.laws{{border-collapse:collapse;font-size:11px}} table.laws td,table.laws t
 <p class="small">Memorization metric <code>{html.escape(metric)}</code>: {html.escape(metric_info(metric).description)}.
 Generalization metric <code>{html.escape(gen_metric)}</code>. Thresholds {html.escape(', '.join(f'{t:g}' for t in thetas))};
 the sentences above use theta={th:g}.</p></section>
-<p class="small">Made by <code>{html.escape(command or 'analysis.report.write_report')}</code> at {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>
+<p class="small">Made by <code>{html.escape(command or 'analysis.report.write_report')}</code> at {time.strftime('%Y-%m-%d %H:%M:%S')}.
+{html.escape(status_line(trials if every_trial is None else every_trial))}</p>
 {''.join(sections)}
 <h2>Laws</h2><p>The columns a reader needs; every column (Wald intervals, sigma, goodness of fit, naive OLS) and every
 threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
@@ -314,6 +333,7 @@ def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = Non
     """Read the store and write the report into out_dir; returns the path of index.html."""
     st = onset._open_store(store_or_uri)
     tables = read_tables(st, sweep, metric, gen_metric)
+    every = st.read("trials", sweep=sweep)
     uri = getattr(store_or_uri, "uri", store_or_uri)
     cmd = (f"memsweep report {uri} --out {out_dir}" + (f" --sweep {sweep}" if sweep else "")
            + (" --keep-flagged" if keep_flagged else "") + (f" --gen-metric {gen_metric}"
@@ -321,5 +341,5 @@ def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = Non
            + ("" if consecutive == onset.DEFAULT_CONSECUTIVE else " --onset-rule first" if consecutive == 1 else ""))
     return write_report_from_tables(tables, out_dir, thetas=thetas, metric=metric, gen_metric=gen_metric,
                                     n_boot=n_boot, command=cmd, title=f"memsweep report: {sweep or 'all sweeps'}",
-                                    problems=list(getattr(st, "problems", [])), keep_flagged=keep_flagged,
-                                    consecutive=consecutive)
+                                    problems=list(getattr(st, "problems", [])) + onset.analysed(every)[1],
+                                    keep_flagged=keep_flagged, consecutive=consecutive, every_trial=every)

@@ -20,7 +20,8 @@ CFG_PREFIX: str = "cfg."
 
 
 #: `diverged`: training loss or weights went non-finite (the step is `final_step`); fits and reports leave it out.
-TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed", "diverged")
+#: `interrupted`: stopped by the user (Ctrl-C) before its end; `memsweep run ... --resume` continues it.
+TRIAL_STATUSES: tuple[str, ...] = ("running", "done", "stopped", "failed", "diverged", "interrupted")
 
 _TS = pa.timestamp("us", tz="UTC")
 # Every row says which attempt of which trial wrote it and where that attempt resumed from, so the retry rule needs

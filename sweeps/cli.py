@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC, GEN_METRICS, MEM_METRICS
-from sweeps.launch import EXIT_INTERRUPTED, load, print_spec, resume_command, run
+from sweeps.launch import EXIT_INTERRUPTED, _base, load, print_spec, resume_command, run
 
 DESCRIPTION = ("Sweeps that measure when and what discrete diffusion models memorize on Random Hierarchy Model "
                "strings. New here? `memsweep demo --out runs/demo` runs a small sweep, fits the onset laws and "
@@ -82,7 +82,7 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
     (`analysis.flags`) are left out of both unless `keep_flagged`; either way it says so."""
     from analysis import flags
     from analysis.fits import fit_laws, print_laws
-    from analysis.onset import ONSET_RULES, onsets
+    from analysis.onset import ONSET_RULES, analysed, onsets
     store = _existing_store(store_uri, sweep)
     table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric, gen_metric=gen_metric,
                    consecutive=ONSET_RULES[onset_rule])
@@ -101,6 +101,8 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
                         "entropy, entropy_tilt, train_mass, tail_levels, tail_family, tail_a")
     laws = fit_laws(table, theta=thetas, covariates=covariates)
     print_laws(laws, console=console)
+    for note in analysed(store.read("trials", sweep=sweep))[1]:      # failed / diverged trials: not in the laws
+        console.print(note, style="yellow", markup=False, highlight=False, soft_wrap=True)
     if nulls:
         from analysis.report import null_lines
         console.print("\nOrder and slop against their nulls (volume-matched, grammar-faithful, empirical-grammar):")
@@ -140,7 +142,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from sweeps.launch import preflight
 
     spec = load(args)
-    print_spec(spec, _console())
+    print_spec(spec, _console(), args.overrides, base=_base(args))
     preflight(spec, local=False)
     print("ok")
     return 0
@@ -275,6 +277,10 @@ def _cmd_overest(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() in (".html", ".htm") or out.is_file():
+        raise UserError(f"--out {args.out!r}: the report is a folder (index.html, its figures, laws.csv), not a "
+                        f"file; give a folder name, e.g. --out {out.with_suffix('') if out.suffix else 'report'}")
     index = _report(args.store, args.out, args.sweep, args.gen_metric, args.onset_rule, args.keep_flagged)
     print(f"report: {index}")
     return 0
@@ -326,8 +332,9 @@ def _table_file(text: str) -> str:
     return text
 
 
-OVERRIDES_HELP = ("overrides of the spec, Hydra style: KEY=VALUE (value parsed as YAML) or ~KEY, e.g. "
-                  "train.steps=2000 axes.P=[8,16] model.width=128 ~stop")
+OVERRIDES_HELP = ("overrides of the spec, Hydra style: KEY=VALUE (value parsed as YAML), +KEY=VALUE, ~KEY, or "
+                  "KEY=a,b for an axis, e.g. train.steps=2000 axes.P=[8,16] model.width=64,128 ~stop")
+MULTIRUN_HELP = "Hydra's multirun flag, accepted: KEY=a,b is an axis of the sweep with or without it"
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -336,6 +343,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no live table (Ray's own output is still quiet)")
     p.add_argument("--resume", action="store_true",
                    help="continue unfinished trials from their latest checkpoints (finished ones are always skipped)")
+    p.add_argument("-m", "--multirun", action="store_true", help=MULTIRUN_HELP)
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Ray's, Tune's and Optuna's own log lines and warnings (hidden by default)")
 
 
 def _add_reading_options(p: argparse.ArgumentParser) -> None:
@@ -371,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help="YAML spec file or preset name")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
     p.add_argument("--store", default=None, metavar="URI", help="validate with this store instead of the spec's")
+    p.add_argument("-m", "--multirun", action="store_true", help=MULTIRUN_HELP)
 
     p = add("presets", _cmd_presets, "list the shipped presets")
     p.add_argument("--paths", action="store_true", help="also print each preset's file path")

@@ -5,16 +5,13 @@ print it, check what the spec alone cannot tell before any work, run, and end as
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
-EXIT_INTERRUPTED = 130
+from sweeps.plan import plan_line, planned
 
-# Ray Tune's own console output is replaced by sweeps.progress: the legacy reporter at verbose=0 prints no
-# experiment banner, and the checkpoint-sync warning is noise for trials that checkpoint at every evaluation.
-RAY_QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-                 "RAY_USAGE_STATS_ENABLED": "0"}
+EXIT_INTERRUPTED = 130
 
 
 def load(args: argparse.Namespace, spec_arg: str | None = None) -> Any:
@@ -23,6 +20,17 @@ def load(args: argparse.Namespace, spec_arg: str | None = None) -> Any:
 
     spec = load_spec(spec_arg or args.spec, getattr(args, "overrides", ()))
     return spec.with_store(args.store) if getattr(args, "store", None) else spec
+
+
+def _base(args: argparse.Namespace) -> Any:
+    """The spec the command names, without its overrides (whose description was written for it); None when it
+    does not validate alone."""
+    from sweeps.spec import SpecError, load_spec
+
+    try:
+        return load_spec(args.spec) if getattr(args, "overrides", ()) else None
+    except SpecError:
+        return None
 
 
 def preflight(spec: Any, local: bool) -> None:
@@ -49,16 +57,28 @@ def preflight(spec: Any, local: bool) -> None:
         raise SpecError(problems, spec.source)
 
 
-def print_spec(spec: Any, console: Any) -> None:
-    """Name, mode, store, resources and the grid of a spec, then the effective spec as compact YAML."""
+def print_spec(spec: Any, console: Any, overrides: Sequence[str] = (), workers: int | None = None,
+               base: Any = None) -> None:
+    """Name, mode, store, resources and the grid of a spec (with the Optuna study and journal of the Optuna modes),
+    then the effective spec as compact YAML. With overrides, the spec's own description (which they may have made
+    wrong) is followed by the plan recomputed: trials, packs, time, idle workers."""
     console.print(f"[bold]{spec.name}[/bold]: {spec.description}" if spec.description else f"[bold]{spec.name}[/bold]")
+    if overrides:
+        console.print(f"  with {' '.join(overrides)}: {plan_line(spec, workers, base)}", highlight=False,
+                      markup=False)
     console.print(f"  mode {spec.mode}, store {spec.store}", highlight=False)
     res = spec.resources
     unit = f"pack of up to {spec.pack.size} trials" if spec.packed else "trial"
     console.print(f"  per {unit}: cpu {res.cpu:g}, gpu {res.gpu:g}")
     grid = spec.grid_summary()
     sizes = " x ".join(f"{len(values)} {name}" for name, values in grid)
-    console.print(f"  {spec.n_trials} trials = {sizes}")
+    if spec.mode == "optuna-boundary":
+        console.print(f"  {spec.optuna.trials} trials chosen by Optuna (TPE) among {spec.n_trials} grid points = "
+                      f"{sizes}")
+    else:
+        console.print(f"  {spec.n_trials} trials = {sizes}")
+    if spec.mode != "grid":
+        print_study(spec, console)
     for name, values in grid:
         console.print(f"    {name}: {', '.join(values)}", highlight=False)
     _print_chance(spec, console)
@@ -79,6 +99,18 @@ def _print_chance(spec: Any, console: Any) -> None:
             console.print(f"  [yellow]warning[/yellow]: {text}", highlight=False, soft_wrap=True)
 
 
+def print_study(spec: Any, console: Any) -> None:
+    """Where an Optuna mode keeps its study: the study's name and its journal file."""
+    from sweeps.optuna_mode import journal_path, study_name
+    from sweeps.runner import default_storage_path
+
+    name = study_name(spec)
+    why = (" (its last part hashes the grid's axes: Optuna cannot change a parameter's choices within a study, so a "
+           "changed grid is a new study)") if spec.mode == "optuna-grid" else ""
+    console.print(f"  optuna study {name!r}{why}", highlight=False)
+    console.print(f"  optuna journal {journal_path(spec, default_storage_path(spec.store))}", highlight=False)
+
+
 def resume_command(args: argparse.Namespace) -> str:
     """The command that continues this invocation's sweep: the same arguments plus --resume."""
     argv = ["memsweep", args.command]
@@ -94,23 +126,32 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def all_finished(spec: Any) -> bool:
-    """Whether the store lists every trial of a grid-like spec as finished (optuna-boundary: never known)."""
+    """Whether nothing is left to run: the store lists every trial of a grid (`optuna.trials` of an optuna-grid's
+    points) as finished; an optuna-boundary study's journal holds its `optuna.trials` complete trials. Read from
+    the store and the journal, before Ray starts."""
     from sweeps.runner import finished_trials
 
     if spec.mode == "optuna-boundary":
-        return False
-    return {t.trial_id for t in spec.trials()} <= finished_trials(spec.store, spec.name)
+        from sweeps.optuna_mode import complete_trials, journal_path
+        from sweeps.runner import default_storage_path
+
+        return complete_trials(spec, journal_path(spec, default_storage_path(spec.store))) >= spec.optuna.trials
+    ids = {t.trial_id for t in spec.trials()}
+    return len(ids & finished_trials(spec.store, spec.name)) >= planned(spec, len(ids))
 
 
 def run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
-    """Run a spec through the runner; prints what happened; returns the SweepResult (None: nothing to resume)."""
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    if args.resume and all_finished(spec):
-        console.print(f"{spec.name}: all {spec.n_trials} trials are already finished in {spec.store}; nothing to "
-                      "resume", highlight=False)
+    """Run a spec through the runner; prints what happened; returns the SweepResult (None: nothing to resume).
+    Only memsweep's own lines, unless --verbose (sweeps.quiet)."""
+    from sweeps import quiet
+
+    quiet.apply(verbose=getattr(args, "verbose", False))
+    if all_finished(spec):
+        n = planned(spec, spec.n_trials)
+        console.print(f"{spec.name}: all {n} trials are already finished in {spec.store}; nothing to "
+                      f"{'resume' if args.resume else 'run'}", highlight=False)
         return None
-    print_spec(spec, console)
+    print_spec(spec, console, getattr(args, "overrides", ()), args.workers, _base(args))
     preflight(spec, local=args.address is None)
     from sweeps.runner import run_sweep
     from sweeps.spec.storage import spec_copy_uri
@@ -119,11 +160,16 @@ def run(spec: Any, args: argparse.Namespace, console: Any) -> Any:
     result = run_sweep(spec, workers=args.workers, address=args.address, resume=args.resume,
                        progress=not args.no_progress)
     if result.interrupted:
-        console.print(f"{spec.name}: interrupted: {result.n_done} trials finished, {result.n_interrupted} left "
-                      f"unfinished, {result.n_failed} failed; rows up to each trial's last evaluation are in "
-                      f"{result.store}", highlight=False)
+        console.print(f"{spec.name}: interrupted: {result.n_done} trials finished, {result.n_failed} failed, "
+                      f"{result.n_interrupted} interrupted, {result.n_not_started} not started{_diverged(result)}; "
+                      f"rows up to each trial's last evaluation are in {result.store}", highlight=False)
         console.print(f"resume with: {resume_command(args)}", highlight=False, markup=False)
         raise SystemExit(EXIT_INTERRUPTED)
     console.print(f"{spec.name}: {result.n_done} trials finished, {result.n_failed} failed, "
-                  f"{result.n_skipped} already in the store; store {result.store}", highlight=False)
+                  f"{result.n_skipped} already in the store{_diverged(result)}; store {result.store}", highlight=False)
     return result
+
+
+def _diverged(result: Any) -> str:
+    """', N diverged' for the closing line when trials diverged (they count neither as finished nor as failed)."""
+    return f", {result.n_diverged} diverged" if result.n_diverged else ""

@@ -109,8 +109,8 @@ class Attempt:
         self.writer.flush()
 
     def finish(self, status: str, final_step: int, error: str | None = None) -> None:
-        """Write the attempt's last `trials` row (done / stopped / failed / diverged, with why for the last two) and
-        flush; once."""
+        """Write the attempt's last `trials` row (done / stopped / failed / diverged / interrupted, with why for
+        failed and diverged) and flush; once."""
         if self.finished:
             return
         row = trials_row(self.cfg, status, self.t0, int(final_step), True, self.facts)
@@ -159,6 +159,12 @@ def maybe_poison(hooks: Mapping[str, Any], trainer: Any, step: int, ids: list[st
             with torch.no_grad():
                 for p in trainer.model.parameters():
                     p[k] = float("nan")
+
+
+def end_status(error: BaseException) -> str:
+    """The `trials` status of an attempt that ended with `error`: `interrupted` when Tune stopped it (its session
+    raises SystemExit at the next report after a Ctrl-C) or on KeyboardInterrupt, else `failed`."""
+    return "interrupted" if isinstance(error, (SystemExit, KeyboardInterrupt)) else "failed"
 
 
 def maybe_crash(hooks: Mapping[str, Any], step: int) -> None:

@@ -4,13 +4,16 @@ OptunaSearch a Tuner drives (sweeps.runner builds the Tuner around it).
 - Studies live in a journal file (`JournalStorage(JournalFileBackend)`), name `<sweep>:<mode>` (optuna-grid adds a
   hash of the axes); every invocation continues the study. Trials a killed driver left RUNNING are marked FAIL.
 - optuna-grid: a fresh study on a store without finished points lets `GridSampler` hand out each grid point once;
-  otherwise exactly the grid points with neither a COMPLETE trial nor a finished store row are enqueued, and Tune
-  asks for exactly that many, so no finished point repeats.
+  otherwise exactly the grid points without a finished store row are enqueued, and Tune asks for exactly that
+  many, so no finished point repeats. The store is the source of truth: COMPLETE trials of the journal whose
+  points the store does not hold finished (an edited journal, or one kept beside a wiped store) are not counted,
+  with a warning naming them.
 - optuna-boundary: TPE over the axes' values (categorical) until the study holds `optuna.trials` COMPLETE trials.
 """
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,6 +94,25 @@ def _journal(path: str) -> Any:
     return JournalStorage(JournalFileBackend(path))
 
 
+def complete_trials(spec: SweepSpec, journal: str, done_before: set[str] | None = None) -> int:
+    """How many COMPLETE trials the sweep's study holds in `journal` whose points the store holds finished (the
+    count `searcher` plans from; `done_before`: the store's finished trial ids, read when not given); 0 when there
+    is no journal or no study yet; reads only."""
+    if not Path(journal).is_file():
+        return 0
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name(spec), storage=_journal(journal))
+    except KeyError:          # no study of that name in the journal
+        return 0
+    if done_before is None:
+        from sweeps.runner import finished_trials
+
+        done_before = finished_trials(spec.store, spec.name)
+    return _complete_in_store(spec, study, done_before)[0]
+
+
 def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int:
     """How many trials Tune must ask for; on a continued study, enqueues exactly the unfinished grid points."""
     from optuna.trial import TrialState
@@ -103,8 +125,8 @@ def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int
         return target  # fresh study, fresh store: GridSampler maps trial number i to grid point i, each once
     key = lambda params: tuple(params.get(n) for n in spec.axis_names)  # noqa: E731
     labels = [spec.labels_of(p) for p in points]
-    finished = {key(t.params) for t in trials if t.state == TrialState.COMPLETE}
-    finished |= {key(lab) for lab, tid in zip(labels, ids) if tid in done_before}
+    # the store is the source of truth: a COMPLETE trial of the journal counts only if the store holds its point
+    finished = {key(lab) for lab, tid in zip(labels, ids) if tid in done_before}
     waiting = [key(t.system_attrs.get("fixed_params", {})) for t in trials if t.state == TrialState.WAITING]
     if any(w in finished for w in waiting):
         raise RuntimeError(f"Optuna study {study.study_name!r} has WAITING trials for finished grid points; "
@@ -115,6 +137,24 @@ def _plan_optuna_grid(spec: SweepSpec, study: Any, done_before: set[str]) -> int
         if key(lab) not in waiting:
             study.enqueue_trial(lab)
     return len(todo)
+
+
+def _complete_in_store(spec: SweepSpec, study: Any, done_before: set[str]) -> tuple[int, list[str]]:
+    """(COMPLETE trials of the study whose point the store holds finished, {labels} of those it does not hold):
+    a journal edited, or kept beside a wiped store, does not stand for trials the store never saw."""
+    from optuna.trial import TrialState
+
+    held, unheld = 0, []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        try:
+            tid = spec.trial_for(spec.point_of_labels(t.params)).trial_id
+        except (KeyError, ValueError):
+            tid = None
+        if tid in done_before:
+            held += 1
+        else:
+            unheld.append(str(t.params))
+    return held, unheld
 
 
 def searcher(spec: SweepSpec, journal: str, done_before: set[str], extra: Mapping[str, Any],
@@ -135,11 +175,15 @@ def searcher(spec: SweepSpec, journal: str, done_before: set[str], extra: Mappin
         metric, mode = "boundary_obj", "min"
     study = _study(storage, name_of_study, sampler, "maximize" if grid else "minimize")
     _fail_stale(study, storage)
+    complete, unheld = _complete_in_store(spec, study, done_before)
+    if unheld:
+        warnings.warn(f"the Optuna journal {journal} lists {len(unheld)} COMPLETE trial(s) whose points the store "
+                      f"{spec.store} does not hold finished (e.g. {unheld[0]}); they are not counted as done and "
+                      "their points are trained", RuntimeWarning, stacklevel=2)
     if grid:
         n = _plan_optuna_grid(spec, study, done_before)
     else:
-        n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        n = max(0, int(spec.optuna.trials) - n_complete)
+        n = max(0, int(spec.optuna.trials) - complete)
     space = functools.partial(optuna_space, spec=spec, categorical_sampler=grid, extra=dict(extra),
                               resume_from=dict(resume_from))
     search = OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, study_name=name_of_study,

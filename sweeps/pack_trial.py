@@ -27,13 +27,14 @@ from typing import Any
 
 import torch
 
-from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, maybe_crash, maybe_fail,
-                           maybe_poison, sample_seed, score)
+from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, end_status, maybe_crash,
+                           maybe_fail, maybe_poison, sample_seed, score)
 from sweeps.packing import MEMBERS_KEY, Pack
 from sweeps.overest_eval import attach, measure, overest_due
 from sweeps.rows import summary
 from sweeps.trial import (RESUME_FROM, STATE_FILE, STORE_ID_KEY, TRAINER_FILE, ReportFn, TrialOutcome, build_data,
-                          finished_ids, load_checkpoint, run_from, session_device, session_start, tune_reporter)
+                          finished_ids, load_checkpoint, run_from, session_device, session_start, trial_extra,
+                          tune_reporter)
 
 
 def build_pack_trainer(pack: Pack, datas: Mapping[str, Any], device: str, memory_budget: int | None = None) -> Any:
@@ -119,7 +120,7 @@ class _PackLoop:
             except Exception as e:  # noqa: BLE001 - one member's fault is that member's, not its pack mates'
                 ended[m] = ("failed", step, f"{type(e).__name__}: {e}")
                 continue
-            self.last[m] = summary(step, ev.scalars, {STORE_ID_KEY: m, "stopped": self.logs[m].stopped})
+            self.last[m] = summary(step, ev.scalars, trial_extra(self.cfgs[m], self.logs[m], {}))
         maybe_crash(self.hooks, step)
         self._end(trainer, ended)                   # finished in the store at once, then out of the pack
         maybe_poison(self.hooks, trainer, step)
@@ -127,12 +128,23 @@ class _PackLoop:
             self._report(trainer, step, list(bad) + ids)
         return False                                # the run ends by itself when no member is left
 
+    def _entry(self, m: str, step: int) -> dict[str, Any]:
+        """Member `m`'s entry in the pack's report: what it would report alone at `step` (sweeps.fanout hands it to
+        loggers as its own run), with `status` once it left the pack; one that failed or diverged at this evaluation
+        has no metrics of it, its entry says only which member and why it ended (the fan-out ends its run in error)."""
+        status = self.ended.get(m)
+        if status is None:
+            return self.last[m]
+        if status == "stopped":
+            return {**self.last[m], "status": status}
+        return {STORE_ID_KEY: m, "step": int(step), "stopped": False, "budget_steps": int(self.cfgs[m].train.steps),
+                "status": status}
+
     def _report(self, trainer: Any, step: int, ids: list[str]) -> None:
         """Tell Tune: the pack's step, each member's state, and a checkpoint of the members left (if any)."""
         alive = list(trainer.member_ids)
-        members = {m: {"step": int(step), "copy_frac": self.last.get(m, {}).get("copy_frac"),
-                       "stopped": self.logs[m].stopped, "status": self.ended.get(m, "running"),
-                       "finished": m not in alive or step >= self.cfgs[m].train.steps} for m in ids}
+        members = {m: {**self._entry(m, step), "finished": m not in alive or step >= self.cfgs[m].train.steps}
+                   for m in ids}
         metrics = {"step": int(step), STORE_ID_KEY: self.pack.pack_id, "pack_id": self.pack.pack_id,
                    "members_training": len(alive), MEMBERS_KEY: members,
                    "copy_frac": max((self.last.get(m, {}).get("copy_frac", 0.0) for m in ids), default=0.0)}
@@ -173,7 +185,9 @@ def train_pack(pack: Pack, report: ReportFn | None = None, checkpoint_dir: str |
         final = int(trainer.run(loop.on_eval))
     except BaseException as e:
         for m, a in attempts.items():
-            a.finish("failed", loop.final.get(m, int(trainer.step)), f"{type(e).__name__}: {e}")
+            status = end_status(e)
+            a.finish(status, loop.final.get(m, int(trainer.step)), f"{type(e).__name__}: {e}" if status == "failed"
+                     else None)
         raise
     for m in trainer.member_ids:
         attempts[m].finish("done", final)

@@ -19,8 +19,8 @@ from typing import Any
 
 from sweeps.spec import TrialConfig
 
-# In every result a pack reports to Tune: {member trial id: {"step", "copy_frac", "stopped", "finished"}}
-# (sweeps.pack_trial writes it, sweeps.progress counts members from it).
+# In every result a pack reports to Tune: {member trial id: the result it would report alone, plus "finished"}
+# (sweeps.pack_trial writes it, sweeps.progress counts members from it, sweeps.fanout gives loggers one run each).
 MEMBERS_KEY = "memsweep_members"
 # What may differ between the members of a pack (left out of the key): identity, data and seeds.
 _NOT_SHARED = ("sweep", "trial_id", "store", "tail", "P", "unique", "data_seed", "seed")

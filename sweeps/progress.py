@@ -3,9 +3,12 @@
 `LiveProgress` is a `ray.tune.Callback`: Tune calls it on the driver as trials start, report, finish or fail.
 It counts trials, not Tune trials: a pack (sweeps.pack_trial) is one Tune trial holding several memsweep trials,
 each with its own row, finished when its pack reports it finished (an early stop) or the pack completes.
-It keeps a row per trial (status, latest step of its budget, latest copy_frac) and renders a throttled
+It keeps a row per trial (status, latest step of its budget, latest copy_frac and stop metric, `mem_twin` by
+default) and renders a throttled
 `rich.live.Live` table with counts, elapsed time and an ETA. When stdout is not a terminal (CI, log files) it
-prints one compact line per finished trial instead, so logs stay short. A summary is printed at the end.
+prints one compact line per finished trial instead, so logs stay short. A summary is printed at the end. Trials a
+Ctrl-C stopped are shown as interrupted at the last step the store holds for them (they may have evaluated once more
+after their last report reached the driver).
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from analysis.registry import DEFAULT_MEM_METRIC
+from sweeps.fanout import FAILED
 from sweeps.packing import MEMBERS_KEY
 
 # Tune logs INFO lines (e.g. "Wrote the latest version of all result files") to a handler that bypasses rich's
@@ -41,6 +46,7 @@ class TrialRow:
     status: str = "queued"
     step: int | None = None
     copy_frac: float | None = None
+    metric: float | None = None     # the stop metric (LiveProgress.metric)
     started: float | None = None
     finished: float | None = None
     error: str = ""
@@ -62,6 +68,10 @@ def fmt_duration(seconds: float | None) -> str:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _trial_payloads(trial: Any) -> list[dict[str, Any]]:
@@ -101,13 +111,17 @@ class LiveProgress(tune.Callback):
     total: number of trials, if known up front (else taken from Tune's setup or its trial list).
     console: where to draw (default: stdout); live: force the live table on/off (default: console.is_terminal).
     refresh_s: minimum seconds between redraws; max_rows: rows of the table (running trials first).
+    metric: the stop metric, shown beside copy_frac; store, sweep: where interrupted trials' last steps are read.
     """
 
     def __init__(self, total: int | None = None, title: str = "sweep", console: Console | None = None,
                  live: bool | None = None, refresh_s: float = 0.5, max_rows: int = 20,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, metric: str = DEFAULT_MEM_METRIC,
+                 store: str | None = None, sweep: str | None = None):
         self.total = total
         self.title = title
+        self.metric = metric
+        self.store, self.sweep = store, sweep
         self.console = console or Console()
         self.use_live = self.console.is_terminal if live is None else live
         self.refresh_s = refresh_s
@@ -174,7 +188,8 @@ class LiveProgress(tune.Callback):
             if isinstance(mine, dict):
                 self._update(row, mine)
                 if members is not None and mine.get("finished"):   # a member that left its pack early
-                    self._finish(row, "done")
+                    failed = mine.get("status") in FAILED
+                    self._finish(row, "failed" if failed else "done")
         self._draw()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -246,6 +261,9 @@ class LiveProgress(tune.Callback):
         frac = result.get("copy_frac")
         if isinstance(frac, (int, float)) and not isinstance(frac, bool):
             row.copy_frac = float(frac)
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row.metric = float(value)
 
     def _finish(self, row: TrialRow, status: str) -> None:
         if row.started is None:
@@ -313,16 +331,17 @@ class LiveProgress(tune.Callback):
     def render(self) -> Group:
         """The live view: a header line and a table of the most relevant trials."""
         table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False)
-        for col, justify in (("trial", "left"), ("config", "left"), ("status", "left"), ("step", "right"),
-                             ("copy_frac", "right"), ("time", "right")):
+        columns = [("trial", "left"), ("config", "left"), ("status", "left"), ("step", "right"), ("copy_frac", "right")]
+        columns += [(self.metric, "right")] if self.metric != "copy_frac" else []
+        for col, justify in (*columns, ("time", "right")):
             table.add_column(col, justify=justify, no_wrap=True)
         order = {"running": 0, "retrying": 1, "interrupted": 2, "failed": 3, "done": 4, "queued": 5}
         now = self.clock()
         rows = sorted(self.rows.values(), key=lambda r: (order[r.status], -(r.finished or r.started or 0.0)))
         for r in rows[: self.max_rows]:
             step = "-" if r.step is None else (f"{r.step}/{r.budget}" if r.budget else str(r.step))
-            frac = "-" if r.copy_frac is None else f"{r.copy_frac:.3f}"
-            table.add_row(r.key, r.label, Text(r.status, style=STYLES[r.status]), step, frac,
+            values = [_fmt(r.copy_frac)] + ([_fmt(r.metric)] if self.metric != "copy_frac" else [])
+            table.add_row(r.key, r.label, Text(r.status, style=STYLES[r.status]), step, *values,
                           fmt_duration(r.duration(now)))
         hidden = len(rows) - self.max_rows
         parts: list[Any] = [self._header(), table]
@@ -342,10 +361,10 @@ class LiveProgress(tune.Callback):
         """The compact one-line record of a finished trial (non-terminal output)."""
         c = self.counts()
         total = self.total if self.total is not None else len(self.rows)
-        frac = "-" if row.copy_frac is None else f"{row.copy_frac:.3f}"
         step = "-" if row.step is None else str(row.step)
+        metric = f" {self.metric}={_fmt(row.metric)}" if self.metric != "copy_frac" else ""
         return (f"[{c['done'] + c['failed']}/{total}] {row.status:<6} {row.key} {row.label} step={step} "
-                f"copy_frac={frac} time={fmt_duration(row.duration(self.clock()))} "
+                f"copy_frac={_fmt(row.copy_frac)}{metric} time={fmt_duration(row.duration(self.clock()))} "
                 f"elapsed={fmt_duration(self.elapsed())} eta={fmt_duration(self.eta())}")
 
     def _print_line(self, row: TrialRow) -> None:
@@ -353,12 +372,35 @@ class LiveProgress(tune.Callback):
         self._finished_lines += 1
 
     def summary(self) -> str:
-        """One line: how many trials finished, failed, and the wall time."""
+        """One line: how many trials finished, failed, were interrupted, are left, and the wall time (the words of
+        `memsweep run`'s own closing line)."""
         c = self.counts()
         stopped = f"{c['interrupted']} interrupted, " if c["interrupted"] else ""
+        left = "not started" if self._closed else "unfinished"   # once closed, running trials are interrupted
         return (f"{self.title}: {c['done']} done, {c['failed']} failed, {stopped}"
-                f"{c['queued'] + c['running'] + c['retrying']} unfinished, "
+                f"{c['queued'] + c['running'] + c['retrying']} {left}, "
                 f"wall time {fmt_duration(self.elapsed())}")
+
+    def _stored(self, trial_ids: list[str]) -> tuple[set[str] | None, dict[str, int]]:
+        """(the trial ids the store has a `trials` row of, {trial id: its last step in the store}): what the driver
+        counts as interrupted (a row) or not started (none). (None, {}) without a store or when it cannot be read:
+        the view then goes by what Tune reported (display only)."""
+        if not self.store or not trial_ids:
+            return None, {}
+        try:
+            from analysis.store import Store
+
+            store = Store(self.store)
+            rows = store.read("trials", sweep=self.sweep, trials=trial_ids, columns=["trial_id"])
+            t = store.read("curves", sweep=self.sweep, trials=trial_ids, columns=["trial_id", "step"])
+        except FileNotFoundError:  # nothing written yet: none of them started
+            return set(), {}
+        except Exception:  # noqa: BLE001 - unreadable: go by Tune's reports
+            return None, {}
+        steps: dict[str, int] = {}
+        for tid, step in zip(t.column("trial_id").to_pylist(), t.column("step").to_pylist()):
+            steps[tid] = max(steps.get(tid, 0), int(step))
+        return set(rows.column("trial_id").to_pylist()), steps
 
     def close(self) -> None:
         """Stop the live display (showing its final state) and print the summary and any failures. Trials still
@@ -366,12 +408,17 @@ class LiveProgress(tune.Callback):
         if self._closed:
             return
         self._closed = True
-        for row in self.rows.values():
-            if row.status in ("running", "retrying"):
-                row.status = "interrupted"
-                row.finished = self.clock()
-                if not self.use_live:
-                    self._print_line(row)
+        stopped = [row for row in self.rows.values() if row.status in ("running", "retrying")]
+        started, stored = self._stored([row.key for row in stopped])
+        for row in stopped:
+            if started is not None and row.key not in started:   # stopped before it wrote anything: not started
+                row.status, row.started = "queued", None
+                continue
+            row.status = "interrupted"
+            row.step = stored.get(row.key, row.step)
+            row.finished = self.clock()
+            if not self.use_live:
+                self._print_line(row)
         if self._live is not None:
             self._live.update(self.render(), refresh=True)
             self._live.stop()

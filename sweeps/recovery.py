@@ -169,10 +169,12 @@ def _stored_steps(store_uri: str, sweep: str, trial_ids: list[str]) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------------------- store
-def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = None) -> list[str]:
-    """Write `failed` for the latest attempt of every trial (of `trial_ids`, default all) the store says is
-    `running`, as a later row of that same attempt (so the store's retry rule is unchanged). Returns the trial
-    ids marked. Only a driver holding the sweep's lease may call this: no other driver can be running them."""
+def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = None, status: str = "failed"
+                ) -> list[str]:
+    """Write `status` (`failed`; `interrupted` after a Ctrl-C) for the latest attempt of every trial (of
+    `trial_ids`, default all) the store says is `running`, as a later row of that same attempt (so the store's
+    retry rule is unchanged). Returns the trial ids marked. Only a driver holding the sweep's lease may call this:
+    no other driver can be running them."""
     from analysis.schema import ATTEMPT_COLUMNS, CFG_PREFIX, table_schema
     from analysis.store import Store
 
@@ -191,7 +193,7 @@ def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = No
         if row.get("status") != "running":
             continue
         update = {k: [v] for k, v in row.items() if k in stored or k.startswith(CFG_PREFIX)}
-        update.update(status=["failed"], finished_at=[time.time()])
+        update.update(status=[status], finished_at=[time.time()])
         with store.writer(sweep, row["trial_id"], attempt_ns=row["attempt_ns"], attempt=row.get("attempt"),
                           resumed_from_step=row["resumed_from_step"] or 0) as w:
             w.append("trials", update)
@@ -199,13 +201,14 @@ def mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None = No
     return marked
 
 
-def try_mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None, when: str) -> tuple[list[str], str]:
+def try_mark_failed(store_uri: str, sweep: str, trial_ids: Iterable[str] | None, when: str,
+                    status: str = "failed") -> tuple[list[str], str]:
     """`mark_failed`, best effort: (marked ids, '' or a message saying why the store could not be updated)."""
     try:
-        return mark_failed(store_uri, sweep, trial_ids), ""
+        return mark_failed(store_uri, sweep, trial_ids, status), ""
     except OSError as e:
-        return [], (f"could not mark failed trials {when} (store {store_uri}: {e}); the next `memsweep run` "
-                    "does it")
+        return [], (f"could not mark {status} trials {when} (store {store_uri}: {e}); the next `memsweep run` "
+                    "marks them failed")
 
 
 def checkpoint_map(found: Mapping[str, tuple[int, str]]) -> dict[str, str]:

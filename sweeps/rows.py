@@ -10,8 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from analysis.registry import OBJECTIVE_METRICS
+from analysis.registry import CURVE_METRICS
 from sweeps.spec import TrialConfig
+
+# Tune's name for a result's x-axis (ray.tune.result.TIMESTEPS_TOTAL): its TensorBoard and MLflow loggers plot
+# against it when a result has it, else against the number of results.
+TIMESTEPS_TOTAL = "timesteps_total"
 
 
 def data_columns(data: Any) -> dict[str, Any]:
@@ -114,10 +118,10 @@ def _parts_rows(step: int, ev: Any) -> dict[str, np.ndarray]:
 
 
 def summary(step: int, ev_scalars: Mapping[str, float], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """The metrics reported to Tune after each evaluation (finite floats only where Tune/Optuna need them)."""
-    out = {"step": int(step)}
-    for k in (*OBJECTIVE_METRICS, "valid_frac", "novel_valid_frac", "train_loss", "heldout_loss",
-              "near_copy_frac", "copy_baseline"):
+    """The metrics reported to Tune after each evaluation: the step (also as Tune's `timesteps_total`, the x-axis
+    of its TensorBoard and MLflow loggers) and every curve metric of the registry the evaluation has."""
+    out: dict[str, Any] = {"step": int(step), TIMESTEPS_TOTAL: int(step)}
+    for k in CURVE_METRICS:
         if k in ev_scalars:
             out[k] = float(ev_scalars[k])
     out.update(extra)

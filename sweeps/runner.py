@@ -42,7 +42,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import optuna_mode, recovery
+from sweeps import fanout, optuna_mode, reaper, recovery
 from sweeps.interrupt import SigintGuard
 from sweeps.member import DIVERGED
 from sweeps.lease import TTL_S, Lease
@@ -59,7 +59,8 @@ MAX_FAILURES = 3
 
 @dataclasses.dataclass
 class SweepResult:
-    """Counts of one invocation: trials finished now, failed, skipped (finished before); where things are."""
+    """Counts of one invocation: trials finished now, failed, skipped (finished before); where things are; what a
+    Tune user reads: Tune's ResultGrid and each store trial id's log folder (members of packs included)."""
 
     n_done: int
     n_failed: int
@@ -69,9 +70,12 @@ class SweepResult:
     resumed: dict[str, int] = dataclasses.field(default_factory=dict)  # trial id -> checkpoint step it resumed from
     errors: dict[str, str] = dataclasses.field(default_factory=dict)   # trial id -> why it failed (last line)
     messages: list[str] = dataclasses.field(default_factory=list)      # what went wrong around the trials
-    n_interrupted: int = 0  # trials stopped by Ctrl-C (they continue with --resume)
+    n_interrupted: int = 0  # trials stopped by Ctrl-C after they started (`interrupted` in the store; --resume)
     n_diverged: int = 0  # trials whose loss or weights went non-finite (stored `diverged`, never retrained)
     interrupted: bool = False  # the user stopped the sweep (Ctrl-C)
+    n_not_started: int = 0  # trials a Ctrl-C left before they started
+    grid: Any = None  # Tune's ResultGrid (one Result per Tune trial: a lone trial or a pack); None if nothing ran
+    runs: dict[str, str] = dataclasses.field(default_factory=dict)  # store trial id -> its Tune log folder
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -134,11 +138,36 @@ def _ensure_ray(address: str | None, workers: int | None, cpu: float) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _lock_local_ray()
     num_cpus = max(1, math.ceil(workers * cpu)) if workers else None
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return True
+
+
+def _session_dir() -> str:
+    """The session directory of the Ray this process started (its processes' logs and sockets live there)."""
+    import ray
+
+    return str(ray._private.worker._global_node.get_session_dir_path())  # noqa: SLF001 - no public accessor
+
+
+def _lock_local_ray() -> None:
+    """Make the embedded Ray reachable from this machine only, and only with credentials (a Ray cluster runs the
+    code its clients send): every Ray server binds 127.0.0.1 (Ray does so when the node's address is loopback, its
+    default on macOS and Windows), and token authentication is on, with the user's token when RAY_AUTH_MODE=token,
+    else a fresh one for this run, kept in the environment its processes inherit (no file is written)."""
+    import secrets
+
+    from ray._private import ray_constants
+    from ray._raylet import Config
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # Ray's processes read it when they start
+    ray_constants.ENABLE_RAY_CLUSTER = False               # this process read it when it imported ray
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    Config.initialize("")                                  # Ray's config cache sees the auth mode of now
 
 
 def _trial_name(trial: Any) -> str:
@@ -184,12 +213,15 @@ class StartCounter(tune.Callback):
 def _run_config(spec: SweepSpec, name: str, storage_path: str, progress: bool, n_total: int,
                 max_failures: int = MAX_FAILURES, callbacks: Sequence[Any] = ()) -> Any:
     """RunConfig shared by every mode: retries (with backoff), latest-2 checkpoints, live progress, the caller's Tune
-    callbacks, quiet output."""
-    callbacks = [StartCounter(), *callbacks]
+    callbacks and Tune's loggers (through sweeps.fanout: one run per trial, a pack's members included), quiet
+    output."""
+    callbacks = [StartCounter(), *fanout.wrap(callbacks)]
     if progress:
         from sweeps.progress import LiveProgress
 
-        callbacks.append(LiveProgress(total=n_total, title=spec.name))
+        metric = spec.stop.metric if isinstance(spec.stop.metric, str) else "copy_frac"   # an axis: several
+        callbacks.append(LiveProgress(total=n_total, title=spec.name, metric=metric, store=spec.store,
+                                      sweep=spec.name))
     return tune.RunConfig(
         name=name, storage_path=storage_path, verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=max_failures),
@@ -213,10 +245,9 @@ def _trial_ids(results: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- modes
-def _resume_path(resume_from: Mapping[str, str], spec: Any) -> str | None:
-    """tune.sample_from hook: the checkpoint the trial (or pack) of this grid point continues from (None: from
-    step 0)."""
-    config = spec["config"]
+def _resume_path(resume_from: Mapping[str, str], config: Mapping[str, Any]) -> str | None:
+    """tune.sample_from hook (it takes the grid point's config; Tune deprecates the older spec dict): the
+    checkpoint the trial (or pack) of this grid point continues from (None: from step 0)."""
     key = config["pack"]["pack_id"] if "pack" in config else config["trial"]["trial_id"]
     return resume_from.get(key)
 
@@ -296,13 +327,17 @@ def run_sweep(spec: SweepSpec, workers: int | None = None, address: str | None =
         extra[RETRY_BACKOFF] = float(retry_backoff_s)
     if spec.packed and not address:
         _check_pack_memory(spec, trials)
-    _check_paths(spec, storage_path, journal)
+    edited = _check_paths(spec, storage_path, journal)
+    for msg in edited:
+        print(f"memsweep: {msg}", file=sys.stderr)
     lease = Lease(spec.store, spec.name, ttl_s=lease_ttl_s).acquire()
     try:
-        return _run_leased(spec, trials, workers, address, resume, progress, storage_path, journal, extra, compact,
-                           max_failures, callbacks)
+        out = _run_leased(spec, trials, workers, address, resume, progress, storage_path, journal, extra, compact,
+                          max_failures, callbacks)
     finally:
         lease.release()
+    out.messages[:0] = edited
+    return out
 
 
 def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None, address: str | None, resume: bool,
@@ -323,6 +358,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
         found = recovery.resume_checkpoints(spec.store, storage_path, spec.name, unfinished) if resume else {}
     resume_from = recovery.checkpoint_map(found)
     started = _ensure_ray(address, workers, _resources(spec)[0])
+    watchdog = reaper.watch(_session_dir()) if started else None   # ends Ray's processes if this driver is killed
     try:
         with SigintGuard() as guard:
             if spec.mode == "grid":
@@ -336,6 +372,7 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
             import ray
 
             ray.shutdown()
+            reaper.stop(watchdog)
     errors = _errors(results)
     outcomes = trial_outcomes(spec.store, spec.name)
     ran = {t.trial_id for t in unfinished}
@@ -348,11 +385,15 @@ def _run_leased(spec: SweepSpec, trials: list[TrialConfig], workers: int | None,
     if errors:
         _, msg = recovery.try_mark_failed(spec.store, spec.name, errors, "that Tune reported errored")
         messages += [msg] if msg else []
+    if guard.hit:   # Tune has stopped every trial: those still `running` in the store were interrupted
+        _, msg = recovery.try_mark_failed(spec.store, spec.name, None, "that Ctrl-C stopped", "interrupted")
+        messages += [msg] if msg else []
     if compact:
         messages += _compact(spec)
     out = _result(spec, results, planned, done_before, trials, guard.hit)
     out.resumed = _resumed(spec, trials, done_before, found)
     out.errors, out.messages = errors, messages
+    out.grid, out.runs = results, fanout.log_dirs(results)
     for tid, why in errors.items():
         print(f"memsweep: trial {tid} failed: {why}", file=sys.stderr)
     for msg in messages:
@@ -408,21 +449,29 @@ def _check_pack_memory(spec: SweepSpec, trials: list[TrialConfig]) -> None:
         raise SpecError(problems, spec.source)
 
 
-def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> None:
+def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> list[str]:
     """Refuse to start when Tune's directory or the Optuna journal cannot be created (a SpecError, before Ray);
-    the effective spec is then recorded in the store (sweeps.spec.storage.record_spec)."""
+    the effective spec is then recorded in the store (sweeps.spec.storage.record_spec). Returns a message naming
+    what changed when the sweep ran before in this store with another effective spec."""
     from sweeps.spec import SpecError
-    from sweeps.spec.storage import check_run_paths, record_spec
+    from sweeps.spec.storage import check_run_paths, record_spec, spec_changes
 
     journal = journal or (optuna_mode.journal_path(spec, storage_path) if spec.mode != "grid" else None)
     problems = check_run_paths(spec, storage_path, journal)
+    edited: list[str] = []
     if not problems:
         try:
+            before, changes = spec_changes(spec)
+            if changes:
+                edited.append(f"sweep {spec.name!r} ran before in this store with another spec ({before}): "
+                              f"{'; '.join(changes)}. Its trials so far stay in the store beside the new ones "
+                              "(their trial ids differ); use a new sweep name to keep them apart")
             record_spec(spec)
         except OSError as e:
             problems.append(f"store: cannot write the effective spec into {spec.store!r}: {e}")
     if problems:
         raise SpecError(problems, spec.source)
+    return edited
 
 
 def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[str],
@@ -431,14 +480,17 @@ def _result(spec: SweepSpec, results: Any, planned: list[str], done_before: set[
     results: after a Ctrl-C, an unfinished trial without a Tune error was interrupted, not failed."""
     ran = set(planned) | (set(_trial_ids(results)) if results is not None else set())
     ran -= done_before
-    done_after = finished_trials(spec.store, spec.name)
-    diverged = finished_trials(spec.store, spec.name, (DIVERGED,))
-    skipped = done_before & {t.trial_id for t in trials} if spec.mode != "optuna-boundary" else set()
+    outcomes = trial_outcomes(spec.store, spec.name)       # one read of the store for every count below
+    done_after = {tid for tid, (st, _, _) in outcomes.items() if st in FINAL_STATUSES}
+    diverged = {tid for tid, (st, _, _) in outcomes.items() if st == DIVERGED}
+    skipped = done_before & {t.trial_id for t in trials}   # optuna-boundary too: its finished points are in the store
     n_done = len(ran & done_after - diverged)
     unfinished = ran - done_after
     errored = {tid for r in results or () if r.error is not None for tid in member_ids_of(r.config or {})}
     failed = unfinished & errored if interrupted else unfinished
+    stopped = ({tid for tid in unfinished - failed if outcomes.get(tid, ("",))[0] == "interrupted"} if interrupted
+               else set())
     path = getattr(results, "experiment_path", None) if results is not None else None
     return SweepResult(n_done=n_done, n_failed=len(failed), n_skipped=len(skipped), experiment_path=path,
-                       store=str(spec.store), n_interrupted=len(unfinished - failed), interrupted=interrupted,
-                       n_diverged=len(ran & diverged))
+                       store=str(spec.store), n_interrupted=len(stopped), interrupted=interrupted,
+                       n_diverged=len(ran & diverged), n_not_started=len(unfinished - failed - stopped))

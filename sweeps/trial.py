@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from analysis.registry import OBJECTIVE_METRICS
-from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, maybe_crash, maybe_poison,
-                           sample_seed, score)
+from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, end_status, maybe_crash,
+                           maybe_poison, sample_seed, score)
 from sweeps.overest_eval import attach, measure, overest_due
 from sweeps.rows import data_columns, eval_rows, samples_rows, summary, trials_row  # noqa: F401 - re-exported
 from sweeps.spec import TrialConfig
@@ -238,7 +238,8 @@ def train_trial(trial_config: TrialConfig, report: ReportFn | None = None, check
     try:
         out = _run_loop(cfg, data, trainer, attempt.writer, report, hooks, state, resumed, t0)
     except BaseException as e:
-        attempt.finish("failed", int(trainer.step), f"{type(e).__name__}: {e}")
+        status = end_status(e)
+        attempt.finish(status, int(trainer.step), f"{type(e).__name__}: {e}" if status == "failed" else None)
         raise
     attempt.finish(out.status, out.final_step, divergence(out.final_step) if out.status == DIVERGED else None)
     return out

@@ -233,6 +233,7 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_rest(tmp_path):
     import shlex
     import signal
     import threading
+    import time
     from analysis.store import Store
     from models import eval_schedule
     from sweeps.spec import load_spec
@@ -254,6 +255,10 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_rest(tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     assert first_done.wait(240), "".join(lines) + proc.stderr.read()
+    for _ in range(120):     # Ctrl-C once the next trial has written rows: it is then interrupted, not unstarted
+        time.sleep(0.5)
+        if "running" in Store(str(store)).read("trials", columns=["status"]).column("status").to_pylist():
+            break
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read()
     assert proc.wait(120) == 130, "".join(lines) + err
@@ -261,6 +266,21 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_rest(tmp_path):
     out = "".join(lines)
     assert "interrupted" in out and "failed: " not in out and "Traceback" not in out + err
     assert "Tuner.restore" not in out + err
+    # interrupted everywhere: the store, `memsweep status`, the closing lines, the live view at the store's step
+    stored = {t["trial_id"]: t["status"] for t in Store(str(store)).read("trials").to_pylist()}
+    assert "interrupted" in stored.values() and set(stored.values()) <= {"done", "stopped", "interrupted"}, stored
+    status = subprocess.run([str(MEMSWEEP), "status", str(store)], capture_output=True, text=True, timeout=120)
+    assert "interrupted: " in status.stdout and "failed" not in status.stdout, status.stdout
+    n_stopped = sum(s == "interrupted" for s in stored.values())
+    assert f"{n_stopped} interrupted, " in next(ln for ln in lines if " done, " in ln and "wall time" in ln)
+    assert f"{n_stopped} interrupted, " in next(ln for ln in lines if ": interrupted: " in ln)
+    last = {}
+    for c in Store(str(store)).read("curves", columns=["trial_id", "step"]).to_pylist():
+        last[c["trial_id"]] = max(last.get(c["trial_id"], 0), c["step"])
+    for ln in lines:
+        if "] interrupted " in ln:
+            tid, step = ln.split()[2], int(ln.split("step=")[1].split()[0])
+            assert step == last[tid], (ln, last)
     resume = next(line.split("resume with: ", 1)[1] for line in lines if line.startswith("resume with: "))
     assert shlex.split(resume)[1:] == [*args, "--resume"]
     r = subprocess.run([str(MEMSWEEP), *shlex.split(resume)[1:]], capture_output=True, text=True, timeout=600,

@@ -139,13 +139,16 @@ def test_killed_driver_resumes_only_unfinished_trials(tmp_path):
     try:
         deadline = time.time() + 240
         done: list[str] = []
+        midway: list[str] = []     # unfinished trials with two evaluations stored: a checkpoint exists for them
         while time.time() < deadline and proc.poll() is None:
             rows = store.read("trials", sweep="drv").to_pylist() if (tmp_path / "store").exists() else []
             done = [r["trial_id"] for r in rows if r["status"] == "done"]
-            if done:
+            midway = [r["trial_id"] for r in rows if r["status"] == "running"
+                      and len(steps_of(store, "drv", r["trial_id"])) >= 2]
+            if done and midway:
                 break
-            time.sleep(0.5)
-        assert done and len(done) < len(ids), f"no trial finished before the deadline: {proc.poll()}"
+            time.sleep(0.2)
+        assert done and midway and len(done) < len(ids), f"no trial finished before the deadline: {proc.poll()}"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -171,6 +174,15 @@ def test_killed_driver_resumes_only_unfinished_trials(tmp_path):
         assert after[tid]["attempt_ns"] == before[tid]["attempt_ns"] and after[tid]["attempts"] == 1
     for tid in ids:
         assert steps_of(store, "drv", tid) == eval_schedule(100, 4, 10)
+    # --resume, not a restart at step 0: the trial killed midway continued from its checkpoint, so the rows up to
+    # it were written once, by the killed attempt
+    killed = [t for t in midway if before[t]["status"] != "done"]
+    assert killed, (midway, before)
+    tid = killed[0]
+    resumed = after[tid]["resumed_from_step"]
+    assert resumed > 0 and after[tid]["attempts"] == 2, after[tid]
+    counts = raw_step_counts(spec.store, tid)
+    assert all(counts[s] == 1 for s in eval_schedule(100, 4, 10) if s <= resumed), (resumed, counts)
 
 
 def test_unreadable_checkpoint_restarts_the_trial_from_scratch(tmp_path):

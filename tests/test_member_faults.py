@@ -1,7 +1,8 @@
 """Members that fail alone (Ray-free, through sweeps.pack_trial.train_pack and sweeps.trial.train_trial): a pack
 member whose evaluation raises is stored `failed` with the error and dropped, one whose weights go non-finite is
 stored `diverged` with the step its loss first went non-finite; the other members write, row for row, what a pack
-without those two writes. A lone trial that diverges is stored the same way.
+without those two writes, and onsets, fits and reports leave the two out and say so. A lone trial that diverges is
+stored the same way.
 
 Faults are planted with test hooks: FAIL_MEMBER raises in one member at its evaluation at step 18; POISON_MEMBER
 sets one member's weights to NaN right after its evaluation at step 18, so its loss is first non-finite at step 19
@@ -53,7 +54,7 @@ def _same(a: list[dict], b: list[dict]) -> None:
                 assert ra[k] == rb[k], (k, ra, rb)
 
 
-def test_a_member_that_raises_or_diverges_fails_alone(tmp_path):
+def test_a_member_that_raises_or_diverges_fails_alone(tmp_path, capsys):
     spec = _spec(tmp_path / "faulty", [4, 8])
     (pack,) = group_packs(spec.trials(), 4)
     failing, diverging, *healthy = pack.member_ids
@@ -72,6 +73,18 @@ def test_a_member_that_raises_or_diverges_fails_alone(tmp_path):
     assert [r["step"] for r in steps(failing)] == [10]        # nothing of the evaluation that raised
     assert [r["step"] for r in steps(diverging)] == [10, 18]  # nothing evaluated on non-finite weights
     assert all(np.isfinite(r["train_loss"]) for r in steps(diverging))
+
+    # onsets, fits and reports leave the failed and diverged members out, and say so
+    from analysis.onset import analysed, onsets
+    from sweeps.cli import main
+
+    assert set(onsets(store).column("trial_id").to_pylist()) == set(healthy)
+    notes = analysed(store.read("trials"))[1]
+    assert any(n.startswith(f"left out 1 diverged trial(s): {diverging} (") and "step 19" in n for n in notes), notes
+    assert any(n.startswith(f"left out 1 failed trial(s): {failing} (RuntimeError: injected") for n in notes), notes
+    assert main(["fit", spec.store]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"left out 1 diverged trial(s): {diverging}" in printed and f"left out 1 failed trial(s): {failing}" in printed
 
     # the healthy members: row for row what a pack of just them writes (same trial ids, in another store)
     ref = _spec(tmp_path / "ref", [4, 8])

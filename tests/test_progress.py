@@ -126,4 +126,4 @@ def test_progress_shows_trials_running_at_the_end_as_interrupted():
     assert cb.counts() == {"queued": 1, "running": 0, "retrying": 0, "done": 1, "failed": 0, "interrupted": 1}
     lines = buf.getvalue().strip().splitlines()
     assert lines[1].startswith("[1/3] interrupted") and "step=40" in lines[1]
-    assert "1 done, 0 failed, 1 interrupted, 1 unfinished" in lines[2]
+    assert "1 done, 0 failed, 1 interrupted, 1 not started" in lines[2]

@@ -130,3 +130,50 @@ def test_optuna_points_carry_their_resume_checkpoint(tmp_path):
                            spec, True, {}, {ids[8]: "/ckpt/of/8"}) for P in (4, 8)}
     assert out[8]["trial"]["trial_id"] == ids[8] and out[8][RESUME_FROM] == "/ckpt/of/8"
     assert RESUME_FROM not in out[4]
+
+
+@pytest.mark.parametrize("mode", ["optuna-grid", "optuna-boundary"])
+@pytest.mark.parametrize("held", [0, 1])
+def test_a_forged_journal_does_not_stand_for_trials_the_store_never_saw(tmp_path, mode, held):
+    """COMPLETE trials added to the Optuna journal for both points, while the store holds `held` of them finished:
+    the driver says so (naming the journal) and plans the points the store lacks, instead of planning nothing."""
+    import optuna
+
+    from sweeps.optuna_mode import axis_labels, searcher, study_name
+
+    raw = dict(load_spec("tiny").raw)
+    journal = str(tmp_path / "j.journal")
+    raw.update(name="forged", mode=mode, store=str(tmp_path / "store"),
+               optuna={"journal": journal, "trials": 2, "target_step": 100})
+    raw["axes"] = {"tail": [{"family": "uniform"}], "P": [4, 8], "seed": [0]}
+    spec = SweepSpec.from_dict(raw)
+    labels = axis_labels(spec)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+    study = optuna.create_study(storage=storage, study_name=study_name(spec),
+                                direction="maximize" if mode == "optuna-grid" else "minimize")
+    for point in spec.points():                           # the forgery: every point COMPLETE
+        study.add_trial(optuna.trial.create_trial(
+            params=spec.labels_of(point), value=0.0,
+            distributions={n: optuna.distributions.CategoricalDistribution(v) for n, v in labels.items()}))
+    done = {t.trial_id for t in spec.trials()[:held]}
+    with pytest.warns(RuntimeWarning, match=rf"journal {journal} lists {2 - held} COMPLETE trial\(s\) whose points "
+                                            r"the store .* does not hold finished"):
+        _, n = searcher(spec, journal, done, {}, {})
+    assert n == 2 - held
+
+
+def test_rerunning_a_sweep_with_an_edited_spec_says_what_changed(tmp_path):
+    """The driver's check before a run (sweeps.runner._check_paths, Ray-free): a sweep that ran before in the store
+    with another effective spec is named with each changed setting, old -> new; the same spec again says nothing."""
+    from sweeps.runner import _check_paths
+
+    raw = dict(load_spec("tiny").raw)
+    raw.update(name="ed", store=str(tmp_path / "store"))
+    first = SweepSpec.from_dict(raw)
+    assert _check_paths(first, str(tmp_path / "tune"), None) == []
+    assert _check_paths(first, str(tmp_path / "tune"), None) == []
+    raw["train"] = {**raw["train"], "lr": first.train.lr * 10}
+    edited = SweepSpec.from_dict(raw)
+    (msg,) = _check_paths(edited, str(tmp_path / "tune"), None)
+    assert f"train.lr: {first.train.lr} -> {first.train.lr * 10}" in msg and "sweep 'ed' ran before" in msg, msg
+    assert msg.count(" -> ") == 1, msg                  # nothing else changed

@@ -5,8 +5,11 @@ override is checked exactly like the YAML (did-you-mean on a wrong key included)
     axes.P=[8,16]             set an axis (replacing the same setting's fixed value or axis under another name)
     data.P=16                 fix a setting (replacing its axis, if it was one)
     ~stop  /  ~axes.seed      remove a key (Hydra's delete syntax)
+    +train.ema=0.99           Hydra's "add a key": the same as train.ema=0.99 (`++` too)
+    model.width=64,128        Hydra's sweep syntax: an axis, the same as axes.model.width=[64,128] (`-m` optional)
 
-Under `axes.` the rest of the key is the axis name, dots included (`axes.model.width=[64,128]`).
+Under `axes.` the rest of the key is the axis name, dots included (`axes.model.width=[64,128]`). A comma splits
+values only outside brackets, braces and quotes, and only for per-trial settings: `name=a,b` stays one string.
 """
 from __future__ import annotations
 
@@ -20,21 +23,45 @@ from sweeps.spec.sweep import AXIS_ALIASES
 from sweeps.spec.yamlsafe import load_yaml
 
 _DELETE = object()
+# Top-level keys set once per sweep: a comma in their value never makes an axis.
+PER_SWEEP = ("name", "description", "store", "mode", "resources", "optuna", "pack")
+
+
+def _split_commas(raw: str) -> list[str] | None:
+    """The parts of `raw` between commas outside brackets, braces and quotes; None when there is no such comma."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(raw):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(raw[start:i])
+            start = i + 1
+    return parts + [raw[start:]] if parts else None
 
 
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     """(key path, value or _DELETE) of one override; ValueError saying what the syntax is."""
     example = "e.g. train.steps=2000, axes.P=[8,16] or ~stop"
+    text = text[2:] if text.startswith("++") else text[1:] if text.startswith("+") else text   # Hydra's add
     if text.startswith("~"):
         key, value = text[1:], _DELETE
         if "=" in key:
             raise ValueError(f"override {text!r}: a deletion takes no value; write ~KEY ({example})")
     elif "=" in text:
         key, raw = text.split("=", 1)
+        parts = _split_commas(raw) if key.strip().partition(".")[0] not in PER_SWEEP else None
         try:
-            value = load_yaml(raw) if raw.strip() else None
+            value = [load_yaml(p) for p in parts] if parts else load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise ValueError(f"override {text!r}: the value is not valid YAML ({' '.join(str(e).split())})") from None
+        if parts and not key.strip().startswith("axes."):
+            key = f"axes.{key.strip()}"        # Hydra's sweep `KEY=a,b`: an axis over those values
     else:
         raise ValueError(f"override {text!r}: expected KEY=VALUE or ~KEY ({example})")
     key = key.strip()

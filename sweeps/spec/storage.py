@@ -173,3 +173,43 @@ def record_spec(spec: Any) -> str:
         header = f"# effective spec of sweep {spec.name!r} (source: {spec.source or 'a dict'})\n"
         put_whole(fs, path, lambda out: out.write((header + spec.to_yaml()).encode()), atomic_rename=local)
     return uri
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of nested mappings (lists and scalars are leaves)."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def spec_changes(spec: Any) -> tuple[str | None, list[str]]:
+    """(the sweep's latest earlier effective spec in this store, one `key: old -> new` per setting the current spec
+    changes against it); (None, []) when the sweep has no other recorded spec. A sweep rerun or resumed with an
+    edited spec trains new trial ids beside the old ones: the caller says so."""
+    import re
+
+    import pyarrow.fs as pafs
+
+    from sweeps.spec.yamlsafe import load_yaml
+
+    current = spec_copy_uri(spec)
+    folder = current.rsplit("/", 1)[0]
+    fs, path = (pafs.LocalFileSystem(), str(local_path(folder))) if is_local(folder) else \
+        pafs.FileSystem.from_uri(folder)
+    mine = re.compile(re.escape(spec.name) + r"-[0-9a-f]{8}\.yaml$")
+    earlier = [i for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+               if i.type == pafs.FileType.File and mine.match(i.base_name) and i.base_name != current.rsplit("/", 1)[1]]
+    if not earlier:
+        return None, []
+    last = max(earlier, key=lambda i: i.mtime_ns or 0)
+    try:
+        with fs.open_input_stream(last.path) as f:
+            old = _flat(load_yaml(f.read().decode()) or {})
+    except Exception as e:  # noqa: BLE001 - an unreadable copy: say that much
+        return last.path, [f"(cannot read it: {type(e).__name__}: {e})"]
+    new = _flat(spec.to_dict())
+    return last.path, [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in sorted(set(old) | set(new))
+                       if old.get(k) != new.get(k)]
