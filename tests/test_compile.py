@@ -135,3 +135,19 @@ def test_compiled_trial_loss_curve_stays_within_tolerance_of_eager_over_2000_ste
     assert gap[0] <= FIRST_ATOL, (gap, curves)
     assert gap.max() <= CURVE_ATOL, (gap, curves)
     assert gap.mean() <= spread.mean(), (gap, spread)
+
+
+def test_specs_keep_their_trial_ids_and_name_the_valid_modes() -> None:
+    """`compile: true/false` in an older spec is the same trial as `network`/`off` (same id, so a store resumes it);
+    `step` is another trial (it rounds differently); a bad value is refused at validation, naming the modes."""
+    from sweeps.spec import SpecError, load_spec
+
+    def ids(value: str) -> list[str]:
+        return [t.trial_id for t in load_spec("tiny", [f"train.compile={value}"]).trials()]
+
+    plain = [t.trial_id for t in load_spec("tiny").trials()]
+    assert ids("false") == ids("off") == plain
+    assert ids("true") == ids("network") != plain
+    assert set(ids("step")).isdisjoint(plain + ids("network"))
+    with pytest.raises(SpecError, match="off, network, step"):
+        load_spec("tiny", ["train.compile=fast"])
