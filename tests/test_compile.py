@@ -148,6 +148,10 @@ def test_specs_keep_their_trial_ids_and_name_the_valid_modes() -> None:
     plain = [t.trial_id for t in load_spec("tiny").trials()]
     assert ids("false") == ids("off") == plain
     assert ids("true") == ids("network") != plain
+    # what the id hashes is what it hashed when compile was a bool (so ids written then are found again)
+    hashed = {v: load_spec("tiny", [f"train.compile={v}"]).trials()[0]._content()["train"]["compile"]
+              for v in ("off", "network", "step")}
+    assert hashed == {"off": False, "network": True, "step": "step"}
     assert set(ids("step")).isdisjoint(plain + ids("network"))
     with pytest.raises(SpecError, match="off, network, step"):
         load_spec("tiny", ["train.compile=fast"])
