@@ -7,7 +7,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench findings findings-tiny install clean
+.PHONY: demo test bench findings findings-tiny gpu-check install clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ findings: $(STAMP)
 # the whole findings path (sweep, report, fit, per-trial CSVs, refit check) on the `tiny` preset, into runs/
 findings-tiny: $(STAMP)
 	FINDINGS_SWEEPS=tiny FINDINGS_OUT=runs/findings-tiny docs/findings/run.sh
+
+# CUDA tests, pack throughput and the paper grid's trials per GPU-hour on a lent GPU (README: On a GPU); without a
+# GPU it checks its imports and settings and says so. Runs with the machine's own python where there is no .venv.
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) benchmarks/gpu_check.py
 
 bench: $(STAMP)
 	for b in benchmarks/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -7,8 +7,9 @@ from typing import Literal
 
 PROCESSES = ("masked", "uniform")
 BACKBONES = ("transformer", "tree_conv")
-# train.compile: "off" (eager), "network" (torch.compile of the denoiser; `true` in older specs), "step" (the whole
-# training step: loss, backward, clipping, AdamW). Booleans are read as their old meaning: false -> off, true -> network.
+# train.compile: "off" (eager), "network" (torch.compile of the denoiser; `true` in older specs), "step" (the
+# training step but its random draws and AdamW: forward, loss, backward, clipping). Booleans keep their old
+# meaning: false -> off, true -> network.
 COMPILE_MODES = ("off", "network", "step")
 
 

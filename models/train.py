@@ -371,7 +371,7 @@ def clip_members(grads: list[Tensor], max_norm: float) -> None:
 _COMPILED: dict[str, Callable] = {}
 
 
-def compiled_member_grads() -> Callable:
+def compiled_member_grads(backend: str = "inductor") -> Callable:
     """`member_grads` under torch.compile, one wrapper per process: its compiled graphs serve every trainer the
     process builds (a new trial of the same shapes reuses them: the warm-up is paid once per worker, and across
     processes inductor's on-disk cache skips the code generation).
@@ -380,13 +380,13 @@ def compiled_member_grads() -> Callable:
     (`force_parameter_static_shapes` off): the first K compiles static, a second K (a member dropped, a resume
     with fewer members, another pack size) recompiles once with K symbolic, and every later K reuses that graph.
     Batch size and the model's sizes are fixed per trial. AdamW stays torch's fused kernel (one call already;
-    compiling it multiplies the compile time and guards on the optimizer's state)."""
-    if "grads" not in _COMPILED:
+    compiling it multiplies the compile time and guards on the optimizer's state). `backend`: torch.compile's."""
+    if backend not in _COMPILED:
         import torch._dynamo
 
         torch._dynamo.config.force_parameter_static_shapes = False
-        _COMPILED["grads"] = torch.compile(member_grads)
-    return _COMPILED["grads"]
+        _COMPILED[backend] = torch.compile(member_grads, backend=backend)
+    return _COMPILED[backend]
 
 
 def _rows(tensors: dict, rows: list[int], K: int) -> dict:

@@ -3,6 +3,9 @@
 # rest on and the per-trial rows (onsets, order, slop) into docs/findings/<sweep>/, then refit every law and pooled
 # number from those per-trial CSVs alone and check they agree. About 2.5 hours on a 2-core machine
 # (`make findings`); 1 hour 40 minutes with one data seed (measured: regime 49, study 35, depth 17 min).
+# Those runs trained one eager trial at a time; the presets now train compiled packs (issue 21), an estimated
+# ~1.5 hours in all (new trial ids: a store of the earlier runs is not resumed). To reproduce the measured runs,
+# pass `pack.size=1 train.compile=off` (and to regime too, by hand).
 # A sweep interrupted midway continues where it stopped with the same command (its store is under runs/).
 # Arguments are overrides for study and depth (regime always runs whole); the committed page used one data seed:
 #   docs/findings/run.sh 'axes.seed=[0]'
