@@ -20,20 +20,10 @@ from rhm import Grammar, GrammarSpec, RuleDist  # noqa: E402
 from rhm.posterior import GrammarPosterior, channel_evidence, masked_evidence, memorizer_posterior  # noqa: E402
 from sweeps.spec import load_spec  # noqa: E402
 
+from rhm_bench import REPEATS, best_of  # noqa: E402 - the same timing rule (shortest wall and CPU time of 3 calls)
+
 N = 2**15
-REPEATS = 3
 TARGET = 1e5
-
-
-def best_of(fn, repeats: int = REPEATS) -> tuple[float, float]:
-    """Shortest wall time and shortest CPU time of `repeats` calls (the least disturbed by other load)."""
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return min(wall), min(cpu)
 
 
 def report(name: str, n: int, t: float, c: float, target: float | None) -> bool:
