@@ -69,6 +69,22 @@ def _referenced(expr: pc.Expression, schema: pa.Schema) -> set[str]:
 class Reader:
     """`Store.read` and the raw reads under it."""
 
+    def _stable(self, listing: Any, read: Any, what: str) -> tuple[list[Frag], Any]:
+        """`read(fragments)` of a listing that no compaction changed meanwhile (listed again after the read: a
+        listing taken during a compaction can miss both the merged file and an original); (fragments, result)."""
+        frags = listing()
+        for attempt in range(MAX_RETRIES):
+            try:
+                out = read(frags)
+                now = listing()
+                if not torn(frags, now):
+                    return frags, out
+            except FileNotFoundError:
+                now = listing()
+            frags = now
+            time.sleep(0.01 * attempt)
+        raise FileNotFoundError(f"{self.uri}: compactions kept changing {what} while reading it; read again")
+
     def _raw(self, table: str, sweep: str | None, trials: Sequence[str] | None, columns: Sequence[str] | None,
              filt: pc.Expression | None) -> tuple[pa.Table, list[Frag]]:
         """Every stored row (not deduplicated) in write order, conformed to one schema; re-lists if compaction
@@ -83,20 +99,7 @@ class Reader:
             frags = self._list(table, sweep)
             return frags if trials is None else [f for f in frags if f.trial_id is None or f.trial_id in want]
 
-        frags = listing()
-        for attempt in range(MAX_RETRIES):
-            try:
-                tables, kept = self._read_frags(frags, columns, filt)
-                now = listing()
-                if not torn(frags, now):
-                    break
-            except FileNotFoundError:
-                now = listing()
-            frags = now
-            time.sleep(0.01 * attempt)
-        else:
-            raise FileNotFoundError(f"{self.uri}: compactions kept changing {table!r} while reading it; "
-                                    "read again")
+        _, (tables, kept) = self._stable(listing, lambda frags: self._read_frags(frags, columns, filt), repr(table))
         if columns is None:
             schema = unify([t.schema for t in tables], base) if table == "trials" else base
         else:
@@ -112,30 +115,19 @@ class Reader:
         attempts of `own` (rows of a data table, which carry the same columns): so a damaged or missing trials
         fragment costs no data row. rfs stays null where neither says it."""
         cols = ["sweep", "trial_id", "attempt_ns", "attempt", "resumed_from_step"]
-        parts: list[pa.Table] = []
         want = None if trials is None else set(map(str, trials))
 
         def listing() -> list[Frag]:
             frags = self._list("trials", sweep)
             return frags if want is None else [f for f in frags if f.trial_id is None or f.trial_id in want]
 
-        frags = listing()
-        for attempt in range(MAX_RETRIES):
-            todo = [f for f in frags if f.path not in self._cache]
-            try:
-                tables, kept = self._read_frags(todo, cols, None)
-                for f, t in zip(kept, tables):
-                    self._cache[f.path] = conform(t, ATTEMPT_SCHEMA)
-                now = listing()
-                if not torn(frags, now):
-                    parts = [self._cache[f.path] for f in frags if f.path in self._cache]
-                    break
-            except FileNotFoundError:
-                now = listing()
-            frags = now
-            time.sleep(0.01 * attempt)
-        else:
-            raise FileNotFoundError(f"{self.uri}: compactions kept changing the trials table while reading it")
+        def cache(frags: list[Frag]) -> None:
+            tables, kept = self._read_frags([f for f in frags if f.path not in self._cache], cols, None)
+            for f, t in zip(kept, tables):
+                self._cache[f.path] = conform(t, ATTEMPT_SCHEMA)
+
+        frags, _ = self._stable(listing, cache, "the trials table")
+        parts: list[pa.Table] = [self._cache[f.path] for f in frags if f.path in self._cache]
         if own is not None and own.num_rows:
             parts.append(conform(own.select([c for c in cols if c in own.column_names]), ATTEMPT_SCHEMA))
         t = pa.concat_tables(parts) if parts else ATTEMPT_SCHEMA.empty_table()
