@@ -190,9 +190,10 @@ def plot_phase(onsets_table: pa.Table, theta: float = 0.5, onset: str = "mem") -
 
 def plot_memorder(order: pa.Table, frac: pa.Table, trials: pa.Table) -> Figure:
     """Memorization order beside its null. Left: rho(prototypicality, first copy) per trial against P (filled, with
-    its bootstrap 95% CI) and the same statistic for a grammar-faithful generator (open grey: null mean and 95%
-    range). Middle: observed minus null for rho_proto, the partial correlation controlling for log-likelihood and
-    the twin contrast. Right: fraction of samples copied over training, per prototypicality quartile."""
+    its bootstrap 95% CI), the volume-matched null (open black: mean and 95% range; the headline null) and the
+    grammar-faithful one (open grey). Middle: observed minus each null (volume-matched, grammar-faithful,
+    empirical-grammar) for rho_proto, and minus the volume-matched null for the partial correlation. Right: fraction
+    of samples copied over training, per prototypicality quartile."""
     if order.num_rows == 0:
         return _empty("memorization order", "no samples/copies tables in the store")
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -207,24 +208,31 @@ def plot_memorder(order: pa.Table, frac: pa.Table, trials: pa.Table) -> Figure:
         r, lo, hi = col("rho_proto")[m], col("rho_proto_lo")[m], col("rho_proto_hi")[m]
         a1.errorbar(x, r, yerr=[np.nan_to_num(r - lo), np.nan_to_num(hi - r)], fmt="o", ms=3, color=cmap(k % 10),
                     label=f"{tail} L={L}", capsize=2, lw=0.8)
-        nl, nlo, nhi = col("rho_proto_null")[m], col("rho_proto_null_lo")[m], col("rho_proto_null_hi")[m]
-        a1.errorbar(x * 1.06, nl, yerr=[np.nan_to_num(nl - nlo), np.nan_to_num(nhi - nl)], fmt="o", ms=3,
-                    mfc="none", color="grey", capsize=2, lw=0.6)
+        for shift, infix, color in ((1.06, "_vol", "black"), (1.12, "", "grey")):
+            if f"rho_proto{infix}_null" not in order.column_names:
+                continue
+            nl, nlo, nhi = (col(f"rho_proto{infix}_null{part}")[m] for part in ("", "_lo", "_hi"))
+            a1.errorbar(x * shift, nl, yerr=[np.nan_to_num(nl - nlo), np.nan_to_num(nhi - nl)], fmt="o", ms=3,
+                        mfc="none", color=color, capsize=2, lw=0.6)
+    a1.plot([], [], "o", mfc="none", color="black", label="null (volume-matched)")
     a1.plot([], [], "o", mfc="none", color="grey", label="null (grammar-faithful)")
     a1.axhline(0, color="grey", lw=0.8)
     _p_axis(a1, P)
     a1.set_ylabel("Spearman rho(proto, first copy)")
     a1.set_title("observed (filled) beside its null (open); < 0: prototypical copied first", fontsize=8)
     a1.legend(fontsize=6)
-    for j, (name, label) in enumerate((("rho_proto", "rho(proto, first copy)"),
-                                       ("partial_proto", "partial rho | log-likelihood"),
-                                       ("rho_twin", "rho(proto, copies > twins)"))):
+    for j, (name, label) in enumerate((("rho_proto_vol", "rho(proto, first copy) - volume-matched"),
+                                       ("rho_proto", "rho(proto, first copy) - grammar-faithful"),
+                                       ("rho_proto_emp", "rho(proto, first copy) - empirical-grammar"),
+                                       ("partial_proto_vol", "partial rho | log-lik. - volume-matched"))):
+        if f"{name}_excess" not in order.column_names:
+            continue
         e = col(f"{name}_excess")
         a2.scatter(P * np.exp(0.05 * (j - 1)), e, s=10, label=label, alpha=0.8)
     a2.axhline(0, color="grey", lw=0.8)
     _p_axis(a2, P)
     a2.set_ylabel("observed - null mean")
-    a2.set_title("excess over the null per trial (0 = what no memorization gives)", fontsize=8)
+    a2.set_title("excess over each null per trial (0 = what that null gives)", fontsize=8)
     a2.legend(fontsize=6)
     if frac.num_rows:
         f = frac.group_by(["quantile", "step"]).aggregate([("frac", "mean")]).sort_by(

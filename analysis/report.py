@@ -34,11 +34,12 @@ FIGURES: dict[str, str] = {
              "training budget; the text is the median tau_mem ('>' when more than half are censored).",
     "memorder": "Memorization order beside its null. Left: per trial, Spearman rho between a training sample's "
                 "prototypicality and the evaluation at which it is first copied (filled, bootstrap 95% CI over its "
-                "samples), next to the same statistic for a grammar-faithful generator with the trial's own N, "
-                "schedule and training set (open grey: null mean and 95% range). Middle: observed minus null for "
-                "that rho, for the partial rho controlling for log-likelihood, and for the twin contrast (first "
-                "time a sample's copies exceed its twins' mass-scaled copies). Right: raw fraction copied over "
-                "training per prototypicality quartile.",
+                "samples), next to the volume-matched null (open black: the trial's own copies per evaluation drawn "
+                "from its training set by p(x); the headline null) and a grammar-faithful generator with the "
+                "trial's own N, schedule and training set (open grey), each as mean and 95% range. Middle: observed "
+                "minus each null (volume-matched, grammar-faithful, empirical-grammar) for that rho, and minus the "
+                "volume-matched null for the partial rho controlling for log-likelihood. Right: raw fraction copied "
+                "over training per prototypicality quartile.",
     "slop": "Slop: over-production of the common productions (top quarter by training count) in generations that "
             "are not copies, per level and node-weighted over all levels, against training steps. 0 is what a "
             "grammar-faithful generator's non-copies give (exact); the window between the median tau_gen and "

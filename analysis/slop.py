@@ -254,7 +254,7 @@ def slop_nulls(grammar: Any, empirical: Any, train_keys: np.ndarray, train_count
         keys = encode_strings(x, sp.v)
         pos = np.minimum(np.searchsorted(train_keys, keys), max(train_keys.size - 1, 0))
         novel = ~(train_keys[pos] == keys).reshape(n_rep, n_gen) if train_keys.size else np.ones((n_rep, n_gen), bool)
-        ids = grammar.parse(x).ids
+        ids = grammar.production_ids(x)
         hit_all, expected_all, seen = np.zeros(n_rep), np.zeros(n_rep), np.zeros((n_rep, n_gen), bool)
         for level in range(sp.L):
             lv = ids[level].reshape(n_rep, n_gen, -1)

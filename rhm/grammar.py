@@ -375,6 +375,16 @@ class Grammar:
             symbols=symbols, productions=productions, ids=ids,
         )
 
+    def production_ids(self, x: object) -> list[np.ndarray]:
+        """Flat production ids per level (n, s**l), -1 where not derivable: the part of `parse` counts need."""
+        sp = self.spec
+        x = as_strings(x, sp.v, sp.d)
+        out = [np.empty((x.shape[0], sp.n_nodes(level)), dtype=np.int64) for level in range(sp.L)]
+        for start in range(0, x.shape[0], CHUNK):
+            sl = slice(start, start + CHUNK)
+            self._parse_ids(x[sl], [a[sl] for a in out])
+        return out
+
     def loglik(self, x: object) -> np.ndarray:
         """Exact log-probability (n,) of each string: sum of log rule probabilities over its nodes; -inf if invalid."""
         sp = self.spec
