@@ -24,8 +24,10 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, LoggerCallbac
 
 from sweeps.packing import MEMBERS_KEY
 
-# Keys of a pack's result that describe the pack, not a member (a member's own entry overwrites the rest).
-PACK_ONLY = (MEMBERS_KEY, "pack_id", "members_training")
+# Keys of a pack's result that describe the pack, not a member (a member's own entry overwrites the rest): its
+# copy_frac is the largest of its members', which a member without a metric at a step (one that failed or diverged
+# there) must not inherit.
+PACK_ONLY = (MEMBERS_KEY, "pack_id", "members_training", "copy_frac")
 # A member entry that is `finished` with one of these `status` values left its pack by failing: its run errs.
 FAILED = ("failed", "diverged")
 _NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"   # Tune's switch: "1" = no default loggers

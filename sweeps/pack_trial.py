@@ -137,8 +137,8 @@ class _PackLoop:
             return self.last[m]
         if status == "stopped":
             return {**self.last[m], "status": status}
-        return {STORE_ID_KEY: m, "step": int(step), "stopped": False, "budget_steps": int(self.cfgs[m].train.steps),
-                "status": status}
+        return summary(step, {}, {STORE_ID_KEY: m, "stopped": False, "budget_steps": int(self.cfgs[m].train.steps),
+                                  "status": status})
 
     def _report(self, trainer: Any, step: int, ids: list[str]) -> None:
         """Tell Tune: the pack's step, each member's state, and a checkpoint of the members left (if any)."""

@@ -185,3 +185,39 @@ class _TuneTrial:
 
     def __init__(self, **attrs) -> None:
         self.__dict__.update(attrs)
+
+
+def test_members_that_fail_or_diverge_end_their_logger_runs_in_error(tmp_path):
+    """Ray-free, train_pack's own reports through the fan-out: a member that raises at step 18 (FAIL_MEMBER) and one
+    whose weights go NaN after step 10 (POISON_MEMBER, caught at 18) each end their run in error at the evaluation
+    that dropped them, with their status and no metric of that evaluation; their mates report every evaluation and
+    complete."""
+    from sweeps.fanout import FanOut
+    from sweeps.member import FAIL_MEMBER, POISON_MEMBER
+    from sweeps.pack_trial import train_pack
+    from sweeps.packing import group_packs
+
+    raw = dict(spec(tmp_path / "store", "faults", 4).raw)
+    raw.pop("stop")                                   # members leave the pack by their faults only
+    pack = group_packs(SweepSpec.from_dict(raw).trials(), 4)[0]
+    failing, diverging, *healthy = pack.member_ids
+    reports: list[dict] = []
+    train_pack(pack, lambda metrics, _ckpt: reports.append(metrics),
+               hooks={FAIL_MEMBER: {failing: 18}, POISON_MEMBER: {diverging: 10}})
+    trial = _TuneTrial(trial_id="t0", config={"pack": pack.to_dict()}, local_experiment_path=str(tmp_path / "exp"),
+                       remote_experiment_path="mem://exp")
+    rec = Recorder()
+    fan = FanOut([rec])
+    fan.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for i, metrics in enumerate(reports, 1):
+        fan.on_trial_result(iteration=i, trials=[trial], trial=trial, result={**metrics, "training_iteration": i})
+    fan.on_trial_complete(iteration=len(reports) + 1, trials=[trial], trial=trial)
+    runs = rec.runs
+    assert {m: (r["end"], [x["step"] for x in r["results"]]) for m, r in runs.items()} == {
+        failing: ("error", [10, 18]), diverging: ("error", [10, 18]), **{m: ("complete", SCHEDULE) for m in healthy}}
+    for m, status in ((failing, "failed"), (diverging, "diverged")):
+        last = runs[m]["results"][-1]
+        assert last["status"] == status and not set(CURVE_METRICS) & set(last), (m, last)
+        assert last["timesteps_total"] == 18                         # TensorBoard's step axis, as every result's
+        assert set(CURVE_METRICS) <= set(runs[m]["results"][0])
+    assert all(set(CURVE_METRICS) <= set(x) and "status" not in x for m in healthy for x in runs[m]["results"])

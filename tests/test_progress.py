@@ -127,3 +127,23 @@ def test_progress_shows_trials_running_at_the_end_as_interrupted():
     lines = buf.getvalue().strip().splitlines()
     assert lines[1].startswith("[1/3] interrupted") and "step=40" in lines[1]
     assert "1 done, 0 failed, 1 interrupted, 1 not started" in lines[2]
+
+
+def test_pack_members_that_fail_or_diverge_are_failed_rows():
+    """A member whose entry in its pack's result is finished with status failed/diverged (sweeps.pack_trial) is a
+    failed row, one finished by its stop rule a done row; the rest go on."""
+    from sweeps.packing import MEMBERS_KEY, group_packs
+
+    (pack,) = group_packs(load_spec("tiny").trials(), 4)
+    trial = SimpleNamespace(trial_id="t0", config={"pack": pack.to_dict()}, last_result={}, status="RUNNING")
+    cb, _, _ = _progress(live=False)
+    cb.setup(total_num_samples=4)
+    cb.on_trial_start(0, [trial], trial)
+    a, b, c, d = pack.member_ids
+    members = {a: {"step": 18, "finished": True, "status": "failed"},
+               b: {"step": 18, "finished": True, "status": "diverged"},
+               c: {"step": 18, "copy_frac": 0.5, "finished": True, "status": "stopped"},
+               d: {"step": 18, "copy_frac": 0.1, "finished": False}}
+    cb.on_trial_result(1, [trial], trial, {"step": 18, MEMBERS_KEY: members})
+    counts = cb.counts()
+    assert (counts["failed"], counts["done"], counts["running"]) == (2, 1, 1)
