@@ -29,6 +29,10 @@ def apply(verbose: bool = False) -> None:
     Tune's console output."""
     for key, value in {**ENV, **({} if verbose else QUIET_ENV)}.items():
         os.environ.setdefault(key, value)
+    if verbose:     # a quiet run earlier in this process (a test, a notebook) must not silence Ray's processes now
+        for key, value in QUIET_ENV.items():
+            if os.environ.get(key) == value:
+                del os.environ[key]
     study_stop = logging.getLogger(OPTUNA_SEARCH_LOGGER)
     for f in [f for f in study_stop.filters if isinstance(f, _DropStudyStop)]:
         study_stop.removeFilter(f)

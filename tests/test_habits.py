@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import tomllib
 from argparse import Namespace
 from functools import partial
@@ -134,11 +133,15 @@ def _store_finished(spec: SweepSpec, ids: list[str]) -> None:
 
 
 def _no_ray(monkeypatch):
+    """Fail the test if `run` reaches run_sweep or ray.init (whether or not another test left a Ray running)."""
+    import ray
+
     import sweeps.runner
 
     def refuse(*a, **k):
         raise AssertionError("run_sweep (and so Ray) was started")
     monkeypatch.setattr(sweeps.runner, "run_sweep", refuse)
+    monkeypatch.setattr(ray, "init", refuse)
 
 
 def _args(**kw) -> Namespace:
@@ -183,7 +186,6 @@ def test_a_finished_grid_is_decided_from_the_store_before_ray(tmp_path, monkeypa
     console = Console(record=True, width=300)
     assert run(spec, _args(), console) is None
     assert console.export_text().strip() == f"tiny: all 4 trials are already finished in {spec.store}; nothing to run"
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 
 
 # ------------------------------------------------------------------------------------------- report --out

@@ -3,6 +3,7 @@ no Optuna Study.stop warning, no Tune banner (optuna-grid: the mode whose sample
 lets them through. Run again on the finished sweep, it decides from the store in one line, before Ray starts."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -45,3 +46,15 @@ def test_verbose_lets_the_libraries_speak(tmp_path):
     r = subprocess.run([str(MEMSWEEP), *args], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"\bINFO\b", r.stdout + r.stderr), r.stdout + r.stderr
+
+
+def test_verbose_after_a_quiet_run_in_the_same_process_unsilences_ray(monkeypatch):
+    """A quiet `run` earlier in a process (a test, a notebook) leaves RAY_LOGGER_LEVEL set; a --verbose run after it
+    must clear it, or the Ray processes it starts inherit the quiet level (seen in the full suite)."""
+    from sweeps import quiet
+
+    monkeypatch.delenv("RAY_LOGGER_LEVEL", raising=False)
+    quiet.apply(verbose=False)
+    assert {k: v for k, v in quiet.QUIET_ENV.items() if os.environ.get(k) == v} == quiet.QUIET_ENV
+    quiet.apply(verbose=True)
+    assert not any(k in os.environ for k in quiet.QUIET_ENV)
