@@ -114,12 +114,13 @@ def test_regime_counts_only_what_was_seen() -> None:
 
 
 def test_validate_warns_about_chance_and_says_how_to_lower_it(tmp_path, capsys) -> None:
-    """`memsweep validate regime grammar.v=8 grammar.n_c=4 grammar.m=8` prints the chance level 0.5 and what lowers
-    it, as a warning (it still validates); the regime preset itself (0.8%) prints none."""
+    """`memsweep validate regime grammar.v=8 grammar.n_c=4 grammar.m=8 grammar.s=2 grammar.L=3` prints the chance
+    level 0.5 and what lowers it, as a warning (it still validates); the regime preset itself (6e-5) prints none."""
     from sweeps.cli import main
 
     store = ["--store", str(tmp_path / "store")]
-    assert main(["validate", "regime", "grammar.v=8", "grammar.n_c=4", "grammar.m=8", *store]) == 0
+    assert main(["validate", "regime", "grammar.v=8", "grammar.n_c=4", "grammar.m=8", "grammar.s=2", "grammar.L=3",
+                 *store]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "warning" in out and "valid with probability 0.5 " in out and "v=16: 0.002" in out, out
     assert main(["validate", "regime", *store]) == 0

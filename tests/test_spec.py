@@ -16,7 +16,7 @@ from rhm import GrammarSpec, RuleDist
 from sweeps.spec import (SpecError, SweepSpec, TailSpec, TrialConfig, load_spec, preset_descriptions, preset_names,
                          preset_path)
 
-PRESETS = ("demo", "depth", "paper", "regime", "study", "tiny")
+PRESETS = ("demo", "depth", "paper", "regime", "study", "tails", "tiny")
 
 
 @functools.lru_cache(maxsize=None)
@@ -112,13 +112,35 @@ def test_study_preset_has_tails_and_placements_at_matched_entropy():
 
 
 def test_regime_preset_sweeps_P_across_the_generalization_boundary():
+    """Sizes on both sides of the boundary (probes: memorize-only at P <= 256, the window from 512), two grammar and
+    two data seeds, a validity check far above chance, T at most a quarter of the language (uniform rules: p(T) =
+    P / P_max; the report flags p(T) > 0.5), and trials that stop at memorization (theta 0.5, 2 evaluations)."""
     spec = _preset("regime")
     axes = dict(spec.axes)
     trials = spec.trials()
     assert {t.model.backbone for t in trials} == {"tree_conv"}
     assert max(axes["data.P"]) / min(axes["data.P"]) >= 8 and len(axes["grammar.seed"]) >= 2
-    assert all(t.P <= 0.01 * t.grammar.P_max for t in trials)
-    assert all(t.theta_stop is not None and t.stop_metric == "mem_twin" for t in trials)
+    assert len(axes["seed"]) >= 2 and sum(P >= 512 for P in axes["data.P"]) >= 3
+    assert all(t.P <= 0.25 * t.grammar.P_max and t.grammar.chance_valid < 1e-3 for t in trials)
+    assert all(t.theta_stop == 0.5 and t.stop_metric == "mem_twin" for t in trials)
+
+
+def test_tails_preset_has_a_fat_and_a_thin_tail_and_a_placement_pair_at_matched_entropy():
+    """In the regime preset's grammar shape: uniform, a fat (power a = 1) and a thin (exponential) tail within 1% of
+    each other's H(x), and the placement pair (fat at the root production vs fat at the 3 below it) with H(x) equal
+    within 1% and opposite entropy tilts, from each trial's own grammar."""
+    spec, regime = _preset("tails"), _preset("regime")
+    trials = spec.trials()
+    assert {(t.grammar.v, t.grammar.n_c, t.grammar.m, t.grammar.s, t.grammar.L) for t in trials} == \
+        {(g.v, g.n_c, g.m, g.s, g.L) for g in (t.grammar for t in regime.trials())}
+    by_label = {t.tail.label: t.grammar for t in trials}
+    fat, thin = by_label["power(a=1)"], by_label["exp(xi=3)"]
+    assert abs(fat.entropy / thin.entropy - 1) < 0.01 and thin.levels[0].family == "exp"
+    placed = [g for lab, g in by_label.items() if "@" in lab]
+    by_tilt = {g.entropy_tilt > 0: g for g in placed}
+    assert set(by_tilt) == {True, False}
+    assert abs(by_tilt[True].entropy / by_tilt[False].entropy - 1) < 0.01
+    assert all(t.grammar.m >= 6 for t in trials)
 
 
 def test_tiny_preset_is_tiny():
