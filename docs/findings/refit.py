@@ -3,7 +3,8 @@ sweep): a reader can check the page's numbers, and any other analysis of them, f
 
 Reads, per sweep folder: onsets_trials.csv (docs/findings/trials.py), memorder_trials.csv, slop_trials.csv and
 flags.csv (the report's; flagged trials stay out of the laws and by-P cells, as there). Writes into OUT/<sweep>/ the files run.sh makes from the store, with the same calls:
-laws.csv (the report's laws), laws_copy_frac.csv, memorder.csv, slop.csv, by_p.csv (regime, study),
+laws.csv (the report's laws), laws_copy_frac.csv, memorder.csv, slop.csv, by_p.csv (regime, tails, study),
+window_cells.csv, window_laws.csv and window_pooled.csv (regime, tails),
 laws_covariates.csv and placement.csv (study, when its placement tails are there).
 
     .venv/bin/python docs/findings/refit.py docs/findings OUT [SWEEP ...]
@@ -25,10 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import by_p  # noqa: E402
 import placement  # noqa: E402
+import window  # noqa: E402
 from analysis import fits, flags, memorder, onset, slop  # noqa: E402
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC  # noqa: E402
 
-BY_P_SWEEPS = ("regime", "study")
+BY_P_SWEEPS = ("regime", "tails", "study")
+WINDOW_SWEEPS = ("regime", "tails")
 COVARIATES = ("entropy", "entropy_tilt")
 
 
@@ -67,6 +70,8 @@ def refit(folder: Path, out: Path) -> list[str]:
         written["slop.csv"] = slop.pool_trial_slop(slop_trials)
     if folder.name in BY_P_SWEEPS and order_trials is not None:
         written["by_p.csv"] = by_p.cells(_metric(ons, DEFAULT_MEM_METRIC, (by_p.THETA,)), order_trials, slop_trials)
+    if folder.name in WINDOW_SWEEPS:
+        written.update(window.tables(ons, order_trials, slop_trials))
     if folder.name == "study":
         written["laws_covariates.csv"] = fits.fit_laws(_metric(ons, DEFAULT_MEM_METRIC, (0.1, 0.5)),
                                                        theta=[0.1, 0.5], covariates=COVARIATES)

@@ -16,16 +16,18 @@ cd "$(dirname "$0")/../.."
 M=.venv/bin/memsweep
 P=.venv/bin/python
 OUT=${FINDINGS_OUT:-docs/findings}
-for sweep in ${FINDINGS_SWEEPS:-regime study depth}; do
-  if [ "$sweep" = regime ]; then over=(); else over=("$@"); fi
+for sweep in ${FINDINGS_SWEEPS:-regime tails study depth}; do
+  case "$sweep" in regime|tails) over=() ;; *) over=("$@") ;; esac
   $M run "$sweep" ${over[@]+"${over[@]}"} --workers 2 --resume --no-progress
   $M report "runs/$sweep/store" --out "$OUT/$sweep"
   $M fit "runs/$sweep/store" --theta 0.1 --theta 0.5 --theta 0.9 --metric copy_frac --no-nulls \
     --out "$OUT/$sweep/laws_copy_frac.csv"
   $P docs/findings/trials.py "runs/$sweep/store" "$OUT/$sweep/onsets_trials.csv"
   case "$sweep" in
-    regime) $P docs/findings/by_p.py runs/regime/store "$OUT/regime/by_p.csv"
-            $P docs/findings/maxima.py runs/regime/store "$OUT/regime/maxima.csv" ;;
+    regime|tails)
+            $P docs/findings/by_p.py "runs/$sweep/store" "$OUT/$sweep/by_p.csv"
+            $P docs/findings/window.py "runs/$sweep/store" "$OUT/$sweep"
+            $P docs/findings/maxima.py "runs/$sweep/store" "$OUT/$sweep/maxima.csv" ;;
     study)  $M fit runs/study/store --theta 0.1 --theta 0.5 --covariate entropy --covariate entropy_tilt --no-nulls \
               --out "$OUT/study/laws_covariates.csv"
             $P docs/findings/by_p.py runs/study/store "$OUT/study/by_p.csv"
@@ -33,4 +35,4 @@ for sweep in ${FINDINGS_SWEEPS:-regime study depth}; do
   esac
 done
 # every law and pooled number again, from the per-trial CSVs alone; exits 1 where one does not agree
-$P docs/findings/refit.py "$OUT" runs/findings-refit ${FINDINGS_SWEEPS:-regime study depth}
+$P docs/findings/refit.py "$OUT" runs/findings-refit ${FINDINGS_SWEEPS:-regime tails study depth}

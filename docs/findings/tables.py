@@ -1,0 +1,131 @@
+"""The findings page's tables, rendered from the committed CSVs: the page quotes them between markers
+
+    <!-- table regime/window_cells -->
+    ...
+    <!-- /table -->
+
+so every number in them comes from a file (and, through docs/findings/refit.py, from the per-trial rows).
+`tables.py FINDINGS_DIR PAGE` exits 1 naming each block that differs from what the CSVs give; `--write` rewrites
+the blocks in place. tests/test_findings_page.py renders them from the refit of the committed rows and compares.
+"""
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import refit  # noqa: E402 (its read_csv keeps labels as text)
+
+BLOCK = re.compile(r"(<!-- table (\S+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def _n(v: object, digits: int = 2) -> str:
+    """A number for the page: '-' for missing, thousands with commas for large values."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    v = float(v)
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:+.{digits}f}" if digits and v < 0 else f"{v:.{digits}f}"
+
+
+def _ci(r: dict, k: str, digits: int = 2) -> str:
+    """`value [lo, hi]`, or the value with 'no interval' when the bootstrap gave none."""
+    lo, hi = r.get(f"{k}_lo"), r.get(f"{k}_hi")
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+        return f"{_n(r.get(k), digits)} (no interval)"
+    return f"{_n(r.get(k), digits)} [{_n(lo, digits)}, {_n(hi, digits)}]"
+
+
+def _md(head: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def _rows(path: Path) -> list[dict]:
+    return refit.read_csv(path).to_pylist()
+
+
+def window_cells(folder: Path) -> str:
+    """Per (tail, P): trials and the window counts, medians of the observed onsets."""
+    rows = [[r["tail"], f"{r['P']:,}", f"{r['generalized']} of {r['n']}", f"{r['memorized']} of {r['n']}",
+             f"**{r['window']} of {r['n']}**", f"{r['gen_mem_censored']} of {r['n']}", _n(r["tau_gen_median"]),
+             _n(r["tau_mem_median"])] for r in _rows(folder / "window_cells.csv")]
+    return _md(["tail", "P", "tau_gen observed", "tau_mem observed", "both, tau_gen < tau_mem",
+                "generalized, tau_mem censored", "median tau_gen", "median tau_mem"], rows)
+
+
+def window_laws(folder: Path) -> str:
+    """The arms' laws: per group the exponent; per tail its shift against the reference (log tau, equal P)."""
+    out = []
+    for r in _rows(folder / "window_laws.csv"):
+        what = {"group": f"{r['tail']}: beta", "joint": "all tails: common beta",
+                "placement-joint": "placement pair: common beta"}.get(r["scope"])
+        if what is not None:
+            val = _ci(r, "beta")
+        elif r["scope"] in ("shift", "placement-shift") and r["tail"] != r["reference"]:
+            what = f"{r['tail']}: log(tau / tau of {r['reference']})"
+            val = _ci(r, "shift") if r.get("status") != "undetermined" else f"undetermined ({r.get('reason')})"
+        else:
+            continue
+        counts = (f"{r['n_obs']} observed, {r['n_cens']} censored" if r.get("n_obs") is not None else "")
+        out.append([r["arm"], f"tau_{r['onset']}", what, val, counts,
+                    "-" if r.get("n_clusters") is None else str(r["n_clusters"])])
+    return _md(["arm", "onset", "statistic", "estimate [95% CI]", "trials", "clusters"], out)
+
+
+def _mean_ci(r: dict, k: str) -> str:
+    """`<k>_mean [<k>_lo, <k>_hi]` (the pooled tables' naming)."""
+    return _ci({"v": r.get(f"{k}_mean"), "v_lo": r.get(f"{k}_lo"), "v_hi": r.get(f"{k}_hi")}, "v")
+
+
+def window_pooled(folder: Path) -> str:
+    """Order beside its three nulls and slop against the grammar and against T, per (tail, arm)."""
+    out = [[r["tail"], r["arm"], _n(r["rho_proto_mean"]), _mean_ci(r, "rho_proto_vol_excess"),
+            _mean_ci(r, "rho_proto_excess"), _mean_ci(r, "rho_proto_emp_excess"), _ci(r, "overprod_before_excess"),
+            _ci(r, "overprod_train_before_excess"), "-" if r.get("n_before") is None else str(r["n_before"])]
+           for r in _rows(folder / "window_pooled.csv")]
+    return _md(["tail", "arm", "rho (proto, first copy)", "minus volume-matched null", "minus grammar null",
+                "minus empirical-grammar null", "slop before tau_mem minus its null (vs grammar)",
+                "slop vs T's frequencies minus the grammar's", "trials (slop)"], out)
+
+
+RENDER: dict[str, Callable[[Path], str]] = {"window_cells": window_cells, "window_laws": window_laws,
+                                            "window_pooled": window_pooled}
+
+
+def render(findings: Path, name: str) -> str:
+    """The block `name` ("<sweep>/<table>") from the CSVs under `findings`; KeyError names the known tables."""
+    sweep, table = name.split("/", 1)
+    if table not in RENDER:
+        raise KeyError(f"unknown table {table!r} in block {name!r}; known: {', '.join(RENDER)}")
+    return RENDER[table](findings / sweep)
+
+
+def check(findings: Path, page: Path, write: bool = False) -> list[str]:
+    """Names of the page's blocks that differ from the CSVs (rewritten in place with `write`)."""
+    text, bad = page.read_text(), []
+
+    def sub(m: re.Match) -> str:
+        new = render(findings, m.group(2))
+        if new != m.group(3):
+            bad.append(m.group(2))
+        return m.group(1) + new + m.group(4)
+
+    out = BLOCK.sub(sub, text)
+    if write and out != text:
+        page.write_text(out)
+    return bad
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--write"]
+    if len(args) != 2:
+        sys.exit("usage: tables.py FINDINGS_DIR PAGE [--write]")
+    differ = check(Path(args[0]), Path(args[1]), write="--write" in sys.argv)
+    for name in differ:
+        print(f"{name}: {'rewritten' if '--write' in sys.argv else 'differs from the CSVs'}")
+    sys.exit(1 if differ and "--write" not in sys.argv else 0)
