@@ -4,7 +4,8 @@ sweep): a reader can check the page's numbers, and any other analysis of them, f
 Reads, per sweep folder: onsets_trials.csv (docs/findings/trials.py), memorder_trials.csv, slop_trials.csv and
 flags.csv (the report's; flagged trials stay out of the laws and by-P cells, as there). Writes into OUT/<sweep>/ the files run.sh makes from the store, with the same calls:
 laws.csv (the report's laws), laws_copy_frac.csv, memorder.csv, slop.csv, by_p.csv (regime, tails, study),
-window_cells.csv, window_laws.csv and window_pooled.csv (regime, tails),
+window_cells.csv, window_laws.csv and window_pooled.csv (regime, tails), and overest_auc.csv, overest_phase.csv
+and overest_severity.csv where the folder has overest_trials.csv (docs/findings/overest.py),
 laws_covariates.csv and placement.csv (study, when its placement tails are there).
 
     .venv/bin/python docs/findings/refit.py docs/findings OUT [SWEEP ...]
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import by_p  # noqa: E402
 import placement  # noqa: E402
+import overest  # noqa: E402
 import window  # noqa: E402
 from analysis import fits, flags, memorder, onset, slop  # noqa: E402
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC  # noqa: E402
@@ -72,6 +74,11 @@ def refit(folder: Path, out: Path) -> list[str]:
         written["by_p.csv"] = by_p.cells(_metric(ons, DEFAULT_MEM_METRIC, (by_p.THETA,)), order_trials, slop_trials)
     if folder.name in WINDOW_SWEEPS:
         written.update(window.tables(ons, order_trials, slop_trials))
+    if (folder / "overest_trials.csv").exists():
+        import pandas as pd
+        frames = [pd.read_csv(folder / f"overest_{k}.csv") for k in ("cells", "trials", "curves")]
+        written.update({name: pa.Table.from_pandas(df, preserve_index=False)
+                        for name, df in overest.pooled(*frames).items()})
     if folder.name == "study":
         written["laws_covariates.csv"] = fits.fit_laws(_metric(ons, DEFAULT_MEM_METRIC, (0.1, 0.5)),
                                                        theta=[0.1, 0.5], covariates=COVARIATES)
