@@ -27,6 +27,7 @@ for sweep in ${FINDINGS_SWEEPS:-regime tails study depth}; do
     regime|tails)
             $P docs/findings/by_p.py "runs/$sweep/store" "$OUT/$sweep/by_p.csv"
             $P docs/findings/window.py "runs/$sweep/store" "$OUT/$sweep"
+            $P docs/findings/window_curves.py "runs/$sweep/store" "$OUT/$sweep/window_curves.png"
             $P docs/findings/maxima.py "runs/$sweep/store" "$OUT/$sweep/maxima.csv"
             if [ "$sweep" = regime ]; then $P docs/findings/overest.py runs/regime/store "$OUT/regime"; fi ;;
     study)  $M fit runs/study/store --theta 0.1 --theta 0.5 --covariate entropy --covariate entropy_tilt --no-nulls \
