@@ -27,9 +27,11 @@ def _n(v: object, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     v = float(v)
+    if round(v, digits) == 0:
+        v = 0.0                                     # no "-0.00"
     if abs(v) >= 1000:
         return f"{v:,.0f}"
-    return f"{v:+.{digits}f}" if digits and v < 0 else f"{v:.{digits}f}"
+    return f"{v:.{digits}f}"
 
 
 def _ci(r: dict, k: str, digits: int = 2) -> str:
@@ -93,8 +95,36 @@ def window_pooled(folder: Path) -> str:
                 "slop vs T's frequencies minus the grammar's", "trials (slop)"], out)
 
 
-RENDER: dict[str, Callable[[Path], str]] = {"window_cells": window_cells, "window_laws": window_laws,
-                                            "window_pooled": window_pooled}
+def overest_auc(folder: Path) -> str:
+    """AUC by lead bin and arm: the exact-reference score, the reference-free loss, prototypicality (null 0.5)."""
+    out = [[r["arm"], _n(r["lead_bin"], 1), str(r["cells"]), f"{r['trials']} ({r['clusters']})",
+            _ci(r, "auc_o"), _ci(r, "auc_model_logp"), _ci(r, "auc_proto"), _ci(r, "auc_o_minus_logp")]
+           for r in _rows(folder / "overest_auc.csv")]
+    return _md(["arm", "lead (from)", "cells", "trials (clusters)", "AUC of o (exact reference)",
+                "AUC of model log-prob (reference-free)", "AUC of prototypicality", "o minus reference-free"], out)
+
+
+def overest_phase(folder: Path) -> str:
+    """Overestimation gap, entropy excess and collapse difference at two moments of each trial, per arm."""
+    out = [[r["arm"], r["moment"], f"{r['trials']} ({r['clusters']})", _n(r["median_step_over_tau_mem"]),
+            _ci(r, "overest_gap", 3), _ci(r, "entropy_excess", 3), _ci(r, "collapse_diff", 3)]
+           for r in _rows(folder / "overest_phase.csv")]
+    return _md(["arm", "moment", "trials (clusters)", "median step / tau_mem",
+                "overest gap, train - held-out (null 0)", "entropy excess, grammar - model (null 0)",
+                "collapse, model - grammar-faithful (null 0)"], out)
+
+
+def overest_severity(folder: Path) -> str:
+    """Spearman rho between early overestimation gap and later mem_twin, across trials."""
+    out = [[r["scope"], f"{r['trials']} ({r['clusters']})", _ci(r, "rho"),
+            f"gap at the first probe >= {r['early_step']:,.0f} steps; mem_twin {r['lead']:g}x later"]
+           for r in _rows(folder / "overest_severity.csv")]
+    return _md(["trials", "n (clusters)", "Spearman rho [95% CI] (null 0)", "what"], out)
+
+
+RENDER: dict[str, Callable[[Path], str]] = {
+    "window_cells": window_cells, "window_laws": window_laws, "window_pooled": window_pooled,
+    "overest_auc": overest_auc, "overest_phase": overest_phase, "overest_severity": overest_severity}
 
 
 def render(findings: Path, name: str) -> str:

@@ -1,0 +1,46 @@
+"""docs/findings.md against the committed per-trial files: refit.py recomputes every pooled file of the regime and
+tails folders from their per-trial CSVs (and must agree with the files made from the store), and every table the
+page quotes between `<!-- table ... -->` markers is exactly what tables.py renders from those refit files."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FINDINGS = ROOT / "docs" / "findings"
+SWEEPS = ("regime", "tails")
+
+
+def _script(name: str):
+    sys.path.insert(0, str(FINDINGS))
+    spec = importlib.util.spec_from_file_location(f"findings_{name}", FINDINGS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_page_tables_are_the_refit_of_the_committed_rows(tmp_path, capsys):
+    present = [s for s in SWEEPS if (FINDINGS / s / "onsets_trials.csv").exists()]
+    if not present:
+        pytest.skip("no committed per-trial rows for the regime or tails sweeps")
+    refit, tables = _script("refit"), _script("tables")
+    assert refit.main(str(FINDINGS), str(tmp_path / "refit"), present) == 0, capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "DIFFERS" not in said and said.count("refit agrees") >= 6, said
+    page = tmp_path / "findings.md"
+    shutil.copy(ROOT / "docs" / "findings.md", page)
+    blocks = tables.BLOCK.findall(page.read_text())
+    assert {b[1].split("/")[0] for b in blocks} >= set(present), "the page quotes no table of a committed sweep"
+    assert tables.check(tmp_path / "refit", page) == []
+    # the check can fail: a changed per-trial row changes the page's table
+    first = blocks[0][1]
+    sweep = first.split("/")[0]
+    rows = (tmp_path / "refit" / sweep / f"{first.split('/')[1]}.csv")
+    text = rows.read_text().splitlines()
+    text[1] = text[1].replace("4", "3", 1)
+    rows.write_text("\n".join(text) + "\n")
+    assert first in tables.check(tmp_path / "refit", page)
