@@ -59,14 +59,14 @@ def differing_settings(trials: pa.Table, groups: dict[str | None, list[int]]) ->
 
 def _note(sweep: str, trials: pa.Table, groups: dict[str | None, list[int]], pool: bool) -> str:
     """One sentence: the sweep, its keys with trial counts, the settings that differ, where the specs are."""
-    copies = _keys_of(trials, "spec_copy", groups)
+    copies = _distinct(trials, "spec_copy", groups)
     parts = [f"{spec_label(sweep, k)} ({len(rows)} trial(s)"
              + (", written before trials recorded their spec" if k is None else "") + ")" for k, rows in groups.items()]
     diff = differing_settings(trials, groups)
     shown = "; ".join(diff[:SHOWN_SETTINGS]) + (f"; and {len(diff) - SHOWN_SETTINGS} more" if len(diff) >
                                                  SHOWN_SETTINGS else "")
-    what = (f"they differ in {shown}" if diff else "no recorded setting tells them apart (the axes the specs "
-            "name, or the spec of trials written before it was recorded, may)")
+    what = (f"they differ in {shown}" if diff else "no fixed setting in the trials table tells them apart (they may "
+            "differ in which settings are axes; trials of an unknown spec may not differ at all)")
     files = [f"_specs/{sweep}-{c}.yaml" for c in copies if c]
     where = f"; their effective specs are in the store's {', '.join(files)}" if files else ""
     how = ("pooled as asked (--pool-specs)" if pool else
@@ -75,7 +75,7 @@ def _note(sweep: str, trials: pa.Table, groups: dict[str | None, list[int]], poo
             f"{what}{where}")
 
 
-def _keys_of(trials: pa.Table, column: str, groups: dict[str | None, list[int]]) -> list[str | None]:
+def _distinct(trials: pa.Table, column: str, groups: dict[str | None, list[int]]) -> list[str | None]:
     """The distinct values of `column` over the trials of the groups, in first-seen order."""
     if column not in trials.column_names:
         return []
@@ -94,9 +94,11 @@ def split_specs(trials: pa.Table, pool: bool = False) -> tuple[pa.Table, list[st
         return trials, notes
     label = {i: spec_label(sw, key) for sw, groups in found.items() for key, rows in groups.items() for i in rows}
     out = trials
-    for column, relabel in (("sweep", lambda i, v: label[i]), ("tail", lambda i, v: f"{v} ({label[i]})")):
-        if column in out.column_names:
-            values = [v if i not in label else relabel(i, v) for i, v in enumerate(out.column(column).to_pylist())]
-            out = out.set_column(out.column_names.index(column), column, pa.array(values, pa.string()))
+    if "sweep" in out.column_names:
+        sweeps = [label.get(i, v) for i, v in enumerate(out.column("sweep").to_pylist())]
+        out = out.set_column(out.column_names.index("sweep"), "sweep", pa.array(sweeps, pa.string()))
+    if "tail" in out.column_names:
+        tails = [f"{v} ({label[i]})" if i in label else v for i, v in enumerate(out.column("tail").to_pylist())]
+        out = out.set_column(out.column_names.index("tail"), "tail", pa.array(tails, pa.string()))
     return out, notes
 

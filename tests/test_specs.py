@@ -110,7 +110,7 @@ def test_a_store_without_the_spec_column_loads_as_one_unknown_spec(tmp_path):
         f"uniform ({SWEEP}@unknown)": 15, f"uniform ({SWEEP}@bbbb0002)": 15}
     (note,) = analysed(mixed.read("trials"))[1]
     assert f"{SWEEP}@unknown (15 trial(s), written before trials recorded their spec)" in note
-    assert "no recorded setting tells them apart" in note
+    assert "no fixed setting in the trials table tells them apart" in note
 
 
 def test_report_and_fit_cli_keep_specs_apart_unless_pooled(tmp_path, capsys):
@@ -135,3 +135,20 @@ def test_report_and_fit_cli_keep_specs_apart_unless_pooled(tmp_path, capsys):
     assert main(["fit", st.uri, "--no-nulls", "--pool-specs"]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert f"{SWEEP}@aaaa0001)" not in printed and "pooled as asked (--pool-specs)" in printed
+
+
+def test_the_joint_law_of_kept_apart_groups_still_takes_a_uniform_group_as_reference():
+    from analysis.fits import fit_laws
+    from analysis.onset import onsets_from_tables
+    from analysis.specs import split_specs
+
+    tb = synthetic_tables(tails=("uniform", "power(a=1)"), Ls=(2,), Ps=PS, n_seeds=2, budget=200_000, n_evals=20,
+                          detail_trials=0)
+    t = tb["trials"]
+    keys = ["aaaa0001" if i % 2 else "bbbb0002" for i in range(t.num_rows)]
+    t = t.append_column("sweep", pa.array([SWEEP] * t.num_rows)).append_column("spec", pa.array(keys))
+    trials, _ = split_specs(t)
+    laws = fit_laws(onsets_from_tables(trials, tb["curves"], (0.5,)), theta=0.5, n_boot=0)
+    joint = laws.filter(pc.and_(pc.equal(laws.column("scope"), "joint"), pc.equal(laws.column("onset"), "mem")))
+    # 4 groups; "power(a=1) (...)" sorts first, the uniform group is the reference all the same
+    assert joint.column("reference").to_pylist() == [f"uniform ({SWEEP}@aaaa0001) L=2"]
