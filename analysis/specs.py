@@ -4,7 +4,8 @@
 The one home of that rule: `analysis.onset.analysed` applies it to the trials `fit` and `report` read. A sweep
 whose trials carry more than one key has each trial relabeled `sweep` = `<sweep>@<key>` and `tail` (the group label
 that laws, order, slop and the figures pool by, with L) = `<tail> (<sweep>@<key>)`, so no table pools them.
-Trials of a store written before the column (null `spec`) count as one unknown spec.
+Trials of a store written before the column (null `spec`) count as one unknown spec, unless no recorded setting
+tells them from exactly one known key of their sweep (an older store resumed with the same spec): then as that key.
 """
 from __future__ import annotations
 
@@ -83,22 +84,40 @@ def _distinct(trials: pa.Table, column: str, groups: dict[str | None, list[int]]
     return list(dict.fromkeys(values[i] for rows in groups.values() for i in rows))
 
 
+def _adopt_unknown(sweep: str, trials: pa.Table, groups: dict[str | None, list[int]]
+                   ) -> tuple[dict[str | None, list[int]], str | None]:
+    """Trials of an unknown spec (written before the column) join the one known key from which no recorded setting
+    (`cfg.*`: every per-trial value) tells them apart, e.g. an older store resumed with the same spec; (the groups,
+    a note saying so, or None when none or several keys match)."""
+    if None not in groups:
+        return groups, None
+    match = [k for k in groups if k is not None and not differing_settings(trials, {None: groups[None], k: groups[k]})]
+    if len(match) != 1:
+        return groups, None
+    out = {k: rows for k, rows in groups.items() if k is not None}
+    out[match[0]] = sorted(out[match[0]] + groups[None])
+    return out, (f"sweep {sweep!r}: {len(groups[None])} trial(s) written before trials recorded their spec count as "
+                 f"{spec_label(sweep, match[0])}: no recorded setting tells them apart")
+
+
 def split_specs(trials: pa.Table, pool: bool = False) -> tuple[pa.Table, list[str]]:
     """(the trials with each sweep of several spec keys relabeled per key, unless `pool`; one note per such sweep
-    naming its keys, trial counts and the settings that differ)."""
-    found = spec_groups(trials)
-    if not found:
-        return trials, []
-    notes = [_note(sw, trials, groups, pool) for sw, groups in found.items()]
-    if pool:
-        return trials, notes
-    label = {i: spec_label(sw, key) for sw, groups in found.items() for key, rows in groups.items() for i in rows}
+    naming its keys, trial counts and the settings that differ). Trials of an unknown spec join the one known key
+    they cannot be told from (`_adopt_unknown`), else they are a spec of their own."""
+    notes: list[str] = []
+    label: dict[int, str] = {}
+    for sw, groups in spec_groups(trials).items():
+        groups, adopted = _adopt_unknown(sw, trials, groups)
+        notes += [adopted] if adopted else []
+        if len(groups) > 1:
+            notes.append(_note(sw, trials, groups, pool))
+            if not pool:
+                label.update({i: spec_label(sw, key) for key, rows in groups.items() for i in rows})
     out = trials
-    if "sweep" in out.column_names:
+    if label and "sweep" in out.column_names:
         sweeps = [label.get(i, v) for i, v in enumerate(out.column("sweep").to_pylist())]
         out = out.set_column(out.column_names.index("sweep"), "sweep", pa.array(sweeps, pa.string()))
-    if "tail" in out.column_names:
+    if label and "tail" in out.column_names:
         tails = [f"{v} ({label[i]})" if i in label else v for i, v in enumerate(out.column("tail").to_pylist())]
         out = out.set_column(out.column_names.index("tail"), "tail", pa.array(tails, pa.string()))
     return out, notes
-

@@ -104,13 +104,19 @@ def test_a_store_without_the_spec_column_loads_as_one_unknown_spec(tmp_path):
     assert trials.column("spec").null_count == trials.num_rows                   # read as nulls, no crash
     assert _groups(fit_store(old, sweep=SWEEP, thetas=(0.5,), n_boot=20)) == {"uniform": 30}
     assert analysed(trials)[1] == []
-    # an old store resumed by this version: the trials written before count as one unknown spec, said so
-    mixed = _store(tmp_path / "mixed", _planted("a", 3.0, 1e-3, None), _planted("b", 3.0, 1e-3, "bbbb0002"))
-    assert _groups(fit_store(mixed, sweep=SWEEP, thetas=(0.5,), n_boot=20)) == {
+    # an old store resumed by this version with the same spec: no recorded setting tells the old trials from the
+    # new key, so they count as it (said so); resumed after editing lr: the old trials are one unknown spec, apart
+    same = _store(tmp_path / "same", _planted("a", 3.0, 1e-3, None), _planted("b", 3.0, 1e-3, "bbbb0002"))
+    assert _groups(fit_store(same, sweep=SWEEP, thetas=(0.5,), n_boot=20)) == {"uniform": 30}
+    assert analysed(same.read("trials"))[1] == [f"sweep {SWEEP!r}: 15 trial(s) written before trials recorded "
+                                                f"their spec count as {SWEEP}@bbbb0002: no recorded setting tells "
+                                                "them apart"]
+    edited = _store(tmp_path / "edited", _planted("a", 3.0, 1e-3, None), _planted("b", 1.5, 1e-2, "bbbb0002"))
+    assert _groups(fit_store(edited, sweep=SWEEP, thetas=(0.5,), n_boot=20)) == {
         f"uniform ({SWEEP}@unknown)": 15, f"uniform ({SWEEP}@bbbb0002)": 15}
-    (note,) = analysed(mixed.read("trials"))[1]
+    (note,) = analysed(edited.read("trials"))[1]
     assert f"{SWEEP}@unknown (15 trial(s), written before trials recorded their spec)" in note
-    assert "no fixed setting in the trials table tells them apart" in note
+    assert "train.lr: 0.001 / 0.01" in note
 
 
 def test_report_and_fit_cli_keep_specs_apart_unless_pooled(tmp_path, capsys):
