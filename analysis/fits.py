@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from scipy import optimize, special, stats
 
 from analysis.onset import DEFAULT_THETAS, onsets as _onsets
+from analysis.specs import base_tail
 from analysis.covariates import covariate_matrix, fit_covariates
 from analysis.stats import MIN_CLUSTERS, cluster_codes, cluster_weights
 from analysis.tobit import LEVEL, design, newton, pct, start, wald
@@ -293,7 +294,7 @@ def _group_label(tail: str, L: int) -> str:
 
 
 def _reference(groups: list[tuple[str, int]]) -> int:
-    uni = [i for i, (t, _) in enumerate(groups) if t == "uniform"]
+    uni = [i for i, (t, _) in enumerate(groups) if base_tail(t) == "uniform"]
     if uni:
         return min(uni, key=lambda i: groups[i][1])
     return 0
@@ -395,9 +396,11 @@ def fit_laws(onsets_table: pa.Table, theta: float | Sequence[float] | None = 0.5
 
 def fit_store(store_or_uri: Any, sweep: str | None = None, thetas: Sequence[float] = DEFAULT_THETAS,
               metric: str = DEFAULT_MEM_METRIC, n_boot: int = 200, gen_metric: str | None = DEFAULT_GEN_METRIC,
-              seed: int = 0) -> pa.Table:
-    """Onsets from the store, then ``fit_laws`` for every threshold (tau_mem and tau_gen): the laws table."""
-    ons = _onsets(store_or_uri, sweep=sweep, thetas=thetas, metric=metric, gen_metric=gen_metric)
+              seed: int = 0, pool_specs: bool = False) -> pa.Table:
+    """Onsets from the store, then ``fit_laws`` for every threshold (tau_mem and tau_gen): the laws table. A
+    sweep's trials of different effective specs are separate groups unless `pool_specs` (``analysis.specs``)."""
+    ons = _onsets(store_or_uri, sweep=sweep, thetas=thetas, metric=metric, gen_metric=gen_metric,
+                  pool_specs=pool_specs)
     return fit_laws(ons, theta=None, n_boot=n_boot, seed=seed)
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC
+from analysis.specs import split_specs
 from analysis.stats import with_clusters
 
 DEFAULT_THETAS: tuple[float, ...] = (0.1, 0.5, 0.9)
@@ -219,10 +220,11 @@ def _open_store(store_or_uri: Any):
 LEFT_OUT_STATUSES = ("failed", "diverged")
 
 
-def analysed(trials: pa.Table) -> tuple[pa.Table, list[str]]:
-    """(the trials an analysis uses, one line per status left out naming its trials and why)."""
+def analysed(trials: pa.Table, pool_specs: bool = False) -> tuple[pa.Table, list[str]]:
+    """(the trials an analysis uses, one line per status left out naming its trials and why, and one per sweep
+    whose trials come from several effective specs: kept apart unless `pool_specs`, `analysis.specs`)."""
     if trials.num_rows == 0 or "status" not in trials.column_names:
-        return trials, []
+        return split_specs(trials, pool_specs)
     status = trials.column("status")
     notes = []
     for st in LEFT_OUT_STATUSES:
@@ -232,17 +234,18 @@ def analysed(trials: pa.Table) -> tuple[pa.Table, list[str]]:
             more = f"; and {len(rows) - 5} more" if len(rows) > 5 else ""
             notes.append(f"left out {len(rows)} {st} trial(s): {why}{more}")
     keep = pc.invert(pc.is_in(status, value_set=pa.array(LEFT_OUT_STATUSES)))
-    return trials.filter(pc.fill_null(keep, True)), notes
+    kept, apart = split_specs(trials.filter(pc.fill_null(keep, True)), pool_specs)
+    return kept, notes + apart
 
 
 def onsets(store: Any, sweep: str | None = None, thetas: Sequence[float] = DEFAULT_THETAS,
            metric: str = DEFAULT_MEM_METRIC, gen_metric: str | None = DEFAULT_GEN_METRIC,
-           consecutive: int = DEFAULT_CONSECUTIVE) -> pa.Table:
+           consecutive: int = DEFAULT_CONSECUTIVE, pool_specs: bool = False) -> pa.Table:
     """Onset table (see ``onsets_from_tables``) read from a store, for one sweep or all; failed and diverged trials
-    left out (``analysed``)."""
+    left out and a sweep's effective specs kept apart unless `pool_specs` (``analysed``)."""
     st = _open_store(store)
     trials = st.read("trials", sweep=sweep)
-    kept, _ = analysed(trials)
+    kept, _ = analysed(trials, pool_specs)
     cols = ["trial_id", "step", metric] + ([gen_metric] if gen_metric else [])
     cols += ["novel_valid_frac"] if gen_metric == "gen_share" else []     # to derive gen_share in older stores
     curves = st.read("curves", sweep=sweep, columns=list(dict.fromkeys(cols)))

@@ -82,12 +82,13 @@ SLOP_VIEW = ["tail", "L", "level", "n_before", "n_clusters_before", "overprod_be
 
 
 def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAULT_MEM_METRIC,
-                gen_metric: str = DEFAULT_GEN_METRIC) -> dict[str, pa.Table]:
-    """The store tables the report needs (only the columns it uses); tables a sweep never wrote are left out."""
+                gen_metric: str = DEFAULT_GEN_METRIC, pool_specs: bool = False) -> dict[str, pa.Table]:
+    """The store tables the report needs (only the columns it uses); tables a sweep never wrote are left out.
+    The trials are those `onset.analysed` keeps, a sweep's effective specs apart unless `pool_specs`."""
     st = onset._open_store(store_or_uri)
     cols = list(dict.fromkeys(["trial_id", "step", metric, gen_metric, "novel_valid_frac", "overprod",
                                "overprod_train", "slop_n"]))
-    trials, _ = onset.analysed(st.read("trials", sweep=sweep))     # failed and diverged trials left out
+    trials, _ = onset.analysed(st.read("trials", sweep=sweep), pool_specs)   # failed and diverged left out
     kept = trials.column("trial_id").combine_chunks()
     out = {"trials": trials, "curves": st.read("curves", sweep=sweep, columns=cols)}
     for name, cols in (("level_curves", slop.SLOP_COLUMNS), ("copies", None),
@@ -173,6 +174,17 @@ def status_line(trials: pa.Table) -> str:
     return f"Trials: {text}{hint}."
 
 
+def _notes_html(notes: Sequence[str]) -> str:
+    """The trials the analyses left out (failed, diverged) and the sweeps whose effective specs they keep apart
+    (or pooled), under their own heading: these are not store damage."""
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return (f"<h2>Trials left out or kept apart: {len(notes)} note(s)</h2><p>Failed and diverged trials are not in "
+            "the laws, the order and slop verdicts or the figures; a sweep's trials of different effective specs "
+            f"are separate groups unless pooled (--pool-specs).</p><ul class='small'>{items}</ul>")
+
+
 def _problems_html(problems: Sequence[str]) -> str:
     if not problems:
         return "<h2>Store</h2><p>Every store fragment was read; none was skipped.</p>"
@@ -227,10 +239,11 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
                              gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, command: str = "",
                              title: str = "memsweep report", problems: Sequence[str] = (),
                              keep_flagged: bool = False, consecutive: int = onset.DEFAULT_CONSECUTIVE,
-                             every_trial: pa.Table | None = None) -> Path:
+                             every_trial: pa.Table | None = None, notes: Sequence[str] = ()) -> Path:
     """Figures (PNG + SVG), laws (Parquet + CSV), order and slop CSVs and index.html from in-memory store tables.
     `every_trial`: the store's `trials` before failed and diverged ones were left out (for the status line; default
-    tables["trials"]).
+    tables["trials"]). `problems`: store fragments skipped; `notes`: `onset.analysed`'s lines (trials left out,
+    specs kept apart).
 
     Trials flagged by `analysis.flags` are left out of the laws, the order and slop verdicts and the regime count
     unless `keep_flagged`; the curve, onset and phase figures show every trial."""
@@ -295,6 +308,7 @@ threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
 {_order_html(order_pooled)}
 {_slop_html(slop_pooled)}
 {_flags_html(flags, keep_flagged)}
+{_notes_html(notes)}
 {_problems_html(problems)}
 <h2>Method</h2><p>{html.escape(STATS_TEXT)}</p>
 </body></html>
@@ -307,10 +321,12 @@ threshold is in <a href="laws.csv">laws.csv</a> and laws.parquet.</p>
 
 def null_lines(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAULT_MEM_METRIC,
                gen_metric: str = DEFAULT_GEN_METRIC, theta: float = 0.5, n_boot: int = 200,
-               keep_flagged: bool = False, consecutive: int = onset.DEFAULT_CONSECUTIVE) -> list[str]:
+               keep_flagged: bool = False, consecutive: int = onset.DEFAULT_CONSECUTIVE,
+               pool_specs: bool = False) -> list[str]:
     """The headline's order and slop sentences, each statistic against its nulls by name (what `memsweep fit`
-    prints after the laws), read as the report reads them: flagged trials left out unless `keep_flagged`."""
-    tables = read_tables(onset._open_store(store_or_uri), sweep, metric, gen_metric)
+    prints after the laws), read as the report reads them: flagged trials left out unless `keep_flagged`, a
+    sweep's effective specs apart unless `pool_specs`."""
+    tables = read_tables(onset._open_store(store_or_uri), sweep, metric, gen_metric, pool_specs)
     trials, curves = tables["trials"], tables["curves"]
     curves = onset.with_gen_share(curves, trials) if gen_metric == "gen_share" else curves
     ons = onset.onsets_from_tables(trials, curves, (theta,), metric, gen_metric, consecutive)
@@ -330,17 +346,18 @@ def null_lines(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAUL
 def write_report(store_or_uri: Any, out_dir: Path | str, sweep: str | None = None,
                  thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
                  gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, keep_flagged: bool = False,
-                 consecutive: int = onset.DEFAULT_CONSECUTIVE) -> Path:
+                 consecutive: int = onset.DEFAULT_CONSECUTIVE, pool_specs: bool = False) -> Path:
     """Read the store and write the report into out_dir; returns the path of index.html."""
     st = onset._open_store(store_or_uri)
-    tables = read_tables(st, sweep, metric, gen_metric)
+    tables = read_tables(st, sweep, metric, gen_metric, pool_specs)
     every = st.read("trials", sweep=sweep)
     uri = getattr(store_or_uri, "uri", store_or_uri)
     cmd = (f"memsweep report {uri} --out {out_dir}" + (f" --sweep {sweep}" if sweep else "")
-           + (" --keep-flagged" if keep_flagged else "") + (f" --gen-metric {gen_metric}"
-                                                           if gen_metric != DEFAULT_GEN_METRIC else "")
+           + (" --keep-flagged" if keep_flagged else "") + (" --pool-specs" if pool_specs else "")
+           + (f" --gen-metric {gen_metric}" if gen_metric != DEFAULT_GEN_METRIC else "")
            + ("" if consecutive == onset.DEFAULT_CONSECUTIVE else " --onset-rule first" if consecutive == 1 else ""))
     return write_report_from_tables(tables, out_dir, thetas=thetas, metric=metric, gen_metric=gen_metric,
                                     n_boot=n_boot, command=cmd, title=f"memsweep report: {sweep or 'all sweeps'}",
-                                    problems=list(getattr(st, "problems", [])) + onset.analysed(every)[1],
+                                    problems=list(getattr(st, "problems", [])),
+                                    notes=onset.analysed(every, pool_specs)[1],
                                     keep_flagged=keep_flagged, consecutive=consecutive, every_trial=every)

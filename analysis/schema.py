@@ -62,6 +62,11 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("chance_valid", pa.float64()),     # probability that a uniformly random string is valid
         pa.field("data_draw", pa.string()),         # which seeds drew T and H: "grammar+data" or "data" (legacy)
         pa.field("error", pa.string()),             # why a failed / diverged attempt ended (null otherwise)
+        # the sweep spec the trial was planned from: `spec` = its settings but the axes' values (a resume that only
+        # adds axis values keeps it; fit/report keep trials of different keys apart), `spec_copy` = the digest of
+        # its file <store>/_specs/<sweep>-<spec_copy>.yaml; null in stores written before them
+        pa.field("spec", pa.string()),
+        pa.field("spec_copy", pa.string()),
     ]),
     "curves": pa.schema(_ID + [
         pa.field("step", pa.int64()),

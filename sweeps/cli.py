@@ -76,16 +76,17 @@ def _write_table(table: Any, out: str) -> Path:
 
 def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, console: Any,
          covariates: Sequence[str] = (), gen_metric: str = DEFAULT_GEN_METRIC, onset_rule: str = "consecutive",
-         keep_flagged: bool = False, nulls: bool = True) -> Any:
+         keep_flagged: bool = False, nulls: bool = True, pool_specs: bool = False) -> Any:
     """Onsets from the store, laws per (tail, L), joint and (with covariates) the covariate law, printed, then (with
     `nulls`) the order and slop statistics against their nulls by name; returns the laws table. Flagged trials
-    (`analysis.flags`) are left out of both unless `keep_flagged`; either way it says so."""
+    (`analysis.flags`) are left out of both unless `keep_flagged`, and a sweep's trials of different effective specs
+    are separate groups unless `pool_specs` (`analysis.specs`); either way it says so."""
     from analysis import flags
     from analysis.fits import fit_laws, print_laws
     from analysis.onset import ONSET_RULES, analysed, onsets
     store = _existing_store(store_uri, sweep)
     table = onsets(store, sweep=sweep, thetas=tuple(thetas), metric=metric, gen_metric=gen_metric,
-                   consecutive=ONSET_RULES[onset_rule])
+                   consecutive=ONSET_RULES[onset_rule], pool_specs=pool_specs)
     flagged = flags.trial_flags(store.read("trials", sweep=sweep), min(thetas))
     for line in flags.flag_lines(flagged, min(thetas), keep_flagged, per_trial_max=0,
                                  every="memsweep report lists every trial"):
@@ -101,25 +102,27 @@ def _fit(store_uri: str, sweep: str | None, thetas: list[float], metric: str, co
                         "entropy, entropy_tilt, train_mass, tail_levels, tail_family, tail_a")
     laws = fit_laws(table, theta=thetas, covariates=covariates)
     print_laws(laws, console=console)
-    for note in analysed(store.read("trials", sweep=sweep))[1]:      # failed / diverged trials: not in the laws
+    for note in analysed(store.read("trials", sweep=sweep), pool_specs)[1]:   # left out (failed, diverged), apart
         console.print(note, style="yellow", markup=False, highlight=False, soft_wrap=True)
     if nulls:
         from analysis.report import null_lines
         console.print("\nOrder and slop against their nulls (volume-matched, grammar-faithful, empirical-grammar):")
         for line in null_lines(store, sweep, metric, gen_metric, theta=0.5 if 0.5 in thetas else thetas[0],
-                               keep_flagged=keep_flagged, consecutive=ONSET_RULES[onset_rule]):
+                               keep_flagged=keep_flagged, consecutive=ONSET_RULES[onset_rule],
+                               pool_specs=pool_specs):
             console.print(line, markup=False, highlight=False)
     _print_problems([store], console)
     return laws
 
 
 def _report(store_uri: str, out_dir: str, sweep: str | None, gen_metric: str = DEFAULT_GEN_METRIC,
-            onset_rule: str = "consecutive", keep_flagged: bool = False) -> Path:
+            onset_rule: str = "consecutive", keep_flagged: bool = False, pool_specs: bool = False) -> Path:
     """Write the HTML report; returns the path of its index.html."""
     from analysis.onset import ONSET_RULES
     from analysis.report import write_report
     path = Path(write_report(_existing_store(store_uri, sweep), out_dir, sweep=sweep, gen_metric=gen_metric,
-                             consecutive=ONSET_RULES[onset_rule], keep_flagged=keep_flagged))
+                             consecutive=ONSET_RULES[onset_rule], keep_flagged=keep_flagged,
+                             pool_specs=pool_specs))
     return path if path.suffix == ".html" else path / "index.html"
 
 
@@ -239,7 +242,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.out:
         _out_dir_ok(args.out)
     laws = _fit(args.store, args.sweep, args.theta or [0.5], args.metric, console, args.covariate or (),
-                args.gen_metric, args.onset_rule, args.keep_flagged, nulls=not args.no_nulls)
+                args.gen_metric, args.onset_rule, args.keep_flagged, nulls=not args.no_nulls,
+                pool_specs=args.pool_specs)
     if args.out:
         console.print(f"laws written to {_write_table(laws, args.out)}")
     return 0
@@ -281,7 +285,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if out.suffix.lower() in (".html", ".htm") or out.is_file():
         raise UserError(f"--out {args.out!r}: the report is a folder (index.html, its figures, laws.csv), not a "
                         f"file; give a folder name, e.g. --out {out.with_suffix('') if out.suffix else 'report'}")
-    index = _report(args.store, args.out, args.sweep, args.gen_metric, args.onset_rule, args.keep_flagged)
+    index = _report(args.store, args.out, args.sweep, args.gen_metric, args.onset_rule, args.keep_flagged,
+                    args.pool_specs)
     print(f"report: {index}")
     return 0
 
@@ -349,7 +354,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_reading_options(p: argparse.ArgumentParser) -> None:
-    """How `fit` and `report` read onsets: the generalization metric, the onset rule, flagged trials."""
+    """How `fit` and `report` read onsets: the generalization metric, the onset rule, flagged trials, specs."""
     p.add_argument("--gen-metric", default=DEFAULT_GEN_METRIC, choices=GEN_METRICS,
                    help="curve whose threshold crossing defines tau_gen (default gen_share = novel_valid_frac / "
                         "(1 - p(T)))")
@@ -358,6 +363,10 @@ def _add_reading_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-flagged", action="store_true",
                    help="keep trials flagged for chance > 1%%, p(T) > 0.5 or a noisy twin null in the laws and "
                         "verdicts (they are left out by default; either way the output lists them)")
+    p.add_argument("--pool-specs", action="store_true",
+                   help="pool a sweep's trials that ran under different effective specs (a resume after editing "
+                        "a fixed setting such as train.lr); by default they are separate groups, labeled "
+                        "<sweep>@<spec key>, and the output names the settings that differ")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,6 +48,8 @@ def trials_row(cfg: TrialConfig, status: str, attempt_start: float, final_step: 
         "P": int(cfg.P),
         "seed": int(cfg.seed),
         "data_draw": cfg.data_draw,
+        "spec": cfg.spec or None,
+        "spec_copy": cfg.spec_copy or None,
         "n_gen": int(cfg.n_gen),
         "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
     }

@@ -464,8 +464,9 @@ def _check_paths(spec: SweepSpec, storage_path: str, journal: str | None) -> lis
             before, changes = spec_changes(spec)
             if changes:
                 edited.append(f"sweep {spec.name!r} ran before in this store with another spec ({before}): "
-                              f"{'; '.join(changes)}. Its trials so far stay in the store beside the new ones "
-                              "(their trial ids differ); use a new sweep name to keep them apart")
+                              f"{'; '.join(changes)}. Its trials so far stay in the store beside the new ones; "
+                              "`memsweep fit` and `report` keep trials of different effective specs apart (axis "
+                              "values added or removed alone do not split a sweep; --pool-specs pools them)")
             record_spec(spec)
         except OSError as e:
             problems.append(f"store: cannot write the effective spec into {spec.store!r}: {e}")

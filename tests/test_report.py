@@ -157,3 +157,22 @@ def test_pooled_slop_against_each_reference_and_its_null():
     assert r["overprod_train_before_excess"] == pytest.approx(np.mean([-0.05, 0.15, 0.05]))
     assert r["overprod_after"] == pytest.approx(9.0) and r["n_overprod_before_null_undefined"] == 0
     assert pool_trial_slop(trial_slop(table), n_boot=200).to_pylist() == [r]
+
+
+def test_failed_trials_are_noted_under_their_own_heading_not_as_skipped_fragments(tmp_path):
+    import pyarrow as pa
+
+    from analysis.synthetic import write_synthetic_store
+
+    tb = synthetic_tables(tails=("uniform",), Ls=(2,), Ps=(64, 256), n_seeds=3, budget=3000, n_evals=12,
+                          detail_trials=0)
+    t = tb["trials"]
+    status = ["failed" if i == 0 else "done" for i in range(t.num_rows)]
+    tb["trials"] = t.set_column(t.column_names.index("status"), "status", pa.array(status)).append_column(
+        "error", pa.array(["RuntimeError: planted" if i == 0 else None for i in range(t.num_rows)], pa.string()))
+    store = write_synthetic_store(tmp_path / "store", tb, sweep="rep")
+    html = write_report(store, tmp_path / "report", sweep="rep", thetas=(0.5,), n_boot=10).read_text()
+    note = f"left out 1 failed trial(s): {t.column('trial_id')[0].as_py()} (RuntimeError: planted)"
+    heading = html.index("<h2>Trials left out or kept apart: 1 note(s)</h2>")
+    assert heading < html.index(note) < html.index("<h2>Store</h2>")
+    assert "Every store fragment was read; none was skipped." in html and "fragment(s) skipped" not in html

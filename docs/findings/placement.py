@@ -3,12 +3,15 @@
 The study's two placement tails have the same exact H(x); fitting the joint law (common beta, one intercept per
 tail) on those two alone makes the first (the tail near the root, `@0,1`) the reference, so the other row's
 `shift` is log(tau_low / tau_high) at equal P, with the report's bootstrap interval. The claim "diversity at high
-levels staves off memorization" predicts a negative shift (the leaves' tail memorized earlier).
+levels staves off memorization" predicts a negative shift (the leaves' tail memorized earlier). Trials that
+`analysis.flags` flags (chance > 1%, p(T) > 0.5, null sd > theta/4 at a row's theta) are left out, as `fit` and
+the report leave them out; `--keep-flagged` keeps them.
 
-    .venv/bin/python docs/findings/placement.py runs/study/store docs/findings/study/placement.csv
+    .venv/bin/python docs/findings/placement.py runs/study/store docs/findings/study/placement.csv [--keep-flagged]
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from analysis import fits, onset  # noqa: E402
+from analysis import fits, flags as flagmod, onset  # noqa: E402
 from analysis.store import Store  # noqa: E402
 
 HIGH, LOW = "power(a=1)@0,1/power(a=2.393)", "power(a=1)@2/power(a=3)"
@@ -40,10 +43,16 @@ def placement_laws(ons: pa.Table) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def main(store_uri: str, out_csv: str) -> None:
+def main(store_uri: str, out_csv: str, keep_flagged: bool = False) -> None:
     st = Store(store_uri)
     ons = pa.concat_tables([onset.onsets(st, thetas=THETAS, metric=m, gen_metric=None)
                             for m in ("mem_twin", "copy_frac")], promote_options="permissive")
+    flags = flagmod.trial_flags(st.read("trials"), min(THETAS))
+    for line in flagmod.flag_lines(flags, min(THETAS), keep_flagged, per_trial_max=0, every="memsweep report "
+                                   "lists every trial"):
+        print(line)
+    if not keep_flagged:                       # left out as `memsweep fit` and the report leave them out
+        ons = flagmod.drop_flagged_onsets(ons, flags)
     out = placement_laws(ons)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     pacsv.write_csv(out, out_csv)
@@ -56,6 +65,9 @@ def main(store_uri: str, out_csv: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: placement.py STORE OUT.csv")
-    main(sys.argv[1], sys.argv[2])
+    cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_argument("store")
+    cli.add_argument("out_csv", metavar="OUT.csv")
+    cli.add_argument("--keep-flagged", action="store_true", help="keep the trials analysis.flags flags")
+    args = cli.parse_args()
+    main(args.store, args.out_csv, args.keep_flagged)

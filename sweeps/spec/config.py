@@ -16,8 +16,10 @@ from rhm import GrammarSpec
 from sweeps.spec.fields import flatten, from_plain, to_plain
 from sweeps.spec.tail import TailSpec
 
-# Fields that are identity, not configuration: left out of the trial-id hash and of .flat().
-IDENTITY = ("sweep", "trial_id", "store")
+# Fields that are identity, not configuration: left out of the trial-id hash and of .flat(). `spec` and
+# `spec_copy` name the sweep spec the trial was planned from (sweeps.spec.storage.spec_key, copy_digest; "" when
+# built without one): the trials table's `spec` and `spec_copy`.
+IDENTITY = ("sweep", "trial_id", "store", "spec", "spec_copy")
 # Fields added after trial ids were first published: left out of the hash at the value that reproduces the
 # behaviour of trials written before they existed, so those trials keep their ids (and a store resumes them).
 LEGACY = {"stop_metric": "copy_frac", "data_draw": "data", "overest_every": 0}
@@ -29,7 +31,7 @@ LEGACY_COMPILE = {"off": False, "network": True}
 class TrialConfig:
     """Everything one trial needs, plain enough to cross Ray Tune's param_space via to_dict()/from_dict().
 
-    `trial_id` is derived from every field but sweep/store/trial_id (left empty, it is computed), so
+    `trial_id` is derived from every field but the IDENTITY ones (left empty, it is computed), so
     re-expanding the same spec gives the same ids and a resumed sweep finds its trials in the store.
     """
 
@@ -52,6 +54,8 @@ class TrialConfig:
     stop_patience: int = 2
     stop_metric: str = DEFAULT_MEM_METRIC
     seed: int
+    spec: str = ""
+    spec_copy: str = ""
 
     def __post_init__(self) -> None:
         from rhm import DATA_DRAWS

@@ -144,13 +144,43 @@ def check_access(uri: str, timeout: float = ACCESS_TIMEOUT_S) -> list[str]:
 SPECS_DIR = "_specs"  # under the store root; the leading '_' makes Arrow's dataset discovery skip it
 
 
-def spec_copy_uri(spec: Any) -> str:
-    """Where the effective spec of a sweep is kept: `<store>/_specs/<name>-<hash of its YAML>.yaml`, one file per
-    distinct effective spec the sweep ran with (overrides included)."""
+def copy_digest(spec: Any) -> str:
+    """8 hex digits of the effective spec's YAML: names its copy (`spec_copy_uri`) and each trial's `spec_copy`."""
     import hashlib
 
-    digest = hashlib.sha1(spec.to_yaml().encode()).hexdigest()[:8]
-    return f"{str(spec.store).rstrip('/')}/{SPECS_DIR}/{spec.name}-{digest}.yaml"
+    return hashlib.sha1(spec.to_yaml().encode()).hexdigest()[:8]
+
+
+def spec_key(spec: Any) -> str:
+    """8 hex digits of what a sweep's trials are, apart from which grid points it runs: every per-trial setting
+    (each key of each per-trial section, defaults resolved, and the top-level tail and seed) the axes do not set,
+    and the axes' names, not their values; name, description, store and the per-sweep settings (mode, resources,
+    pack, optuna) are left out. So a resume that adds axis values keeps the key and one that changes a fixed
+    setting (lr, steps, width, eval) changes it: the trials table's `spec`, by which `fit` and `report` keep
+    trials of one sweep apart (analysis.specs)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from sweeps.spec.fields import to_plain
+    from sweeps.spec.sweep import PER_TRIAL_VALUES
+
+    axes = set(spec.axis_names)
+    what: dict[str, Any] = {"axes": sorted(axes)}
+    for f in dataclasses.fields(spec):
+        if f.metadata.get("per_trial"):
+            fixed = getattr(spec, f.name)
+            what[f.name] = {k: to_plain(getattr(fixed, k)) for k in fixed.section.keys if f"{f.name}.{k}" not in axes}
+        elif f.name in PER_TRIAL_VALUES and f.name not in axes:
+            what[f.name] = to_plain(getattr(spec, f.name))
+    blob = json.dumps(what, sort_keys=True, separators=(",", ":"), allow_nan=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def spec_copy_uri(spec: Any) -> str:
+    """Where the effective spec of a sweep is kept: `<store>/_specs/<name>-<copy_digest>.yaml`, one file per
+    distinct effective spec the sweep ran with (overrides included)."""
+    return f"{str(spec.store).rstrip('/')}/{SPECS_DIR}/{spec.name}-{copy_digest(spec)}.yaml"
 
 
 def record_spec(spec: Any) -> str:

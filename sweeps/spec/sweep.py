@@ -10,6 +10,7 @@ is its dataclass itself. Adding a section is one dataclass plus one line here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -152,6 +153,14 @@ class SweepSpec:
         d = {k: ({a: _Flow(v) for a, v in d["axes"].items()} if k == "axes" else _Flow(v)) for k, v in d.items()}
         return yaml.dump(d, Dumper=_CompactDumper, sort_keys=False, width=10**6)
 
+    @functools.cached_property
+    def digests(self) -> tuple[str, str]:
+        """(spec key, copy digest) that every trial of this spec carries (`sweeps.spec.storage.spec_key`,
+        `copy_digest`): computed once per spec, not per grid point."""
+        from sweeps.spec.storage import copy_digest, spec_key
+
+        return spec_key(self), copy_digest(self)
+
     # ---- the grid
     @property
     def axis_names(self) -> tuple[str, ...]:
@@ -270,4 +279,5 @@ def make_trial(spec: SweepSpec, point: Mapping[str, Any]) -> TrialConfig:
                        model=s["model"],
                        train=s["train"], n_gen=ev.n_gen, sample_steps=ev.sample_steps,
                        overest_every=ev.overest_every, theta_stop=stop.theta,
-                       stop_patience=stop.patience, stop_metric=stop.metric, seed=seed)
+                       stop_patience=stop.patience, stop_metric=stop.metric, seed=seed,
+                       spec=spec.digests[0], spec_copy=spec.digests[1])
