@@ -45,12 +45,14 @@ def test_refit_reproduces_the_findings_files_from_per_trial_csvs(tmp_path, capsy
     assert "volume-matched" in printed and "grammar-faithful" in printed and "empirical-grammar" in printed
     _script("trials").main(str(tmp_path / "store"), str(out / "onsets_trials.csv"))
     _script("by_p").main(str(tmp_path / "store"), str(out / "by_p.csv"))
+    _script("window").main(str(tmp_path / "store"), str(out))
     refit = _script("refit")
     assert flagged not in refit.read_csv(out / "memorder_trials.csv").column("trial_id").to_pylist()
     assert flagged in refit.read_csv(out / "onsets_trials.csv").column("trial_id").to_pylist()
     assert refit.main(str(tmp_path / "findings"), str(tmp_path / "refit"), ["regime"]) == 0
     said = capsys.readouterr().out
-    for name in ("laws.csv", "laws_copy_frac.csv", "memorder.csv", "slop.csv", "by_p.csv"):
+    for name in ("laws.csv", "laws_copy_frac.csv", "memorder.csv", "slop.csv", "by_p.csv", "window_cells.csv",
+                 "window_laws.csv", "window_pooled.csv"):
         assert f"regime/{name}: refit agrees" in said, said
     # the refit rests on the rows: moving one trial's excess moves the pooled excess
     rows = refit.read_csv(out / "memorder_trials.csv").to_pandas()

@@ -87,7 +87,8 @@ def cells(ons: pa.Table) -> pa.Table:
 def _arm_rows(ons: pa.Table, arm_of: dict[str, str], arm: str, onset: str) -> pa.Table:
     ids = [t for t, a in arm_of.items() if a == arm]
     t = default_onsets(ons)
-    t = t.filter(pc.and_(pc.equal(t.column("onset"), onset), pc.is_in(t.column("trial_id"), value_set=pa.array(ids))))
+    t = t.filter(pc.and_(pc.equal(t.column("onset"), onset),
+                         pc.is_in(t.column("trial_id"), value_set=pa.array(ids, pa.string()))))
     return t
 
 
