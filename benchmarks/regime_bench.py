@@ -112,7 +112,12 @@ def run_side(sl: Slice, side: str, cache_dir: str) -> Run:
     return Run(side, started, wall, load_start, load_end)
 
 
-def run_rounds(sl: Slice, rounds: int, cache_dir: str, say=print) -> list[dict[str, Run]]:
+def say(line: str) -> None:
+    """Print a progress line at once (a long benchmark's output may go to a file)."""
+    print(line, flush=True)
+
+
+def run_rounds(sl: Slice, rounds: int, cache_dir: str) -> list[dict[str, Run]]:
     """`rounds` rounds of both sides, alternating which goes first."""
     out = []
     for r in range(rounds):
@@ -218,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup = None
         if not args.no_warmup:
             warmup = run_side(sl, "after", cache_dir)
-            print(f"  warm-up after {warmup.wall_s:7.1f} s  (compiled, {'warm' if warm else 'cold'} inductor disk "
+            say(f"  warm-up after {warmup.wall_s:7.1f} s  (compiled, {'warm' if warm else 'cold'} inductor disk "
                   "cache; outside the ratio)")
         rounds = run_rounds(sl, args.rounds, cache_dir)
     finally:
