@@ -83,8 +83,27 @@ class Run:
         return sl.n_trials * sl.steps / self.wall_s
 
 
+RAY_START_FAILED = "timed out during startup"   # Ray's message when its processes did not come up within 30 s
+RAY_START_TRIES = 5
+
+
 def run_side(sl: Slice, side: str, cache_dir: str) -> Run:
-    """Run the slice as `side` in a fresh process and a fresh temporary store; its wall time, start to exit."""
+    """Run the slice as `side` in a fresh process and a fresh temporary store; its wall time, start to exit. A
+    run whose embedded Ray did not start (a starved machine) is started again, up to RAY_START_TRIES times, and
+    said; its time is the run that started."""
+    for attempt in range(1, RAY_START_TRIES + 1):
+        run, err = _run_once(sl, side, cache_dir)
+        if run is not None:
+            return run
+        if RAY_START_FAILED not in err or attempt == RAY_START_TRIES:
+            raise SystemExit(err)
+        say(f"  {side}: Ray did not start (try {attempt} of {RAY_START_TRIES}, load {os.getloadavg()[0]:.1f}); "
+            "starting the run again")
+    raise AssertionError("unreachable")
+
+
+def _run_once(sl: Slice, side: str, cache_dir: str) -> tuple[Run | None, str]:
+    """One `memsweep run` of the slice as `side`: (its Run, "") or (None, what went wrong)."""
     from sweeps.runner import trial_outcomes
 
     root = tempfile.mkdtemp(prefix=f"regimebench-{side}-")
@@ -100,16 +119,16 @@ def run_side(sl: Slice, side: str, cache_dir: str) -> Run:
         wall = time.perf_counter() - t0
         load_end = os.getloadavg()[0]
         if out.returncode != 0:
-            raise SystemExit(f"regime_bench: the {side} run failed (exit {out.returncode}): {' '.join(cmd)}\n"
-                             f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+            return None, (f"regime_bench: the {side} run failed (exit {out.returncode}): {' '.join(cmd)}\n"
+                          f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         outcomes = trial_outcomes(store, PRESET)
         short = {tid: o for tid, o in outcomes.items() if o[0] != "done" or o[1] != sl.steps}
         if len(outcomes) != sl.n_trials or short:
-            raise SystemExit(f"regime_bench: the {side} run stored {len(outcomes)} trials, expected {sl.n_trials} "
-                             f"done at step {sl.steps}; not so: {short}")
+            return None, (f"regime_bench: the {side} run stored {len(outcomes)} trials, expected {sl.n_trials} "
+                          f"done at step {sl.steps}; not so: {short}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return Run(side, started, wall, load_start, load_end)
+    return Run(side, started, wall, load_start, load_end), ""
 
 
 def say(line: str) -> None:
