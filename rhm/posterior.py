@@ -154,10 +154,11 @@ class GrammarPosterior:
         rho = node_post * tab.inv_beta[code]                            # post(a) / beta(a): the outside ratio
         flat = rho.reshape(-1, rho.shape[-1])
         out = np.empty((n, sp.n_nodes(bottom), s, v))
+        rows = np.arange(flat.shape[0])[:, None] * flat.shape[1]
         for j in range(s):
             others = np.delete(blocks, j, axis=2) @ tab.other_digit     # (n, nodes): pattern of the siblings
             pat = others.reshape(-1)
-            w = np.take_along_axis(flat, tab.sparse_parent[j][pat], axis=1) * tab.sparse_p[j][pat]
+            w = np.take(flat, tab.sparse_parent[j][pat] + rows) * tab.sparse_p[j][pat]
             leaf = w.reshape(n, -1, v, tab.width[j]).sum(-1)            # siblings partly observed
             free = pat == tab.all_masked
             leaf.reshape(-1, v)[free] = flat[free] @ tab.free[j]        # every sibling masked
@@ -183,17 +184,17 @@ class GrammarPosterior:
         for level in range(top - 1, -1, -1):                            # inside: beta of every node, bottom-up
             n_nodes, n_par = sp.n_nodes(level), sp.n_parents(level)
             ch = beta.reshape(n, n_nodes, s, beta.shape[-1])
-            prod = ch[:, :, 0][..., self.child[level][0]]
+            prod = np.take(ch[:, :, 0], self.child[level][0], axis=-1)     # np.take: 2x a fancy index here
             for j in range(1, s):
-                prod *= ch[:, :, j][..., self.child[level][j]]
+                prod *= np.take(ch[:, :, j], self.child[level][j], axis=-1)
             prod *= self.p[level]                                       # (n, nodes, R): p(a,k) prod_j beta_j
             b = prod.reshape(n, n_nodes, m, n_par).sum(2)               # (n, nodes, n_par)
             peak = b.max(-1, keepdims=True)
-            ok = peak > 0
-            norms[level] = b                                            # q = prod / beta; 0/0 -> 0
+            peak += peak == 0                                           # no evidence for any symbol: scale 1
+            norms[level] = b
             prods[level] = prod
-            log_scale = log_scale + np.log(np.where(ok, peak, 1.0)).sum((1, 2))
-            beta = np.divide(b, peak, out=np.zeros_like(b), where=ok)
+            log_scale = log_scale + np.log(peak).sum((1, 2))
+            beta = b / peak
         root = self.root_probs * beta[:, 0, :]                          # (n, n_c)
         z_root = root.sum(-1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -201,7 +202,7 @@ class GrammarPosterior:
             post = (root / z_root)[:, None, :]                          # NaN where p(z) = 0
         for level in range(top):                                        # outside: node posteriors, top-down
             n_nodes, b = sp.n_nodes(level), norms[level]
-            ratio = np.divide(post, b, out=np.zeros_like(b), where=b > 0)
+            ratio = post / (b + (b == 0))                               # post is 0 where b is: 0/0 -> 0
             w = prods[level].reshape(n, n_nodes, m, -1) * ratio[:, :, None, :]   # production r = (k, parent a)
             post = (w.reshape(n * n_nodes, -1) @ self.scatter[level]).reshape(n, n_nodes * s, sp.v)
         return post, log_evidence
