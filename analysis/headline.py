@@ -199,6 +199,17 @@ def regime_counts(onsets: pa.Table, theta: float = 0.5) -> dict[str, Any]:
                 gen_seen=len(gen))
 
 
+def trial_regimes(onsets: pa.Table, theta: float = 0.5) -> dict[str, str]:
+    """Per trial: "generalize-then-memorize" when tau_gen was observed at `theta` (it generalized; memorization
+    observed or not yet), else "memorize-only" (SCIENCE.md "Regime, per trial", as `regime_counts` reads it)."""
+    out: dict[str, str] = {}
+    for r in onsets.filter(pa.compute.equal(onsets.column("theta"), theta)).to_pylist():
+        out.setdefault(r["trial_id"], "memorize-only")
+        if r["onset"] == "gen" and not r["censored"]:
+            out[r["trial_id"]] = "generalize-then-memorize"
+    return out
+
+
 def regime_line(onsets: pa.Table, theta: float = 0.5) -> str:
     """How many trials generalized, then memorized (both onsets observed, tau_gen < tau_mem) at `theta`, and, as a
     separate count, how many generalized with memorization censored (their last steps)."""

@@ -295,3 +295,62 @@ def plot_slop(slop_table: pa.Table, max_groups: int = 6) -> Figure:
                  "generator, above = over-produced)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+REGIME_ORDER = ("memorize-only", "generalize-then-memorize")
+
+
+def _regime_axes(regimes: list[str], title: str) -> tuple[Figure, dict[str, Any]]:
+    names = [r for r in REGIME_ORDER if r in regimes] + sorted(set(regimes) - set(REGIME_ORDER))
+    fig, axes = _grid(len(names))
+    for ax, name in zip(axes, names):
+        ax.set_title(f"{title}: {name}", fontsize=9)
+    return fig, dict(zip(names, axes))
+
+
+def plot_overest(curves: Any) -> Figure:
+    """Overestimation along training at the highest noise level, one panel per regime: per P, the mean over trials
+    of overest_train (solid) and overest_heldout (dashed, the null). `curves`: pandas rows of
+    analysis.overest.overest_curves with `P` and `regime` columns."""
+    if curves is None or len(curves) == 0:
+        return _empty("overestimation", "no overestimation rows")
+    top = curves[curves.t == curves.groupby("trial_id").t.transform("max")]
+    fig, axes = _regime_axes(sorted(top.regime.unique()), "o(x, t_max)")
+    cmap = plt.get_cmap("viridis")
+    Ps = sorted(top.P.unique())
+    for name, ax in axes.items():
+        g = top[top.regime == name].groupby(["P", "step"])[["overest_train", "overest_heldout"]].mean().reset_index()
+        for i, P in enumerate(Ps):
+            c = cmap(i / max(len(Ps) - 1, 1))
+            one = g[g.P == P]
+            if len(one):
+                ax.plot(one.step, one.overest_train, color=c, label=f"P={P}")
+                ax.plot(one.step, one.overest_heldout, color=c, ls="--")
+        ax.axhline(0.0, color="k", lw=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("o: model - grammar log p (nats)")
+        ax.legend(fontsize=7, title="solid: training, dashed: held-out", title_fontsize=7)
+    return fig
+
+
+def plot_overest_auc(by_lead: dict[str, Any]) -> Figure:
+    """AUC for the training strings copied later against the lead time (later step / earlier step), one panel per
+    regime: early overestimation beside the reference-free loss and prototypicality; 0.5 is chance."""
+    from analysis.overest_predict import SCORES
+
+    rows = {k: v for k, v in by_lead.items() if v is not None and len(v)}
+    if not rows:
+        return _empty("overestimation AUC", "no (early, later) evaluation pair with copied and uncopied strings")
+    fig, axes = _regime_axes(sorted(rows), "AUC vs lead")
+    for name, ax in axes.items():
+        t = rows[name]
+        for key, label in SCORES.items():
+            ax.plot(t.lead_bin, t[f"auc_{key}"], marker="o", label=label)
+        ax.axhline(0.5, color="k", lw=0.5, ls=":")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("lead time (later step / earlier step)")
+        ax.set_ylabel("AUC (copied later)")
+        ax.legend(fontsize=7)
+    return fig

@@ -40,6 +40,15 @@ FIGURES: dict[str, str] = {
                 "minus each null (volume-matched, grammar-faithful, empirical-grammar) for that rho, and minus the "
                 "volume-matched null for the partial rho controlling for log-likelihood. Right: raw fraction copied "
                 "over training per prototypicality quartile.",
+    "overest": "Early overestimation (only for sweeps run with eval.overest_every >= 1): o(x, t) = the model's "
+               "log-probability of a string's masked true tokens minus the exact grammar posterior's, at the highest "
+               "noise level, against training steps; solid the probed training strings, dashed the held-out ones "
+               "(the null: strings the model never saw); per P, mean over trials; one panel per regime (a trial "
+               "generalized first when tau_gen was observed at theta=0.5).",
+    "overest_auc": "Does early overestimation predict memorization? Per regime, the AUC of an evaluation's per-string "
+                   "o at the highest noise level for the training strings copied at a later evaluation, against the "
+                   "lead time (later step / earlier step, log bins), beside the model's own log-probability of the "
+                   "masked tokens (a reference-free membership score) and prototypicality; 0.5 is chance.",
     "slop": "Slop: over-production of the common productions (top quarter by training count) in generations that "
             "are not copies, per level and node-weighted over all levels, against training steps. 0 is what a "
             "grammar-faithful generator's non-copies give (exact); the window between the median tau_gen and "
@@ -65,6 +74,8 @@ STATS_TEXT = (
     "simulations per trial."
 )
 
+#: Figures drawn only when the store has an `overest` table (sweeps run with eval.overest_every >= 1).
+OVEREST_FIGURES = ("overest", "overest_auc")
 #: The headline sentences, as plain text beside index.html (what `memsweep demo` prints).
 HEADLINE_FILE = "headline.txt"
 LAW_VIEW = ["scope", "onset", "theta", "tail", "L", "n_obs", "n_cens", "beta", "beta_lo", "beta_hi", "shift",
@@ -92,7 +103,7 @@ def read_tables(store_or_uri: Any, sweep: str | None = None, metric: str = DEFAU
     kept = trials.column("trial_id").combine_chunks()
     out = {"trials": trials, "curves": st.read("curves", sweep=sweep, columns=cols)}
     for name, cols in (("level_curves", slop.SLOP_COLUMNS), ("copies", None),
-                       ("samples", [c for c in memorder.SAMPLE_COLUMNS]), ("slop_nulls", None)):
+                       ("samples", [c for c in memorder.SAMPLE_COLUMNS]), ("slop_nulls", None), ("overest", None)):
         try:
             t = st.read(name, sweep=sweep, columns=cols)
         except (FileNotFoundError, KeyError, ValueError):
@@ -234,6 +245,30 @@ def _unflagged(tables: dict[str, pa.Table], curves: pa.Table,
     return out, flagmod.keep_trials(curves, kept)
 
 
+def overest_frames(tables: dict[str, pa.Table], curves: pa.Table, trials: pa.Table, ons: pa.Table,
+                   theta: float) -> tuple[Any, Any, dict[str, Any]]:
+    """From a store's `overest` table: its curves per (trial, step, t) with P and regime, the prediction table
+    (analysis.overest_predict) with regime, and its AUC by lead time per regime (headline.trial_regimes)."""
+    from analysis.overest import overest_curves
+    from analysis.overest_predict import by_lead, prediction_table
+
+    regime = headline.trial_regimes(ons, theta)
+    ov = tables["overest"].to_pandas()
+    cur = overest_curves(ov)
+    cur["regime"] = cur.trial_id.map(regime).fillna("memorize-only")
+    cur["P"] = cur.trial_id.map(dict(zip(trials.column("trial_id").to_pylist(), trials.column("P").to_pylist())))
+    none = {"trial_id": pa.array([], pa.string()), "step": pa.array([], pa.int64()),
+            "train_index": pa.array([], pa.int64()), "count": pa.array([], pa.int64()),
+            "proto": pa.array([], pa.float64())}
+    copies = tables.get("copies", pa.table({k: none[k] for k in ("trial_id", "step", "train_index", "count")}))
+    samples = tables.get("samples", pa.table({k: none[k] for k in ("trial_id", "train_index", "proto")}))
+    table = prediction_table(ov, copies.to_pandas(), samples.to_pandas(),
+                             curves.select(["trial_id", "step"]).to_pandas())
+    table["regime"] = table.trial_id.map(regime).fillna("memorize-only")
+    leads = {name: by_lead(table[table.regime == name]) for name in sorted(set(table.regime))}
+    return cur, table, leads
+
+
 def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, laws: pa.Table | None = None,
                              thetas: Sequence[float] = onset.DEFAULT_THETAS, metric: str = DEFAULT_MEM_METRIC,
                              gen_metric: str = DEFAULT_GEN_METRIC, n_boot: int = 200, command: str = "",
@@ -271,6 +306,10 @@ def write_report_from_tables(tables: dict[str, pa.Table], out_dir: Path | str, l
     slop_table = slop.slop_from_tables(tables.get("level_curves"), trials, slop.windows_from_onsets(ons, th),
                                        slop_curves, tables.get("slop_nulls"))
     figs["slop"] = plots.plot_slop(slop_table)
+    if "overest" in tables:             # sweeps that probed early overestimation (eval.overest_every >= 1)
+        ov_curves, ov_table, leads = overest_frames(tables, curves, trials, ons, th)
+        figs["overest"], figs["overest_auc"] = plots.plot_overest(ov_curves), plots.plot_overest_auc(leads)
+        ov_table.to_csv(out / "overest_prediction.csv", index=False)
     slop_trials = slop.trial_slop(slop_table)
     slop_pooled = slop.pool_trial_slop(slop_trials)
     if slop_pooled.num_rows:

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from analysis.report import FIGURES, write_report
+from analysis.report import FIGURES, OVEREST_FIGURES, write_report
 from analysis.synthetic import synthetic_tables
 
 
@@ -38,7 +38,7 @@ def test_report_from_synthetic_store(tmp_path):
     assert index.name == "index.html"
     p = _Figs()
     p.feed(index.read_text())
-    assert set(p.images) == set(FIGURES)
+    assert set(p.images) == set(FIGURES) - set(OVEREST_FIGURES)    # no overest table: no overest figures
     for name, png in p.images.items():
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
         assert (tmp_path / "report" / f"{name}.svg").stat().st_size > 1000
@@ -176,3 +176,46 @@ def test_failed_trials_are_noted_under_their_own_heading_not_as_skipped_fragment
     heading = html.index("<h2>Trials left out or kept apart: 1 note(s)</h2>")
     assert heading < html.index(note) < html.index("<h2>Store</h2>")
     assert "Every store fragment was read; none was skipped." in html and "fragment(s) skipped" not in html
+
+
+def test_report_shows_overestimation_per_regime(tmp_path):
+    """A store with a planted `overest` table: the report draws the overestimation curves and the AUC-vs-lead figure;
+    the regimes come from the planted onsets (tau_gen observed or not), and a planted score that marks the strings
+    copied at the last evaluation has AUC 1 there, 0 when reversed."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from analysis import onset
+    from analysis.report import overest_frames
+    from analysis.synthetic import write_synthetic_store
+
+    tb = synthetic_tables(tails=("uniform",), Ls=(2,), Ps=(64, 256), n_seeds=2, budget=3000, n_evals=10,
+                          detail_trials=2, gen_logC=2.0)
+    cp = tb["copies"].to_pandas()
+    rows = []
+    for tid, c in cp.groupby("trial_id"):
+        last = c.step.max()
+        hit = set(c[(c.step == last) & (c["count"] > 0)].train_index)
+        idx = np.sort(tb["samples"].to_pandas().query("trial_id == @tid").train_index.unique())
+        for step in sorted(c.step.unique())[:2]:
+            for t in (0.9, 0.5):
+                for split in ("train", "heldout"):
+                    o = np.array([1.0 if (split == "train" and i in hit) else 0.0 for i in idx])
+                    rows.append(pd.DataFrame({"trial_id": tid, "step": step, "t": t, "split": split,
+                                              "string_index": idx, "o": o, "model_logp": -o}))
+    tb["overest"] = pa.Table.from_pandas(pd.concat(rows, ignore_index=True), preserve_index=False)
+    store = write_synthetic_store(tmp_path / "store", tb, sweep="rep")
+    index = write_report(store, tmp_path / "report", sweep="rep", thetas=(0.5,))
+    p = _Figs()
+    p.feed(index.read_text())
+    assert set(OVEREST_FIGURES) <= set(p.images) and all(len(p.images[f]) > 5000 for f in OVEREST_FIGURES)
+    table = pd.read_csv(tmp_path / "report" / "overest_prediction.csv")
+    last = table[table.step_late == table.groupby("trial_id").step_late.transform("max")]
+    both = last[(last.n_copied > 0) & (last.n_copied < last.n)]
+    assert len(both) and (both.auc_o == 1.0).all() and (both.auc_model_logp == 0.0).all()
+    ons = onset.onsets_from_tables(tb["trials"], tb["curves"], (0.5,), "mem_twin", "novel_valid_frac")
+    _, pred, leads = overest_frames(tb, tb["curves"], tb["trials"], ons, 0.5)
+    gen = {r["trial_id"] for r in ons.to_pylist() if r["onset"] == "gen" and not r["censored"]}
+    assert set(pred.regime) <= {"memorize-only", "generalize-then-memorize"}
+    assert all((r == "generalize-then-memorize") == (t in gen) for t, r in zip(pred.trial_id, pred.regime))
