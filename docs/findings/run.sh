@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# Reproduce docs/findings.md from a fresh clone: run the three CPU sweeps, write their reports, the laws the verdicts
-# rest on and the per-trial rows (onsets, order, slop) into docs/findings/<sweep>/, then refit every law and pooled
-# number from those per-trial CSVs alone and check they agree. About 2.5 hours on a 2-core machine
-# (`make findings`); 1 hour 40 minutes with one data seed (measured: regime 49, study 35, depth 17 min).
-# Those runs trained one eager trial at a time; the presets now train compiled packs (issue 21), an estimated
-# ~1.5 hours in all (new trial ids: a store of the earlier runs is not resumed). To reproduce the measured runs,
-# pass `pack.size=1 train.compile=off` (and to regime too, by hand).
+# Reproduce docs/findings.md from a fresh clone: run the CPU sweeps, write their reports, the laws the verdicts rest on
+# and the per-trial rows (onsets, order, slop, window, overestimation) into docs/findings/<sweep>/, then refit every
+# law and pooled number from those per-trial CSVs alone and check they agree (tests/test_findings_page.py then holds
+# the page's tables to that refit). Measured on the shared 2-core machine: regime 2 h 4 min under heavy load from
+# other jobs (its comment says more); tails, study and depth have not been run with the current presets (study and
+# depth: ~35-45 min each estimated in their comments; tails: about as long as regime, estimated).
 # A sweep interrupted midway continues where it stopped with the same command (its store is under runs/).
-# Arguments are overrides for study and depth (regime always runs whole); the committed page used one data seed:
-#   docs/findings/run.sh 'axes.seed=[0]'
-# FINDINGS_SWEEPS (default "regime study depth") and FINDINGS_OUT (default docs/findings) pick the sweeps and where
-# their files go: `make findings-tiny` runs the whole path on the `tiny` preset in about a minute.
+# Arguments are overrides for study and depth (regime and tails always run whole); the committed study and depth
+# folders used one data seed:   docs/findings/run.sh 'axes.seed=[0]'
+# FINDINGS_SWEEPS (default "regime tails study depth") and FINDINGS_OUT (default docs/findings) pick the sweeps and
+# where their files go: `make findings-tiny` runs the whole path on the `tiny` preset in about a minute.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 M=.venv/bin/memsweep
