@@ -4,8 +4,9 @@ exactly one consistent training string, against the same for the grammar-faithfu
 unmasked in a uniformly random order: the null); and the model's entropy of each unmasking against the exact grammar
 posterior's at the same state (`rhm.posterior`).
 
-Pure functions on token arrays, plus `model_trajectories`, the exact sampler of `models.MaskedDiffusion` re-run
-with its order and entropies recorded.
+Pure functions on token arrays, plus `model_trajectories`, the exact sampler of `models.MaskedDiffusion` with its
+order and entropies recorded (along training the evaluation's own generations are these trajectories:
+sweeps.overest_eval).
 """
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ import numpy as np
 
 from rhm import Grammar, as_strings
 from rhm.posterior import GrammarPosterior
+
+#: Trajectories whose unmaskings get the grammar posterior's entropy (d posteriors each): 2,048 of them at
+#: n_gen = 256 would cost more than the overestimation probe's forward pass; 64 x d draws keep the mean entropies'
+#: standard error at twice that of all 256 (benchmarks/overest_bench.py).
+ENTROPY_TRAJECTORIES: int = 64
 
 
 @dataclass(frozen=True)
@@ -52,16 +58,28 @@ def collapse_steps(traj: Trajectories, train: object, v: int) -> np.ndarray:
     trajectory ends on several)."""
     x = traj.strings
     n, d = x.shape
-    t = np.unique(as_strings(train, v, d, "train"), axis=0)
-    alive = np.ones((n, t.shape[0]), dtype=bool)
+    small = np.int8 if v < 128 else np.int64                          # a quarter of the memory traffic or less
+    tt = np.ascontiguousarray(_distinct(as_strings(train, v, d, "train"), v).T.astype(small))   # (d, P)
+    x = x.astype(small)
+    alive = np.ones((n, tt.shape[1]), dtype=bool)
     out = np.full(n, np.nan)
     rows = np.arange(n)
     for j in range(d):
         pos = traj.order[:, j]
-        alive &= t[:, pos].T == x[rows, pos][:, None]                  # (n, P): still consistent
-        first = np.isnan(out) & (alive.sum(1) == 1)
+        alive &= tt[pos] == x[rows, pos][:, None]                      # (n, P): still consistent
+        first = np.isnan(out) & (np.count_nonzero(alive, axis=1) == 1)
         out[first] = j + 1
     return out
+
+
+def _distinct(t: np.ndarray, v: int) -> np.ndarray:
+    """The distinct rows of t (P, d): by one integer code per row when v**d fits in 62 bits (a 1-D unique, several
+    times faster than np.unique(axis=0)), else row-wise."""
+    d = t.shape[1]
+    if d * np.log2(max(v, 2)) >= 62:
+        return np.unique(t, axis=0)
+    _, first = np.unique(t @ (np.int64(v) ** np.arange(d, dtype=np.int64)), return_index=True)
+    return t[first]
 
 
 def posterior_entropies(grammar: Grammar, traj: Trajectories, posterior: GrammarPosterior | None = None
@@ -79,43 +97,37 @@ def posterior_entropies(grammar: Grammar, traj: Trajectories, posterior: Grammar
 
 
 def model_trajectories(model: object, n: int, seed: int | list[int]) -> list[Trajectories]:
-    """The exact sampler of a (packed) masked diffusion model (`models.MaskedDiffusion`), as its
-    `sample(n, None, rng)`: i.i.d. U(0, 1) unmasking times, positions unmasked in decreasing time order, the network
-    seeing the state and the time just before each event; with the order and each draw's entropy recorded. One
+    """The exact sampler of a (packed) masked diffusion model (`models.MaskedDiffusion.sample_trajectory`, the
+    same draws and strings as its `sample(n, None, rng)`), with the order and each draw's entropy recorded. One
     Trajectories per member, member k's drawn from its own generator (seed[k], or seed + k)."""
-    import torch
+    from models.rng import MemberRNG
 
-    K, dev, d, v = model.K, model.device, model.d, model.v
+    K = model.K
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [int(seed) + k for k in range(K)]
     if len(seeds) != K:
         raise ValueError(f"got {len(seeds)} seeds for a pack of K={K} members: expected one per member")
-    gens = [torch.Generator(device="cpu").manual_seed(int(s_)) for s_ in seeds]
-    draws = [torch.rand(n, d, generator=g_).sort(dim=-1, descending=True) for g_ in gens]
-    times = torch.stack([t_ for t_, _ in draws])                       # (K, n, d)
-    order = torch.stack([o_ for _, o_ in draws])
-    x = torch.full((K, n, d), v, dtype=torch.long, device=dev)
-    ent = torch.empty(K, n, d, dtype=torch.float64)
-    kk, nn = torch.arange(K, device=dev)[:, None], torch.arange(n, device=dev)[None, :]
-    with torch.no_grad():
-        for j in range(d):
-            pos = order[:, :, j].to(dev)                                # (K, n)
-            logits = model.net(x, times[:, :, j].to(dev)).float()[kk, nn, pos]          # (K, n, v)
-            logp = torch.log_softmax(logits, -1)
-            ent[:, :, j] = -(logp.exp() * logp).sum(-1).double().cpu()
-            u = torch.stack([torch.rand(n, v, generator=g_) for g_ in gens]).clamp_(min=1e-20).to(dev)
-            x[kk, nn, pos] = (logp - torch.log(-torch.log(u))).argmax(-1)
-    return [Trajectories(strings=x[k].cpu().numpy(), order=order[k].numpy(), entropy=ent[k].numpy(),
-                         times=times[k].numpy()) for k in range(K)]
+    return trajectories(*model.sample_trajectory(n, MemberRNG([int(s_) for s_ in seeds], model.device)))
+
+
+def trajectories(strings: object, order: object, times: object, entropy: object) -> list[Trajectories]:
+    """One Trajectories per member from the recorded exact sampler's tensors, each (K, n, d) on any device."""
+    host = [a.detach().cpu().numpy() for a in (strings, order, times, entropy)]
+    return [Trajectories(strings=host[0][k], order=host[1][k], entropy=host[3][k].astype(np.float64),
+                         times=host[2][k]) for k in range(host[0].shape[0])]
 
 
 def collapse_curves(grammar: Grammar, model_traj: Trajectories, train: object, null_seed: int = 0,
-                    posterior: GrammarPosterior | None = None) -> dict[str, np.ndarray | float]:
+                    posterior: GrammarPosterior | None = None, n_entropy: int | None = ENTROPY_TRAJECTORIES
+                    ) -> dict[str, np.ndarray | float]:
     """One evaluation's collapse summaries: collapse_model / collapse_grammar, the mean collapse step over the
     trajectories that collapse (as a fraction of d), and collapse_*_frac the fraction that do, for the model's
     trajectories and as many of the grammar-faithful generator's; entropy_model / entropy_grammar (d,): mean entropy
     of the j-th unmasking (the grammar's at the model's own states); entropy_excess: their mean difference
-    grammar - model (> 0: the model is surer of its unmaskings than the language allows)."""
+    grammar - model (> 0: the model is surer of its unmaskings than the language allows), both over the first
+    `n_entropy` trajectories (None: all)."""
     sp = grammar.spec
+    few = Trajectories(*(None if a is None else a[:n_entropy] for a in (model_traj.strings, model_traj.order,
+                                                                         model_traj.entropy, model_traj.times)))
     null = grammar_trajectories(grammar, model_traj.strings.shape[0], null_seed)
     cm, cg = collapse_steps(model_traj, train, sp.v), collapse_steps(null, train, sp.v)
     with np.errstate(invalid="ignore"):
@@ -123,6 +135,6 @@ def collapse_curves(grammar: Grammar, model_traj: Trajectories, train: object, n
                 "collapse_model_frac": float(np.isfinite(cm).mean()),
                 "collapse_grammar": float(np.nanmean(cg) / sp.d) if np.isfinite(cg).any() else float("nan"),
                 "collapse_grammar_frac": float(np.isfinite(cg).mean()),
-                "entropy_model": (em := model_traj.entropy.mean(0)),
-                "entropy_grammar": (eg := posterior_entropies(grammar, model_traj, posterior).mean(0)),
+                "entropy_model": (em := few.entropy.mean(0)),
+                "entropy_grammar": (eg := posterior_entropies(grammar, few, posterior).mean(0)),
                 "entropy_excess": float(np.mean(eg - em))}

@@ -20,9 +20,13 @@ from rhm.posterior import GrammarPosterior
 
 #: Noise levels (fraction masked) of the probe: high t is early in denoising.
 NOISE_LEVELS: tuple[float, ...] = (0.9, 0.75, 0.5)
-#: Mask draws per string and noise level (one: the probe's forward pass is (P + held-out) x levels strings, which
-#: at P = 1,024 already outweighs the sampler's n_gen x d; benchmarks/overest_bench.py).
+#: Mask draws per string and noise level (one: the probe's forward pass is strings x levels x draws strings).
 N_DRAWS: int = 1
+#: Training strings probed per trial (a fixed random subset when P is larger; as many held-out strings): the probe's
+#: forward pass then costs 2 x 64 x 3 strings whatever P, ~19% of an evaluation at P = 1,024 with the collapse
+#: (benchmarks/overest_bench.py; all 1,024 + 256 strings: +120-190%). The price: a per-evaluation AUC rests on 64
+#: strings (standard error ~0.07 instead of ~0.02 at P = 1,024), the curves' means on 64 + 64.
+OVEREST_STRINGS: int = 64
 
 
 @dataclass(frozen=True)
@@ -147,14 +151,25 @@ class TrialProbe:
 
 
 def trial_probe(grammar: Grammar, train: object, heldout: object, seed: int, ts: tuple[float, ...] = NOISE_LEVELS,
-                draws: int = N_DRAWS) -> TrialProbe:
-    """The probe of a trial's training and held-out strings, mask draws from `seed` (fixed for the trial)."""
+                draws: int = N_DRAWS, n_strings: int | None = None) -> TrialProbe:
+    """The probe of a trial's training and held-out strings, mask draws from `seed` (fixed for the trial); with
+    `n_strings`, of a fixed random subset of at most that many of each (drawn from `seed`, rows kept in order)."""
     sp = grammar.spec
     tr, ho = (as_strings(to_numpy(a), sp.v, sp.d, name) for a, name in ((train, "train"), (heldout, "heldout")))
-    probe = make_probe(grammar, np.concatenate([tr, ho]), ts, draws, seed)
-    split = np.array(["train"] * tr.shape[0] + ["heldout"] * ho.shape[0], dtype=object)
-    index = np.concatenate([np.arange(tr.shape[0]), np.arange(ho.shape[0])]).astype(np.int64)
-    return TrialProbe(probe=probe, split=split, string_index=index)
+    if n_strings is not None and (isinstance(n_strings, bool) or not isinstance(n_strings, int) or n_strings < 1):
+        raise ValueError(f"n_strings must be an integer >= 1 strings probed per set (or None: all), got {n_strings!r}")
+    rng = np.random.default_rng([seed, 1])                            # not the mask draws' stream
+    i_tr, i_ho = (_subset(a.shape[0], n_strings, rng) for a in (tr, ho))
+    probe = make_probe(grammar, np.concatenate([tr[i_tr], ho[i_ho]]), ts, draws, seed)
+    split = np.array(["train"] * i_tr.size + ["heldout"] * i_ho.size, dtype=object)
+    return TrialProbe(probe=probe, split=split, string_index=np.concatenate([i_tr, i_ho]).astype(np.int64))
+
+
+def _subset(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted row indices: all n rows, or k of them uniformly without replacement when n > k."""
+    if k is None or n <= k:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=k, replace=False))
 
 
 def summarize(tp: TrialProbe, o: np.ndarray, model_logp: np.ndarray | None = None

@@ -127,14 +127,9 @@ class MaskedDiffusion(Diffusion):
         """
         self._check(rng, n=n)
         K, dev = self.K, self.device
-        x = torch.full((K, n, self.d), self.mask_id, dtype=torch.long, device=dev)
         if steps is None:
-            times, order = rng.rand(n, self.d).sort(dim=-1, descending=True)
-            for j in range(self.d):
-                pos = order[..., j:j + 1]                                           # (K, n, 1)
-                logits = self.net(x, times[..., j]).gather(2, pos[..., None].expand(K, n, 1, self.v))
-                x.scatter_(2, pos, _gumbel_argmax(logits, rng))
-            return x
+            return self._exact(n, rng, record=False)[0]
+        x = torch.full((K, n, self.d), self.mask_id, dtype=torch.long, device=dev)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps={steps!r} is invalid: expected an integer >= 1, or None for the exact sampler")
         for i in range(steps):
@@ -143,6 +138,30 @@ class MaskedDiffusion(Diffusion):
             unmask = rng.rand(n, self.d) < (t - s) / t
             x = torch.where((x == self.mask_id) & unmask, x0, x)
         return x
+
+
+    @torch.no_grad()
+    def sample_trajectory(self, n: int, rng: MemberRNG) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The exact sampler, `sample(n, None, rng)` (the same draws, the same strings), with its reverse trajectory
+        recorded: strings (K, n, d), order (K, n, d) the position unmasked at each step, times (K, n, d) the time the
+        network saw, entropy (K, n, d) float64 (nats) of the distribution each token was drawn from."""
+        self._check(rng, n=n)
+        return self._exact(n, rng, record=True)
+
+    def _exact(self, n: int, rng: MemberRNG, record: bool) -> tuple[Tensor, ...]:
+        """The exact sampler's loop; with `record`, also its order, times and per-draw entropies (no extra draws)."""
+        K, d, dev = self.K, self.d, self.device
+        x = torch.full((K, n, d), self.mask_id, dtype=torch.long, device=dev)
+        times, order = rng.rand(n, d).sort(dim=-1, descending=True)
+        ent = torch.empty(K, n, d, dtype=torch.float64, device=dev) if record else None
+        for j in range(d):
+            pos = order[..., j:j + 1]                                               # (K, n, 1)
+            logits = self.net(x, times[..., j]).gather(2, pos[..., None].expand(K, n, 1, self.v))
+            if record:
+                logp = torch.log_softmax(logits[:, :, 0].float(), -1)
+                ent[:, :, j] = -(logp.exp() * logp).sum(-1).double()
+            x.scatter_(2, pos, _gumbel_argmax(logits, rng))
+        return (x, order, times, ent) if record else (x,)
 
 
 class UniformDiffusion(Diffusion):

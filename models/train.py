@@ -226,6 +226,23 @@ class Trainer:
             m.train(was_training)
 
     @torch.no_grad()
+    def sample_trajectories(self, n: int, seeds: Sequence[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """`sample_members(n, None, seeds)` of a masked diffusion model with its trajectories recorded
+        (`MaskedDiffusion.sample_trajectory`): strings, order, times, entropy, each (K, n, d) on the device."""
+        rng = MemberRNG(check_member_seeds(_member_list("seeds", seeds, self.K)), self.device)
+        m = self.eval_model
+        if not hasattr(m, "sample_trajectory"):
+            raise ValueError(f"sample_trajectories needs a masked diffusion model (exact sampler), got "
+                             f"{type(m).__name__}")
+        was_training = m.training
+        m.eval()
+        try:
+            with self._autocast():
+                return m.sample_trajectory(n, rng)
+        finally:
+            m.train(was_training)
+
+    @torch.no_grad()
     def eval_losses(self, tokens: Tensor | Sequence[Tensor], seed: int | Sequence[int] = 0, repeats: int = 4,
                     chunk: int = 1024) -> list[float]:
         """Per member, the diffusion loss (the ELBO part) of `eval_model` on its held-out tokens (K, n, d),

@@ -30,7 +30,7 @@ import torch
 from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, end_status, maybe_crash,
                            maybe_fail, maybe_poison, sample_seed, score)
 from sweeps.packing import MEMBERS_KEY, Pack
-from sweeps.overest_eval import attach, measure, overest_due
+from sweeps.overest_eval import attach, generate, measure, overest_due
 from sweeps.rows import summary
 from sweeps.trial import (RESUME_FROM, STATE_FILE, STORE_ID_KEY, TRAINER_FILE, ReportFn, TrialOutcome, build_data,
                           finished_ids, load_checkpoint, run_from, session_device, session_start, trial_extra,
@@ -104,10 +104,10 @@ class _PackLoop:
         for m in ids:
             if m not in self._heldout:
                 self._heldout[m] = torch.as_tensor(self.datas[m].heldout, dtype=torch.long, device=trainer.device)
-        gen = trainer.sample_members(cfgs[0].n_gen, cfgs[0].sample_steps, [sample_seed(c, step) for c in cfgs])
+        due = overest_due(cfgs[0], trainer.schedule, step)
+        gen, trajs = generate(trainer, cfgs, [sample_seed(c, step) for c in cfgs], due)
         held = trainer.eval_losses(torch.stack([self._heldout[m] for m in ids]))
-        over = (measure(trainer, cfgs, [self.datas[m] for m in ids], step)
-                if overest_due(cfgs[0], trainer.schedule, step) else None)
+        over = measure(trainer, cfgs, [self.datas[m] for m in ids], step, trajs) if due else None
         ended: dict[str, tuple[str, int, str | None]] = {}
         for k, m in enumerate(ids):
             try:

@@ -28,7 +28,7 @@ import torch
 from analysis.registry import OBJECTIVE_METRICS
 from sweeps.member import (DIVERGED, HOOKS, Attempt, MemberLog, diverged_at, divergence, end_status, maybe_crash,
                            maybe_poison, sample_seed, score)
-from sweeps.overest_eval import attach, measure, overest_due
+from sweeps.overest_eval import attach, generate, measure, overest_due
 from sweeps.rows import data_columns, eval_rows, samples_rows, summary, trials_row  # noqa: F401 - re-exported
 from sweeps.spec import TrialConfig
 
@@ -112,12 +112,13 @@ def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int, heldou
     `heldout`: the held-out tokens already on the trainer's device (built here when not given)."""
     # sample_steps=None is the exact sampler (masked: one position per network call; uniform: all T steps):
     # K parallel masked steps would unmask tokens jointly-independently and cap even a perfect memorizer's copies.
-    gen = trainer.sample(cfg.n_gen, cfg.sample_steps, sample_seed(cfg, step))
+    due = overest_due(cfg, trainer.schedule, step)
+    gen, trajs = generate(trainer, [cfg], [sample_seed(cfg, step)], due)
     if heldout is None:
         heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
-    ev = score(data, gen, trainer.train_loss, trainer.eval_loss(heldout))
-    if overest_due(cfg, trainer.schedule, step):
-        attach(ev, measure(trainer, [cfg], [data], step)[0])
+    ev = score(data, gen[0], trainer.train_loss, trainer.eval_loss(heldout))
+    if due:
+        attach(ev, measure(trainer, [cfg], [data], step, trajs)[0])
     return ev
 
 

@@ -69,6 +69,12 @@ def test_model_trajectories_record_the_sampler():
     assert np.all((traj.entropy >= 0) & (traj.entropy <= np.log(6) + 1e-6))
     cur = collapse_curves(g, traj, sample_unique(g, 10, seed=6))
     assert cur["entropy_model"].shape == (8,) and cur["entropy_grammar"].shape == (8,)
+    few = collapse_curves(g, traj, sample_unique(g, 10, seed=6), n_entropy=5)     # entropies of the first 5 only
+    np.testing.assert_allclose(few["entropy_model"], traj.entropy[:5].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(few["entropy_grammar"],
+                               posterior_entropies(g, Trajectories(traj.strings[:5], traj.order[:5],
+                                                                   traj.entropy[:5])).mean(0), rtol=1e-12)
+    assert few["collapse_model_frac"] == cur["collapse_model_frac"]                 # the collapse reads all 12
     assert 0 <= cur["collapse_grammar_frac"] <= 1
 
 
@@ -79,3 +85,30 @@ def test_pack_trajectories_equal_lone_members():
     one, = model_trajectories(lone, 10, seed=4)
     np.testing.assert_array_equal(both[1].strings, one.strings)
     np.testing.assert_allclose(both[1].entropy, one.entropy, rtol=1e-5)
+
+
+def test_recorded_trajectories_are_the_samplers_own_draws():
+    """Recording the trajectory changes nothing: the same strings as `sample(n, None, rng)` from the same seeds,
+    bit for bit (a pack of 2), so the collapse can read the evaluation's own generations."""
+    from models.rng import MemberRNG
+
+    pack = build_model(ModelConfig(process="masked", width=32, depth=1, heads=2), 6, 8, 2, 3, seed=[0, 1]).eval()
+    plain = pack.sample(20, None, MemberRNG([11, 12]))
+    strings, order, times, ent = pack.sample_trajectory(20, MemberRNG([11, 12]))
+    torch.testing.assert_close(strings, plain, rtol=0, atol=0)
+    assert (times[..., :-1] >= times[..., 1:]).all() and ent.dtype == torch.float64
+    traj = model_trajectories(pack, 20, seed=[11, 12])
+    np.testing.assert_array_equal(traj[1].strings, plain[1].numpy())
+    np.testing.assert_array_equal(traj[1].order, order[1].numpy())
+
+
+def test_distinct_rows_by_code_and_by_row():
+    """Both ways of finding a training set's distinct rows (one integer per row; row-wise when v**d is too big) give
+    np.unique's rows."""
+    from analysis.collapse import _distinct
+
+    rng = np.random.default_rng(0)
+    for v, d in ((6, 8), (1000, 8)):                               # 8 * log2(1000) = 80 bits: row-wise
+        t = rng.integers(0, v if v < 10 else 3, (50, d))
+        np.testing.assert_array_equal(np.unique(_distinct(t, v), axis=0), np.unique(t, axis=0))
+        assert len(_distinct(t, v)) == len(np.unique(t, axis=0))

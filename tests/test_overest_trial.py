@@ -19,11 +19,11 @@ from sweeps.trial import train_trial
 torch.set_num_threads(1)
 
 
-def _spec(tmp_path, every: int, process: str = "masked", P=(4,)) -> SweepSpec:
+def _spec(tmp_path, every: int, process: str = "masked", P=(4,), strings: int = 64) -> SweepSpec:
     raw = dict(load_spec("tiny").raw)
     raw.update(store=str(tmp_path / "store"), stop={"theta": None})
     raw["train"] = {**raw["train"], "steps": 40, "evals_per_decade": 2, "first_eval": 4}
-    raw["eval"] = {**raw["eval"], "n_gen": 16, "overest_every": every}
+    raw["eval"] = {**raw["eval"], "n_gen": 16, "overest_every": every, "overest_strings": strings}
     raw["model"] = {**raw["model"], "process": process}
     raw["axes"] = {"tail": [{"family": "uniform"}], "P": list(P), "seed": [0]}
     return SweepSpec.from_dict(raw)
@@ -112,3 +112,22 @@ def test_collapse_curves_along_training(tmp_path):
         vals = probed[name].dropna()
         assert ((vals > 0) & (vals <= 1)).all()
     assert np.isfinite(probed.entropy_excess).all()
+
+
+def test_probe_of_a_large_training_set_is_a_fixed_subset(tmp_path):
+    """P above eval.overest_strings: the table holds that many training and held-out strings per (step, t), the
+    same rows at every evaluation, each a row of its own set; the curves are their means."""
+    spec = _spec(tmp_path, every=1, P=(12,), strings=5)
+    cfg = spec.trials()[0]
+    train_trial(cfg)
+    rows = Store(cfg.store).read_pandas("overest")
+    per = rows.groupby(["step", "t", "split"]).string_index.apply(lambda s: tuple(sorted(s)))
+    sizes = per.map(len).groupby(level="split").unique()
+    assert list(sizes["train"]) == [5] and list(sizes["heldout"]) == [cfg.heldout]   # tiny: 4 held-out, all of them
+    assert per.groupby(level="split").nunique().eq(1).all()
+    train_idx = per.xs("train", level="split").iloc[0]
+    assert len(set(train_idx)) == 5 and set(train_idx) <= set(range(12)) and train_idx != tuple(range(5))
+    curves = Store(cfg.store).read_pandas("curves").set_index("step")
+    cur = overest_curves(rows)
+    top = cur[cur.t == cur.t.max()].set_index("step")
+    np.testing.assert_allclose(top.overest_train, curves.loc[top.index, "overest_train"], rtol=1e-12)

@@ -1,6 +1,7 @@
 """Sweep specs: presets, grid expansion, trial ids, round trips, validation messages, stop metric, tail conventions."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -123,6 +124,25 @@ def test_regime_preset_sweeps_P_across_the_generalization_boundary():
     assert len(axes["seed"]) >= 2 and sum(P >= 512 for P in axes["data.P"]) >= 3
     assert all(t.P <= 0.25 * t.grammar.P_max and t.grammar.chance_valid < 1e-3 for t in trials)
     assert all(t.theta_stop == 0.5 and t.stop_metric == "mem_twin" for t in trials)
+
+
+def test_regime_preset_ids_are_the_committed_runs():
+    """The preset names the trials behind docs/findings/regime (every string probed, as they were): a user's run
+    reproduces and `--resume` continues them instead of starting 24 new trials."""
+    import pandas as pd
+    committed = set(pd.read_csv(Path(__file__).parents[1] / "docs/findings/regime/overest_trials.csv").trial_id)
+    assert {t.trial_id for t in _preset("regime").trials()} == committed
+
+
+def test_probe_subset_names_a_trial_only_where_it_probes():
+    """eval.overest_strings is part of a trial's id when the probe runs (64 strings and all of them are different
+    measurements) and not otherwise, so trials that never probe keep the ids they had before the field."""
+    base = _preset("regime").trials()[0]
+    ids = {(every, k): dataclasses.replace(base, trial_id="", overest_every=every, overest_strings=k).trial_id
+           for every in (0, 2) for k in (None, 64, 128)}
+    assert ids[0, None] == ids[0, 64] == ids[0, 128]
+    assert len({ids[2, k] for k in (None, 64, 128)}) == 3
+    assert ids[2, None] == base.trial_id
 
 
 def test_tails_preset_has_a_fat_and_a_thin_tail_and_a_placement_pair_at_matched_entropy():

@@ -17,10 +17,12 @@ YAML format (every key below is optional unless marked *required*; see sweeps/pr
                                     #   grammar seed and the data seed; data: the data seed alone, as before)
     model: {process: masked, backbone: transformer, width: 64, depth: 2, heads: 4}   # models.ModelConfig fields
     train: {steps: 4000, batch_size: 32, lr: 1.0e-3, evals_per_decade: 8, first_eval: 10}   # models.TrainConfig
-    eval: {n_gen: 256, sample_steps: null, overest_every: 0}   # generated samples per evaluation; sampler steps
-                                    #   (null = the exact sampler: masked unmasks one position per network call,
-                                    #   uniform walks all T); overest_every: k probes overestimation at every k-th
-                                    #   evaluation (analysis.overest; masked only; 0 = never)
+    eval: {n_gen: 256, sample_steps: null, overest_every: 0, overest_strings: 64}   # generated samples per
+                                    #   evaluation; sampler steps (null = the exact sampler: masked unmasks one
+                                    #   position per network call, uniform walks all T); overest_every: k probes
+                                    #   overestimation at every k-th evaluation (analysis.overest; masked only;
+                                    #   0 = never) on a fixed random subset of overest_strings training strings
+                                    #   and as many held-out ones (null: all of them)
     stop: {theta: 0.9, patience: 2, metric: mem_excess}   # early stop once `metric` >= theta at `patience`
                                     #   consecutive evaluations; metric: one of analysis.registry.OBJECTIVE_METRICS
                                     #   (default DEFAULT_MEM_METRIC); omit the section to train every trial fully

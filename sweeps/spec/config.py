@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from analysis.overest import OVEREST_STRINGS
 from analysis.registry import DEFAULT_MEM_METRIC
 from models import ModelConfig, TrainConfig
 from rhm import GrammarSpec
@@ -22,7 +23,8 @@ from sweeps.spec.tail import TailSpec
 IDENTITY = ("sweep", "trial_id", "store", "spec", "spec_copy")
 # Fields added after trial ids were first published: left out of the hash at the value that reproduces the
 # behaviour of trials written before they existed, so those trials keep their ids (and a store resumes them).
-LEGACY = {"stop_metric": "copy_frac", "data_draw": "data", "overest_every": 0}
+# overest_strings: None (every string) is what the probe did before the field existed.
+LEGACY = {"stop_metric": "copy_frac", "data_draw": "data", "overest_every": 0, "overest_strings": None}
 # train.compile was a bool before it named a mode: the modes that a bool meant hash as that bool.
 LEGACY_COMPILE = {"off": False, "network": True}
 
@@ -50,6 +52,7 @@ class TrialConfig:
     n_gen: int = 256
     sample_steps: int | None = None
     overest_every: int = 0
+    overest_strings: int | None = OVEREST_STRINGS
     theta_stop: float | None = None
     stop_patience: int = 2
     stop_metric: str = DEFAULT_MEM_METRIC
@@ -65,12 +68,15 @@ class TrialConfig:
             object.__setattr__(self, "trial_id", f"{self.sweep}-{self.content_hash()}")
 
     def _content(self) -> dict[str, Any]:
-        """What the trial is: every field but the identity ones, and the stop metric only when a trial stops."""
+        """What the trial is: every field but the identity ones, the stop metric only when a trial stops and the probe's
+        subset only when it probes."""
         d = self.to_dict()
         for k in IDENTITY:
             d.pop(k)
         if self.theta_stop is None:
             d.pop("stop_metric")
+        if not self.overest_every:
+            d.pop("overest_strings")      # the probe's subset, meaningless where nothing is probed
         for k, legacy in LEGACY.items():
             if d.get(k, legacy) == legacy:
                 d.pop(k, None)

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from analysis.overest import OVEREST_STRINGS
 from analysis.registry import DEFAULT_MEM_METRIC, OBJECTIVE_METRICS
 from rhm.data import DATA_DRAWS
 
@@ -40,11 +41,14 @@ class DataSection:
 class EvalSection:
     """`eval:` generated samples per evaluation; sampler steps (None = the exact sampler: masked unmasks one
     position per network call, uniform walks all T steps); overest_every: probe overestimation (analysis.overest)
-    at every k-th evaluation, 0 = never (masked diffusion only)."""
+    at every k-th evaluation, 0 = never (masked diffusion only); overest_strings: the probe's fixed random subset of
+    at most this many training strings and as many held-out strings (its cost does not grow with P; None: all of them,
+    as trials probed before the subset existed)."""
 
     n_gen: PosInt = 256
     sample_steps: PosInt | None = None
     overest_every: NonNegInt = 0
+    overest_strings: PosInt | None = OVEREST_STRINGS
 
 
 @dataclass(frozen=True)

@@ -278,6 +278,6 @@ def make_trial(spec: SweepSpec, point: Mapping[str, Any]) -> TrialConfig:
                        unique=data.unique, heldout=data.heldout, data_seed=seed, data_draw=data.draw,
                        model=s["model"],
                        train=s["train"], n_gen=ev.n_gen, sample_steps=ev.sample_steps,
-                       overest_every=ev.overest_every, theta_stop=stop.theta,
+                       overest_every=ev.overest_every, overest_strings=ev.overest_strings, theta_stop=stop.theta,
                        stop_patience=stop.patience, stop_metric=stop.metric, seed=seed,
                        spec=spec.digests[0], spec_copy=spec.digests[1])
