@@ -23,8 +23,8 @@ NOISE_LEVELS: tuple[float, ...] = (0.9, 0.75, 0.5)
 #: Mask draws per string and noise level (one: the probe's forward pass is strings x levels x draws strings).
 N_DRAWS: int = 1
 #: Training strings probed per trial (a fixed random subset when P is larger; as many held-out strings): the probe's
-#: forward pass then costs 2 x 64 x 3 strings whatever P, ~19% of an evaluation at P = 1,024 with the collapse
-#: (benchmarks/overest_bench.py; all 1,024 + 256 strings: +120-190%). The price: a per-evaluation AUC rests on 64
+#: forward pass then costs 2 x 64 x 3 strings whatever P: +10% (regime) and +20-23% (study) of an evaluation at
+#: P = 1,024 with the collapse (benchmarks/overest_bench.py; all 1,024 + 256 strings: +128% and +212%). The price: a per-evaluation AUC rests on 64
 #: strings (standard error ~0.07 instead of ~0.02 at P = 1,024), the curves' means on 64 + 64.
 OVEREST_STRINGS: int = 64
 
