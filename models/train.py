@@ -200,9 +200,14 @@ class Trainer:
         for target in [e for e in self.schedule if e > self.step]:
             if self.K == 0:
                 break
-            recent = [self._train_step() for _ in range(target - self.step)]
+            # Each step's losses go into one buffer: a list of the compiled step's outputs kept ~0.7 MB of
+            # memory alive per step (K = 20 tree_conv; 7 GB between two late evaluations, Ray's OOM killer ended
+            # the tails sweep; benchmarks/step_memory.py).
+            losses = torch.empty(self.K, target - self.step, device=self.device)
+            for i in range(target - self.step):
+                losses[:, i] = self._train_step()
             self.step = target
-            self.step_losses = torch.stack(recent, dim=1).float().cpu()     # the one host sync per evaluation
+            self.step_losses = losses.cpu()                                    # the one host sync per evaluation
             self.train_losses = self.step_losses.double().mean(1).tolist()
             for hist, loss in zip(self.histories, self.train_losses):
                 hist.append((self.step, loss))

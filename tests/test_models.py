@@ -153,6 +153,31 @@ def test_loss_decreases_and_callback_stops() -> None:
         assert tr2.run(lambda t, step: step >= 63) == 63 and tr2.step == 63
 
 
+def test_a_segment_holds_no_step_outputs_at_its_evaluation() -> None:
+    """The steps between two evaluations leave no per-step tensor alive when the evaluation runs: each step's
+    losses are copied into one buffer (a list of the compiled step's outputs held ~0.7 MB per step, 7 GB per pack
+    over a late segment: benchmarks/step_memory.py). The losses themselves are kept exactly."""
+    import weakref
+
+    m = build_model(ModelConfig(width=16, heads=2), V, D, S, L, seed=0)
+    tr = Trainer(m, tokens(8), TrainConfig(steps=60, batch_size=8, evals_per_decade=2, first_eval=20))
+    outputs: list[weakref.ref] = []
+    values: list[torch.Tensor] = []
+    step = tr._train_step
+
+    def tracked() -> torch.Tensor:
+        out = step()
+        outputs.append(weakref.ref(out))
+        values.append(out.clone())
+        return out
+
+    tr._train_step = tracked
+    alive: list[int] = []
+    tr.run(lambda t, s: alive.append(sum(r() is not None for r in outputs)) or False)
+    assert len(outputs) == 60 and alive == [0, 0]
+    torch.testing.assert_close(tr.step_losses, torch.stack(values[20:], dim=1), rtol=0, atol=0)
+
+
 def _memorize(process: str, backbone: str, steps: int, sample_steps: int | None) -> float:
     train = tokens(6, seed=11)
     m = build_model(ModelConfig(process=process, backbone=backbone, width=64, depth=2, heads=4), V, D, S, L, seed=0)
