@@ -112,11 +112,15 @@ def evaluate_step(cfg: TrialConfig, trainer: Any, data: _Data, step: int, heldou
     `heldout`: the held-out tokens already on the trainer's device (built here when not given)."""
     # sample_steps=None is the exact sampler (masked: one position per network call; uniform: all T steps):
     # K parallel masked steps would unmask tokens jointly-independently and cap even a perfect memorizer's copies.
-    due = overest_due(cfg, trainer.schedule, step)
-    gen, trajs = generate(trainer, [cfg], [sample_seed(cfg, step)], due)
+    due, seed = overest_due(cfg, trainer.schedule, step), sample_seed(cfg, step)
+    if due:         # the probe reads the generations' own trajectories (a Trainer's pack form, K = 1)
+        gen, trajs = generate(trainer, [cfg], [seed], due)
+        gen = gen[0]
+    else:           # any generator with `sample`: a Trainer, or the nulls' stand-ins (analysis.nulls)
+        gen = trainer.sample(cfg.n_gen, cfg.sample_steps, seed)
     if heldout is None:
         heldout = torch.as_tensor(data.heldout, dtype=torch.long, device=trainer.device)
-    ev = score(data, gen[0], trainer.train_loss, trainer.eval_loss(heldout))
+    ev = score(data, gen, trainer.train_loss, trainer.eval_loss(heldout))
     if due:
         attach(ev, measure(trainer, [cfg], [data], step, trajs)[0])
     return ev
