@@ -139,7 +139,6 @@ class MaskedDiffusion(Diffusion):
             x = torch.where((x == self.mask_id) & unmask, x0, x)
         return x
 
-
     @torch.no_grad()
     def sample_trajectory(self, n: int, rng: MemberRNG) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The exact sampler, `sample(n, None, rng)` (the same draws, the same strings), with its reverse trajectory
