@@ -60,3 +60,31 @@ def test_refit_reproduces_the_findings_files_from_per_trial_csvs(tmp_path, capsy
     pacsv.write_csv(__import__("pyarrow").Table.from_pandas(rows, preserve_index=False), out / "memorder_trials.csv")
     assert refit.main(str(tmp_path / "findings"), str(tmp_path / "refit"), ["regime"]) == 1
     assert "regime/memorder.csv: DIFFERS in" in capsys.readouterr().out
+
+
+def test_window_tables_keep_each_depth_apart(tmp_path):
+    """With several L in one sweep (depth), the window's cells and pooled rows are per (tail, L): a planted factor
+    e between L = 2 and L = 3 shows in the cells' medians, and each pooled row is the mean over its own trials."""
+    from analysis import memorder, onset
+    from analysis.synthetic import synthetic_tables, write_synthetic_store
+
+    import numpy as np
+
+    window = _script("window")
+    tb = synthetic_tables(tails=("uniform",), Ls=(2, 3), Ps=(64, 256), n_seeds=3, budget=200_000, n_evals=40,
+                          sigma=0.0, L_shift=1.0, detail_trials=2)
+    st = write_synthetic_store(tmp_path / "store", tb, sweep="depth")
+    ons = onset.onsets(st, thetas=(window.THETA,))
+    cells = window.cells(ons).to_pylist()
+    assert sorted((r["L"], r["P"], r["n"]) for r in cells) == [(2, 64, 3), (2, 256, 3), (3, 64, 3), (3, 256, 3)]
+    med = {(r["L"], r["P"]): r["tau_mem_median"] for r in cells}
+    for P in (64, 256):
+        assert abs(np.log(med[(3, P)] / med[(2, P)]) - 1.0) < 0.15, med
+    order = memorder.memorder(st)
+    pooled = window.pooled(ons, order, __import__("pyarrow").table({})).to_pylist()
+    assert sorted(r["L"] for r in pooled) == [2, 3]
+    rows = order.to_pylist()
+    for r in pooled:
+        own = [o["rho_proto"] for o in rows if o["L"] == r["L"] and np.isfinite(o["rho_proto"])]
+        assert r["n_rho_proto"] == len(own) == 4
+        assert abs(r["rho_proto_mean"] - np.mean(own)) < 1e-12

@@ -4,7 +4,7 @@ sweep): a reader can check the page's numbers, and any other analysis of them, f
 Reads, per sweep folder: onsets_trials.csv (docs/findings/trials.py), memorder_trials.csv, slop_trials.csv and
 flags.csv (the report's; flagged trials stay out of the laws and by-P cells, as there). Writes into OUT/<sweep>/ the files run.sh makes from the store, with the same calls:
 laws.csv (the report's laws), laws_copy_frac.csv, memorder.csv, slop.csv, by_p.csv (regime, tails, study),
-window_cells.csv, window_laws.csv and window_pooled.csv (regime, tails), and overest_auc.csv, overest_phase.csv
+window_cells.csv, window_laws.csv and window_pooled.csv (every sweep), and overest_auc.csv, overest_phase.csv
 and overest_severity.csv where the folder has overest_trials.csv (docs/findings/overest.py),
 laws_covariates.csv and placement.csv (study, when its placement tails are there).
 
@@ -33,7 +33,6 @@ from analysis import fits, flags, memorder, onset, slop  # noqa: E402
 from analysis.registry import DEFAULT_GEN_METRIC, DEFAULT_MEM_METRIC  # noqa: E402
 
 BY_P_SWEEPS = ("regime", "tails", "study")
-WINDOW_SWEEPS = ("regime", "tails")
 COVARIATES = ("entropy", "entropy_tilt")
 
 
@@ -72,8 +71,7 @@ def refit(folder: Path, out: Path) -> list[str]:
         written["slop.csv"] = slop.pool_trial_slop(slop_trials)
     if folder.name in BY_P_SWEEPS and order_trials is not None:
         written["by_p.csv"] = by_p.cells(_metric(ons, DEFAULT_MEM_METRIC, (by_p.THETA,)), order_trials, slop_trials)
-    if folder.name in WINDOW_SWEEPS:
-        written.update(window.tables(ons, order_trials, slop_trials))
+    written.update(window.tables(ons, order_trials, slop_trials))
     if (folder / "overest_trials.csv").exists():
         import pandas as pd
         frames = [pd.read_csv(folder / f"overest_{k}.csv") for k in ("cells", "trials", "curves")]

@@ -22,12 +22,12 @@ for sweep in ${FINDINGS_SWEEPS:-regime tails study depth}; do
   $M fit "runs/$sweep/store" --theta 0.1 --theta 0.5 --theta 0.9 --metric copy_frac --no-nulls \
     --out "$OUT/$sweep/laws_copy_frac.csv"
   $P docs/findings/trials.py "runs/$sweep/store" "$OUT/$sweep/onsets_trials.csv"
+  $P docs/findings/window.py "runs/$sweep/store" "$OUT/$sweep"       # arms and the window, every sweep
+  $P docs/findings/maxima.py "runs/$sweep/store" "$OUT/$sweep/maxima.csv"
   case "$sweep" in
     regime|tails)
             $P docs/findings/by_p.py "runs/$sweep/store" "$OUT/$sweep/by_p.csv"
-            $P docs/findings/window.py "runs/$sweep/store" "$OUT/$sweep"
             $P docs/findings/window_curves.py "runs/$sweep/store" "$OUT/$sweep/window_curves.png"
-            $P docs/findings/maxima.py "runs/$sweep/store" "$OUT/$sweep/maxima.csv"
             if [ "$sweep" = regime ]; then $P docs/findings/overest.py runs/regime/store "$OUT/regime"; fi ;;
     study)  $M fit runs/study/store --theta 0.1 --theta 0.5 --covariate entropy --covariate entropy_tilt --no-nulls \
               --out "$OUT/study/laws_covariates.csv"

@@ -51,25 +51,40 @@ def _rows(path: Path) -> list[dict]:
     return refit.read_csv(path).to_pylist()
 
 
+def _several_L(rows: list[dict]) -> bool:
+    """Whether the rows span more than one depth (then the tables name L beside the tail)."""
+    return len({r.get("L") for r in rows} - {None}) > 1
+
+
+def _group(r: dict, several_L: bool) -> list[str]:
+    """The (tail[, L]) cells that open a row."""
+    return [r["tail"]] + ([str(r["L"])] if several_L else [])
+
+
 def window_cells(folder: Path) -> str:
-    """Per (tail, P): trials and the window counts, medians of the observed onsets."""
-    rows = [[r["tail"], f"{r['P']:,}", f"{r['generalized']} of {r['n']}", f"{r['memorized']} of {r['n']}",
-             f"**{r['window']} of {r['n']}**", f"{r['gen_mem_censored']} of {r['n']}", _n(r["tau_gen_median"]),
-             _n(r["tau_mem_median"])] for r in _rows(folder / "window_cells.csv")]
-    return _md(["tail", "P", "tau_gen observed", "tau_mem observed", "both, tau_gen < tau_mem",
-                "generalized, tau_mem censored", "median tau_gen", "median tau_mem"], rows)
+    """Per (tail, L, P): trials and the window counts, medians of the observed onsets."""
+    got = _rows(folder / "window_cells.csv")
+    many = _several_L(got)
+    rows = [_group(r, many) + [f"{r['P']:,}", f"{r['generalized']} of {r['n']}", f"{r['memorized']} of {r['n']}",
+                               f"**{r['window']} of {r['n']}**", f"{r['gen_mem_censored']} of {r['n']}",
+                               _n(r["tau_gen_median"]), _n(r["tau_mem_median"])] for r in got]
+    return _md(["tail"] + (["L"] if many else []) + [
+        "P", "tau_gen observed", "tau_mem observed", "both, tau_gen < tau_mem", "generalized, tau_mem censored",
+        "median tau_gen", "median tau_mem"], rows)
 
 
 def window_laws(folder: Path) -> str:
     """The arms' laws: per group the exponent; per tail its shift against the reference (log tau, equal P)."""
-    out = []
-    for r in _rows(folder / "window_laws.csv"):
-        what = {"group": f"{r['tail']}: beta", "joint": "all tails: common beta",
+    out, got = [], _rows(folder / "window_laws.csv")
+    many = _several_L(got)
+    for r in got:
+        tail = f"{r['tail']} L={r['L']}" if many and r["scope"] in ("group", "shift", "placement-shift") else r["tail"]
+        what = {"group": f"{tail}: beta", "joint": "all tails: common beta",
                 "placement-joint": "placement pair: common beta"}.get(r["scope"])
         if what is not None:
             val = _ci(r, "beta")
         elif r["scope"] in ("shift", "placement-shift") and r["tail"] != r["reference"]:
-            what = f"{r['tail']}: log(tau / tau of {r['reference']})"
+            what = f"{tail}: log(tau / tau of {r['reference']})"
             val = _ci(r, "shift") if r.get("status") != "undetermined" else f"undetermined ({r.get('reason')})"
         else:
             continue
@@ -85,14 +100,63 @@ def _mean_ci(r: dict, k: str) -> str:
 
 
 def window_pooled(folder: Path) -> str:
-    """Order beside its three nulls and slop against the grammar and against T, per (tail, arm)."""
-    out = [[r["tail"], r["arm"], _n(r["rho_proto_mean"]), _mean_ci(r, "rho_proto_vol_excess"),
-            _mean_ci(r, "rho_proto_excess"), _mean_ci(r, "rho_proto_emp_excess"), _ci(r, "overprod_before_excess"),
-            _ci(r, "overprod_train_before_excess"), "-" if r.get("n_before") is None else str(r["n_before"])]
-           for r in _rows(folder / "window_pooled.csv")]
-    return _md(["tail", "arm", "rho (proto, first copy)", "minus volume-matched null", "minus grammar null",
-                "minus empirical-grammar null", "slop before tau_mem minus its null (vs grammar)",
-                "slop vs T's frequencies minus the grammar's", "trials (slop)"], out)
+    """Order beside its three nulls and slop against the grammar and against T, per (tail, L, arm)."""
+    got = _rows(folder / "window_pooled.csv")
+    many = _several_L(got)
+    out = [_group(r, many) + [
+        r["arm"], f"{r['n_rho_proto']} ({r['n_clusters_rho_proto']})", _n(r["rho_proto_mean"]),
+        _mean_ci(r, "rho_proto_vol_excess"), _mean_ci(r, "rho_proto_excess"), _mean_ci(r, "rho_proto_emp_excess"),
+        _ci(r, "overprod_before_excess"), _ci(r, "overprod_train_before_excess"),
+        "-" if r.get("n_before") is None else str(r["n_before"])] for r in got]
+    return _md(["tail"] + (["L"] if many else []) + [
+        "arm", "trials (clusters), order", "rho (proto, first copy)", "minus volume-matched null",
+        "minus grammar null", "minus empirical-grammar null", "slop before tau_mem minus its null (vs grammar)",
+        "slop vs T's frequencies minus the grammar's", "trials (slop)"], out)
+
+
+def _mem_rows(path: Path, scope: str) -> list[dict]:
+    """Rows of a laws file for tau_mem on mem_twin (the page's memorization onset) of one scope."""
+    return [r for r in _rows(path) if r["onset"] == "mem" and r["metric"] == "mem_twin" and r["scope"] == scope]
+
+
+def laws_shifts(folder: Path) -> str:
+    """The report's laws per (tail, L) group: exponent at theta 0.5 and the joint law's shift against the reference
+    group at theta 0.1 and 0.5 (negative = memorized earlier at equal P), with trial counts; the joint law last."""
+    path = folder / "laws.csv"
+    groups, shifts = _mem_rows(path, "group"), _mem_rows(path, "shift")
+    many = _several_L(groups)
+    shift = {(r["tail"], r["L"], r["theta"]): r for r in shifts}
+    out = []
+    for g in (r for r in groups if r["theta"] == 0.5):
+        key = (g["tail"], g["L"])
+        s1, s5 = shift.get((*key, 0.1), {}), shift.get((*key, 0.5), {})
+        out.append(_group(g, many) + [f"{g['n_obs']} observed, {g['n_cens']} censored", _ci(g, "beta"),
+                                      _ci(s1, "shift"), _ci(s5, "shift"),
+                                      _n(math.exp(s5["shift"])) if s5.get("shift") is not None else "-"])
+    for j in (r for r in _mem_rows(path, "joint") if r["theta"] == 0.5):
+        out.append([f"joint law (reference {j['reference']})"] + ([""] if many else []) + [
+            f"{j['n_obs']} observed, {j['n_cens']} censored ({j['n_clusters']} clusters)", _ci(j, "beta"),
+            "", f"common beta: LR p = {j['lr_p']:.2g}", ""])
+    return _md(["tail"] + (["L"] if many else []) + [
+        "trials (theta 0.5)", "beta at 0.5", "shift at theta 0.1", "shift at theta 0.5", "factor at 0.5"], out)
+
+
+def placement_laws(folder: Path) -> str:
+    """The placement pair's own joint law (study/placement.csv) and the covariate law's entropy terms
+    (study/laws_covariates.csv), at theta 0.1 and 0.5."""
+    out = []
+    for theta in (0.1, 0.5):
+        joint = next(r for r in _mem_rows(folder / "placement.csv", "joint") if r["theta"] == theta)
+        for s in _mem_rows(folder / "placement.csv", "shift"):
+            if s["theta"] == theta and not s["reference"].startswith(f"{s['tail']} L="):
+                out.append([f"{theta:g}", f"log(tau of {s['tail']} / tau of {s['reference']})", _ci(s, "shift", 3),
+                            f"{joint['n_obs']} observed, {joint['n_cens']} censored", str(joint["n_clusters"])])
+        law = next(r for r in _mem_rows(folder / "laws_covariates.csv", "covariate_law") if r["theta"] == theta)
+        for c in _mem_rows(folder / "laws_covariates.csv", "covariate"):
+            if c["theta"] == theta and c["term"] != "intercept":
+                out.append([f"{theta:g}", f"covariate law: log-steps per nat of {c['term']}", _ci(c, "coef", 3),
+                            f"{law['n_obs']} observed, {law['n_cens']} censored", str(law["n_clusters"])])
+    return _md(["theta", "statistic", "estimate [95% CI]", "trials", "clusters"], out)
 
 
 def overest_auc(folder: Path) -> str:
@@ -124,6 +188,7 @@ def overest_severity(folder: Path) -> str:
 
 RENDER: dict[str, Callable[[Path], str]] = {
     "window_cells": window_cells, "window_laws": window_laws, "window_pooled": window_pooled,
+    "laws_shifts": laws_shifts, "placement_laws": placement_laws,
     "overest_auc": overest_auc, "overest_phase": overest_phase, "overest_severity": overest_severity}
 
 

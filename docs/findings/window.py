@@ -6,9 +6,9 @@ tau_gen < tau_mem), and in the *memorize-only* arm otherwise. The arm is fixed b
 whether memorization was seen, so each arm's tau_mem law keeps its censored trials (Tobit lower bounds) and is not
 conditioned on the outcome it fits.
 
-- `cells`: per (tail, P): trials, how many generalized, memorized, and did both in that order (the window), with
+- `cells`: per (tail, L, P): trials, how many generalized, memorized, and did both in that order (the window), with
   the median onsets over the trials where each was observed.
-- `pooled`: per (tail, arm), the order statistic beside its three nulls (volume-matched, grammar-faithful,
+- `pooled`: per (tail, L, arm), the order statistic beside its three nulls (volume-matched, grammar-faithful,
   empirical-grammar) and slop before tau_mem against the grammar and against `T`, pooled over the arm's trials
   with cluster intervals (the report's own pooling on its per-trial rows).
 - `laws`: per arm, the Tobit laws with cluster intervals: tau_gen over the generalizing arm, tau_mem over each arm
@@ -53,11 +53,12 @@ def default_onsets(ons: pa.Table) -> pa.Table:
 
 
 def per_trial(ons: pa.Table) -> dict[str, dict]:
-    """{trial_id: {tail, P, cluster, gen, mem (tau or NaN when censored), arm, window}} from default onset rows."""
+    """{trial_id: {tail, L, P, cluster, gen, mem (tau or NaN when censored), arm, window}} from default onset
+    rows."""
     out: dict[str, dict] = {}
     for r in default_onsets(ons).to_pylist():
-        d = out.setdefault(r["trial_id"], {"tail": r["tail"], "P": int(r["P"]), "cluster": r.get("cluster"),
-                                           "gen": np.nan, "mem": np.nan})
+        d = out.setdefault(r["trial_id"], {"tail": r["tail"], "L": int(r["L"]), "P": int(r["P"]),
+                                           "cluster": r.get("cluster"), "gen": np.nan, "mem": np.nan})
         d[r["onset"]] = np.nan if r["censored"] else float(r["tau"])
     for d in out.values():
         gen, mem = np.isfinite(d["gen"]), np.isfinite(d["mem"])
@@ -67,16 +68,16 @@ def per_trial(ons: pa.Table) -> dict[str, dict]:
 
 
 def cells(ons: pa.Table) -> pa.Table:
-    """Per (tail, P): n, generalized (tau_gen observed), memorized (tau_mem observed), window (both, in that order),
+    """Per (tail, L, P): n, generalized (tau_gen observed), memorized (tau_mem observed), window (both, in that order),
     generalized with memorization censored, and the median observed onsets."""
-    by: dict[tuple[str, int], list[dict]] = {}
+    by: dict[tuple[str, int, int], list[dict]] = {}
     for d in per_trial(ons).values():
-        by.setdefault((d["tail"], d["P"]), []).append(d)
+        by.setdefault((d["tail"], d["L"], d["P"]), []).append(d)
     rows = []
-    for (tail, P), ds in sorted(by.items()):
+    for (tail, L, P), ds in sorted(by.items()):
         gen = np.array([d["gen"] for d in ds])
         mem = np.array([d["mem"] for d in ds])
-        rows.append({"tail": tail, "P": P, "n": len(ds), "generalized": int(np.isfinite(gen).sum()),
+        rows.append({"tail": tail, "L": L, "P": P, "n": len(ds), "generalized": int(np.isfinite(gen).sum()),
                      "memorized": int(np.isfinite(mem).sum()), "window": sum(d["window"] for d in ds),
                      "gen_mem_censored": int((np.isfinite(gen) & ~np.isfinite(mem)).sum()),
                      "tau_gen_median": float(np.nanmedian(gen)) if np.isfinite(gen).any() else np.nan,
@@ -122,20 +123,18 @@ def _by_arm(rows: pa.Table, arm_of: dict[str, str]) -> pa.Table:
 
 
 def pooled(ons: pa.Table, order_trials: pa.Table, slop_trials: pa.Table) -> pa.Table:
-    """Per (tail, arm): order beside its nulls and slop before/after tau_mem, pooled over the arm's trials."""
+    """Per (tail, L, arm): order beside its nulls and slop before/after tau_mem, pooled over the arm's trials."""
     arm_of = {t: d["arm"] for t, d in per_trial(ons).items()}
     order = memorder.pool_order(_by_arm(order_trials, arm_of))
     sl = slop.pool_trial_slop(_by_arm(slop_trials, arm_of)) if slop_trials.num_rows else pa.table({})
     sl = sl.filter(pc.equal(sl.column("level"), slop.ALL_LEVELS)) if sl.num_rows else sl
-    o_rows = {r["tail"]: r for r in order.to_pylist()}
-    s_rows = {r["tail"]: r for r in sl.to_pylist()} if sl.num_rows else {}
+    o_rows = {(r["tail"], r["L"]): r for r in order.to_pylist() if r["tail"] != "*"}
+    s_rows = {(r["tail"], r["L"]): r for r in sl.to_pylist() if r["tail"] != "*"} if sl.num_rows else {}
     rows = []
-    for label in sorted(set(o_rows) | set(s_rows)):
-        if label == "*":
-            continue
+    for label, L in sorted(set(o_rows) | set(s_rows)):
         tail, arm = label.rsplit(" | ", 1)
-        o, s = o_rows.get(label, {}), s_rows.get(label, {})
-        rows.append({"tail": tail, "arm": arm, **{k: o.get(k) for k in by_p.ORDER_KEYS},
+        o, s = o_rows.get((label, L), {}), s_rows.get((label, L), {})
+        rows.append({"tail": tail, "L": L, "arm": arm, **{k: o.get(k) for k in by_p.ORDER_KEYS},
                      **{k: s.get(k) for k in by_p.SLOP_KEYS}})
     return pa.Table.from_pylist(rows)
 
