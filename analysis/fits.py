@@ -314,7 +314,7 @@ def _covariate_rows(base: dict[str, Any], covariates: Sequence[str], t: pa.Table
         return [{**head, "status": "undetermined", "reason": problem}]
     r = fit_covariates(gcode, Z, names, x, y, kind, n_boot=n_boot, seed=seed, clusters=clusters)
     terms = r.pop("terms")
-    rows = [{**head, **r}]
+    rows = [{**head, **r, "n_clusters": int(np.unique(clusters).size) if clusters is not None else None}]
     rows += [{**base, "scope": "covariate", "tail": "*", "L": None, "reference": head["reference"],
               "status": r["status"], "beta": r["beta"], "sigma": r["sigma"], **term} for term in terms]
     return rows

@@ -149,6 +149,12 @@ def test_covariate_law_recovers_planted_coefficients():
         assert t["coef_wald_lo"] - 0.05 <= truth <= t["coef_wald_hi"] + 0.05, t
     # the intercepts really are linear in the covariates: the LR test against free intercepts does not reject
     assert law["lr_df"] == 6 - 1 - 2 and law["lr_p"] > 0.01
+    # no cluster column and no trial ids: every row is its own cluster, and the law says how many it resampled
+    assert law["n_clusters"] == law["n_trials"] == on.num_rows
+    grouped = on.append_column("cluster", pa.array([f"g{i % 4}" for i in range(on.num_rows)]))
+    law4 = next(r for r in fit_laws(grouped, theta=0.5, n_boot=20, covariates=("entropy", "entropy_tilt")).to_pylist()
+                if r["scope"] == "covariate_law")
+    assert law4["n_clusters"] == 4
     # with no placement effect planted, the tilt's interval covers 0
     null = fit_laws(_covariate_onsets(1, coef_tilt=0.0, coef_h=0.5), theta=0.5, n_boot=100,
                     covariates=("entropy", "entropy_tilt")).to_pylist()

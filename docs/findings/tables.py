@@ -94,6 +94,11 @@ def window_laws(folder: Path) -> str:
     return _md(["arm", "onset", "statistic", "estimate [95% CI]", "trials", "clusters"], out)
 
 
+def _count(v: object) -> str:
+    """An integer count for the page, '-' where the file has none."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{int(v)}"
+
+
 def _mean_ci(r: dict, k: str) -> str:
     """`<k>_mean [<k>_lo, <k>_hi]` (the pooled tables' naming)."""
     return _ci({"v": r.get(f"{k}_mean"), "v_lo": r.get(f"{k}_lo"), "v_hi": r.get(f"{k}_hi")}, "v")
@@ -112,6 +117,19 @@ def window_pooled(folder: Path) -> str:
         "arm", "trials (clusters), order", "rho (proto, first copy)", "minus volume-matched null",
         "minus grammar null", "minus empirical-grammar null", "slop before tau_mem minus its null (vs grammar)",
         "slop vs T's frequencies minus the grammar's", "trials (slop)"], out)
+
+
+def order_partial(folder: Path) -> str:
+    """The order statistic controlling for log-likelihood (partial rho) beside its grammar and empirical-grammar
+    nulls, per (tail, L) and over all trials, from memorder.csv."""
+    got = _rows(folder / "memorder.csv")
+    many = _several_L(got)
+    out = [([("all" if r["tail"] == "*" else r["tail"])] + ([_count(r["L"])] if many else [])) + [
+        f"{_count(r['n_partial_proto'])} ({_count(r['n_clusters_partial_proto'])})", _n(r["partial_proto_mean"]),
+        _mean_ci(r, "partial_proto_excess"), _mean_ci(r, "partial_proto_emp_excess")] for r in got]
+    return _md(["tail"] + (["L"] if many else []) + [
+        "trials (clusters)", "partial rho (proto, first copy; log-likelihood held fixed)", "minus grammar null",
+        "minus empirical-grammar null"], out)
 
 
 def _mem_rows(path: Path, scope: str) -> list[dict]:
@@ -150,12 +168,12 @@ def placement_laws(folder: Path) -> str:
         for s in _mem_rows(folder / "placement.csv", "shift"):
             if s["theta"] == theta and not s["reference"].startswith(f"{s['tail']} L="):
                 out.append([f"{theta:g}", f"log(tau of {s['tail']} / tau of {s['reference']})", _ci(s, "shift", 3),
-                            f"{joint['n_obs']} observed, {joint['n_cens']} censored", str(joint["n_clusters"])])
+                            f"{joint['n_obs']} observed, {joint['n_cens']} censored", _count(joint["n_clusters"])])
         law = next(r for r in _mem_rows(folder / "laws_covariates.csv", "covariate_law") if r["theta"] == theta)
         for c in _mem_rows(folder / "laws_covariates.csv", "covariate"):
             if c["theta"] == theta and c["term"] != "intercept":
                 out.append([f"{theta:g}", f"covariate law: log-steps per nat of {c['term']}", _ci(c, "coef", 3),
-                            f"{law['n_obs']} observed, {law['n_cens']} censored", str(law["n_clusters"])])
+                            f"{law['n_obs']} observed, {law['n_cens']} censored", _count(law["n_clusters"])])
     return _md(["theta", "statistic", "estimate [95% CI]", "trials", "clusters"], out)
 
 
@@ -188,7 +206,7 @@ def overest_severity(folder: Path) -> str:
 
 RENDER: dict[str, Callable[[Path], str]] = {
     "window_cells": window_cells, "window_laws": window_laws, "window_pooled": window_pooled,
-    "laws_shifts": laws_shifts, "placement_laws": placement_laws,
+    "laws_shifts": laws_shifts, "placement_laws": placement_laws, "order_partial": order_partial,
     "overest_auc": overest_auc, "overest_phase": overest_phase, "overest_severity": overest_severity}
 
 
