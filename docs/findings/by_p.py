@@ -25,7 +25,8 @@ from analysis.store import Store  # noqa: E402
 THETA = 0.5
 ORDER_KEYS = [f"rho_proto{infix}{part}" for infix in memorder.NULLS.values()
               for part in ("_null_mean", "_excess_mean", "_excess_lo", "_excess_hi")] + [
-    "n_rho_proto", "n_clusters_rho_proto", "rho_proto_mean", "n_rho_proto_vol_undefined", "rho_twin_excess_mean", "rho_twin_excess_lo", "rho_twin_excess_hi"]
+    "n_rho_proto_vol", "n_rho_proto", "n_rho_proto_emp", "n_clusters_rho_proto", "rho_proto_mean",
+    "n_rho_proto_vol_undefined", "rho_twin_excess_mean", "rho_twin_excess_lo", "rho_twin_excess_hi"]
 SLOP_KEYS = ["n_before", "overprod_before", "overprod_before_lo", "overprod_before_hi", "overprod_before_null",
              "overprod_before_excess", "overprod_before_excess_lo", "overprod_before_excess_hi",
              "overprod_train_before", "overprod_train_before_null", "overprod_train_before_excess",

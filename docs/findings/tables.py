@@ -109,12 +109,14 @@ def window_pooled(folder: Path) -> str:
     got = _rows(folder / "window_pooled.csv")
     many = _several_L(got)
     out = [_group(r, many) + [
-        r["arm"], f"{r['n_rho_proto']} ({r['n_clusters_rho_proto']})", _n(r["rho_proto_mean"]),
+        r["arm"], f"{r['n_rho_proto_vol']} / {r['n_rho_proto']} / {r['n_rho_proto_emp']} ({r['n_clusters_rho_proto']})",
+        _n(r["rho_proto_mean"]),
         _mean_ci(r, "rho_proto_vol_excess"), _mean_ci(r, "rho_proto_excess"), _mean_ci(r, "rho_proto_emp_excess"),
         _ci(r, "overprod_before_excess"), _ci(r, "overprod_train_before_excess"),
         "-" if r.get("n_before") is None else str(r["n_before"])] for r in got]
     return _md(["tail"] + (["L"] if many else []) + [
-        "arm", "trials (clusters), order", "rho (proto, first copy)", "minus volume-matched null",
+        "arm", "trials with order beside the volume / grammar / empirical null (clusters)",
+        "rho (proto, first copy)", "minus volume-matched null",
         "minus grammar null", "minus empirical-grammar null", "slop before tau_mem minus its null (vs grammar)",
         "slop vs T's frequencies minus the grammar's", "trials (slop)"], out)
 
