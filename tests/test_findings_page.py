@@ -1,5 +1,5 @@
-"""docs/findings.md against the committed per-trial files: refit.py recomputes every pooled file of the regime and
-tails folders from their per-trial CSVs (and must agree with the files made from the store), and every table the
+"""docs/findings.md against the committed per-trial files: refit.py recomputes every pooled file of each sweep
+folder (regime, tails, study, depth) from their per-trial CSVs (and must agree with the files made from the store), and every table the
 page quotes between `<!-- table ... -->` markers is exactly what tables.py renders from those refit files."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FINDINGS = ROOT / "docs" / "findings"
-SWEEPS = ("regime", "tails")
+SWEEPS = ("regime", "tails", "study", "depth")
 
 
 def _script(name: str):
