@@ -1,6 +1,7 @@
 """docs/findings.md against the committed per-trial files: refit.py recomputes every pooled file of each sweep
-folder (regime, tails, study, depth) from their per-trial CSVs (and must agree with the files made from the store), and every table the
-page quotes between `<!-- table ... -->` markers is exactly what tables.py renders from those refit files."""
+folder (regime, tails, study, depth) from its per-trial CSVs (and must agree with the files made from the store),
+and every table the page quotes between `<!-- table ... -->` markers is exactly what tables.py renders from those
+refit files."""
 from __future__ import annotations
 
 import importlib.util
