@@ -109,11 +109,12 @@ def window_pooled(folder: Path) -> str:
     got = _rows(folder / "window_pooled.csv")
     many = _several_L(got)
     out = [_group(r, many) + [
-        r["arm"], f"{r['n_rho_proto_vol']} / {r['n_rho_proto']} / {r['n_rho_proto_emp']} ({r['n_clusters_rho_proto']})",
+        r["arm"], " / ".join(_count(r[f"n_rho_proto{k}"]) for k in ("_vol", "", "_emp"))
+        + f" ({_count(r['n_clusters_rho_proto'])})",
         _n(r["rho_proto_mean"]),
         _mean_ci(r, "rho_proto_vol_excess"), _mean_ci(r, "rho_proto_excess"), _mean_ci(r, "rho_proto_emp_excess"),
         _ci(r, "overprod_before_excess"), _ci(r, "overprod_train_before_excess"),
-        "-" if r.get("n_before") is None else str(r["n_before"])] for r in got]
+        _count(r.get("n_before"))] for r in got]
     return _md(["tail"] + (["L"] if many else []) + [
         "arm", "trials with order beside the volume / grammar / empirical null (clusters)",
         "rho (proto, first copy)", "minus volume-matched null",
@@ -155,7 +156,7 @@ def laws_shifts(folder: Path) -> str:
                                       _n(math.exp(s5["shift"])) if s5.get("shift") is not None else "-"])
     for j in (r for r in _mem_rows(path, "joint") if r["theta"] == 0.5):
         out.append([f"joint law (reference {j['reference']})"] + ([""] if many else []) + [
-            f"{j['n_obs']} observed, {j['n_cens']} censored ({j['n_clusters']} clusters)", _ci(j, "beta"),
+            f"{j['n_obs']} observed, {j['n_cens']} censored ({_count(j['n_clusters'])} clusters)", _ci(j, "beta"),
             "", f"common beta: LR p = {j['lr_p']:.2g}", ""])
     return _md(["tail"] + (["L"] if many else []) + [
         "trials (theta 0.5)", "beta at 0.5", "shift at theta 0.1", "shift at theta 0.5", "factor at 0.5"], out)
