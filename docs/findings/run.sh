@@ -2,9 +2,9 @@
 # Reproduce docs/findings.md from a fresh clone: run the CPU sweeps, write their reports, the laws the verdicts rest on
 # and the per-trial rows (onsets, order, slop, window, overestimation) into docs/findings/<sweep>/, then refit every
 # law and pooled number from those per-trial CSVs alone and check they agree (tests/test_findings_page.py then holds
-# the page's tables to that refit). Measured on the shared 2-core machine (2026-12-07): regime 2 h 4 min under heavy
-# load from other jobs; tails in legs (~85 min whole, estimated from them); study 47 min; depth 44 min with the test
-# suite beside it (each preset's comment says more).
+# the page's tables to that refit). Measured on the 2-core machine: regime 69 min with nothing else running
+# (2026-12-08); tails in legs (~85 min whole, estimated from them); study 47 min; depth 44 min with the test suite
+# beside it (2026-12-07; each preset's comment says more).
 # A sweep interrupted midway continues where it stopped with the same command (its store is under runs/).
 # Arguments are overrides for study and depth (regime and tails always run whole), e.g. one data seed for a quicker
 # look:   docs/findings/run.sh 'axes.seed=[0]'   (the committed folders ran every preset whole)
