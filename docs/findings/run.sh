@@ -3,7 +3,7 @@
 # and the per-trial rows (onsets, order, slop, window, overestimation) into docs/findings/<sweep>/, then refit every
 # law and pooled number from those per-trial CSVs alone and check they agree (tests/test_findings_page.py then holds
 # the page's tables to that refit). Measured on the 2-core machine: regime 69 min with nothing else running
-# (2026-12-08); tails in legs (~85 min whole, estimated from them); study 47 min; depth 44 min with the test suite
+# (2026-12-08); tails 75 min likewise; study 47 min; depth 44 min with the test suite
 # beside it (2026-12-07; each preset's comment says more).
 # A sweep interrupted midway continues where it stopped with the same command (its store is under runs/).
 # Arguments are overrides for study and depth (regime and tails always run whole), e.g. one data seed for a quicker
