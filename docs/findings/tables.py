@@ -156,8 +156,8 @@ def laws_shifts(folder: Path) -> str:
                                       _n(math.exp(s5["shift"])) if s5.get("shift") is not None else "-"])
     for j in (r for r in _mem_rows(path, "joint") if r["theta"] == 0.5):
         out.append([f"joint law (reference {j['reference']})"] + ([""] if many else []) + [
-            f"{j['n_obs']} observed, {j['n_cens']} censored ({_count(j['n_clusters'])} clusters)", _ci(j, "beta"),
-            "", f"common beta: LR p = {j['lr_p']:.2g}", ""])
+            f"{_count(j['n_obs'])} observed, {_count(j['n_cens'])} censored ({_count(j['n_clusters'])} clusters)",
+            _ci(j, "beta"), "", f"common beta: LR p = {j['lr_p']:.2g}", ""])
     return _md(["tail"] + (["L"] if many else []) + [
         "trials (theta 0.5)", "beta at 0.5", "shift at theta 0.1", "shift at theta 0.5", "factor at 0.5"], out)
 
